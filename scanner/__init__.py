@@ -1,0 +1,3 @@
+"""District App Inventory: third-party apps connected to a district's accounts."""
+
+__version__ = "0.1.0"

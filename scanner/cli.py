@@ -1,0 +1,142 @@
+"""The `app-inventory` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__, store
+from .catalog import CatalogError, read_catalog
+from .config import CONFIG_ENV_VAR, Config, ConfigError, load_config
+from .plugin_manager import describe_plugins, load_plugins
+from .providers import ProviderError
+from .scan import ScanLock, ScanLocked, run_scans
+
+DEFAULT_DB = "inventory.db"
+
+
+class BadInput(click.ClickException):
+    """Wrong configuration or input file: one clear message, exit code 2, no traceback."""
+
+    exit_code = 2
+
+
+class RunFailed(click.ClickException):
+    exit_code = 1
+
+
+class AppContext:
+    """What every command (including plugins' commands) gets with @click.pass_obj."""
+
+    def __init__(self, db_path: str, config_path: str | None, quiet: bool):
+        self.db_path = db_path
+        self.config_path = config_path
+        self.quiet = quiet
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        """The configuration, loaded (and validated) the first time it is needed."""
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+    def open_db(self):
+        return store.open_db(self.db_path)
+
+
+class InventoryGroup(click.Group):
+    """Turns the project's expected errors into clean messages with the right exit code."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (ConfigError, CatalogError) as error:
+            raise BadInput(str(error)) from None
+        except (ProviderError, ScanLocked) as error:
+            raise RunFailed(str(error)) from None
+
+
+@click.group(cls=InventoryGroup)
+@click.version_option(__version__, prog_name="app-inventory")
+@click.option("--db", "db_path", default=DEFAULT_DB, show_default=True, type=click.Path(dir_okay=False), help="The inventory database.")
+@click.option("--config", "config_path", envvar=CONFIG_ENV_VAR, type=click.Path(dir_okay=False), help=f"Configuration file [default: app-inventory.toml; env {CONFIG_ENV_VAR}].")
+@click.option("-v", "--verbose", is_flag=True, help="Show debugging detail.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress.")
+@click.pass_context
+def cli(ctx, db_path, config_path, verbose, quiet):
+    """Find the third-party apps connected to your district's Google Workspace and
+    Microsoft 365 accounts, match them against your approved-app catalog, and
+    publish the inventory with Datasette."""
+    configure_logging(verbose=verbose, quiet=quiet)
+    ctx.obj = AppContext(db_path, config_path, quiet)
+
+
+def configure_logging(*, verbose: bool, quiet: bool) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s" if verbose else "%(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # Client libraries log request details at DEBUG; keep them out of the output.
+    for noisy in ("googleapiclient", "google", "urllib3", "msal", "filelock", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@cli.command()
+@click.option("--provider", "providers", multiple=True, help="Scan only this provider (google, microsoft); repeatable. Default: every configured one.")
+@click.option("--full", is_flag=True, help="Re-read every account instead of only what changed since the last scan.")
+@click.pass_obj
+def scan(app: AppContext, providers, full):
+    """Scan the configured providers into the inventory."""
+    outcome = run_scans(app.db_path, app.config, only=providers, force_full=full, show_progress=not app.quiet)
+    for row in outcome.scans:
+        click.echo(describe_scan(row))
+    if outcome.failures:
+        raise RunFailed("; ".join(outcome.failures) + " (run with --verbose for details)")
+
+
+def describe_scan(row: dict) -> str:
+    if row["status"] != "succeeded":
+        return f"{row['provider']}: scan {row['id']} failed: {row['error']}"
+    return (
+        f"{row['provider']}: {row['mode']} scan {row['id']} succeeded: {row['users_seen']:,} users, "
+        f"{row['apps_seen']:,} apps, {row['grants_seen']:,} grants, {row['api_calls']:,} API calls"
+    )
+
+
+@cli.group()
+def catalog():
+    """The approved-app catalog (the outcome of your vetting program)."""
+
+
+@catalog.command(name="import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_obj
+def catalog_import(app: AppContext, file: Path):
+    """Replace the catalog with FILE (CSV, YAML or JSON), all or nothing, and rematch apps."""
+    rows = read_catalog(file)
+    with ScanLock(app.db_path):
+        counts = store.replace_catalog(app.open_db(), rows)
+    if counts["added"] or counts["updated"] or counts["removed"]:
+        click.echo(f"Catalog imported from {file}: {counts['added']} added, {counts['updated']} updated, {counts['removed']} removed, {counts['unchanged']} unchanged.")
+    else:
+        click.echo(f"Catalog unchanged: {file} matches the {counts['unchanged']} entries already imported.")
+
+
+@cli.command(name="plugins")
+def plugins_command():
+    """List installed plugins, their versions and hooks, as JSON."""
+    click.echo(json.dumps(describe_plugins(), indent=2))
+
+
+def main() -> None:
+    cli(prog_name="app-inventory")
+
+
+load_plugins().hook.register_commands(cli=cli)

@@ -1,0 +1,138 @@
+"""What a provider is: a class that yields users, apps and grants from one service.
+
+A provider plugin registers its class through the `register_providers` hook. The
+core constructs it with the validated Config and calls `scan(run)`, writing each
+yielded record as it arrives (all inside one transaction), so a provider can
+stream a tenant of any size. Ids in records are the service's own ids: the store
+prefixes them with the provider's name ("google:<id>").
+
+A provider raises ProviderError with a message that says what to do next; any
+exception fails the scan and leaves the previous inventory untouched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Union
+
+from .config import Config
+from .progress import Progress
+
+# A full scan is required when the last succeeded full scan is older than this.
+FULL_SCAN_MAX_AGE = dt.timedelta(days=7)
+
+
+class ProviderError(Exception):
+    """A scan cannot go on; the message tells the district admin what to fix."""
+
+
+@dataclass
+class User:
+    """An account in the tenant."""
+
+    id: str
+    email: str
+    name: str = ""
+    role: str = "unknown"  # "student" | "staff" | "unknown" (see scanner.roles)
+    org_unit: str = ""
+    suspended: bool = False
+
+
+@dataclass
+class App:
+    """A third-party (or first-party / internal) application seen in the tenant."""
+
+    id: str  # the service's client id / app id
+    name: str
+    publisher: str = ""
+    verified_publisher: str | None = None  # verified publisher name, None if unverified
+    ownership: str = "third_party"  # "third_party" | "internal" | "first_party"
+    homepage: str = ""
+    details: dict[str, Any] = field(default_factory=dict)  # provider-specific extras, stored as JSON
+
+
+@dataclass
+class Grant:
+    """Access granted to an app: by one user, or tenant-wide (user_id None)."""
+
+    user_id: str | None
+    app_id: str
+    scopes: list[str]
+    grant_type: str = "delegated"  # "delegated" | "application"
+    resource: str = ""  # the API the scopes are for, when a service has several
+    last_used: str | None = None  # ISO 8601 UTC
+
+
+@dataclass
+class LastUsed:
+    """Evidence that an app was used: by one user's grant, or by the app as a whole."""
+
+    app_id: str
+    at: str  # ISO 8601 UTC
+    user_id: str | None = None
+
+
+@dataclass
+class GrantsListed:
+    """In an incremental scan: every grant of this user has now been yielded,
+    so the user's grants not seen in this scan were revoked."""
+
+    user_id: str
+
+
+Record = Union[User, App, Grant, LastUsed, GrantsListed]
+
+
+@dataclass
+class ScanRun:
+    """What a provider gets for one scan, and what it reports back."""
+
+    provider: str
+    force_full: bool
+    previous: dict | None  # the last succeeded scan of this provider (a `scans` row)
+    previous_full: dict | None  # the last succeeded full scan
+    state: dict  # what the provider saved in new_state at its last succeeded scan
+    progress: Progress
+    known_user_ids: Callable[[], set[str]]  # service ids of users already in the inventory
+    now: dt.datetime
+    mode: str = "full"  # the provider sets "incremental" when it chose to scan only changes
+    tenant: str = ""  # the provider sets its tenant's name or id
+    new_state: dict = field(default_factory=dict)
+    api_calls: int = 0
+    retries: int = 0
+
+    def incremental_allowed(self) -> bool:
+        """An incremental scan needs a succeeded full scan in the last 7 days and no --full."""
+        if self.force_full or not self.previous_full:
+            return False
+        finished = dt.datetime.fromisoformat(self.previous_full["finished_at"])
+        return self.now - finished < FULL_SCAN_MAX_AGE
+
+    def count_call(self, n: int = 1) -> None:
+        """Count API calls (each part of a batch counts as one call)."""
+        self.api_calls += n
+        self.progress.set_counters(calls=self.api_calls, retries=self.retries)
+
+    def count_retry(self, n: int = 1) -> None:
+        self.retries += n
+        self.progress.set_counters(calls=self.api_calls, retries=self.retries)
+
+
+class Provider:
+    """Base class for providers. Subclasses set `name` and `label` and implement scan()."""
+
+    name: ClassVar[str]  # "google": the --provider value, the config section, the id prefix
+    label: ClassVar[str]  # "Google Workspace"
+
+    def __init__(self, config: Config):
+        self.config = config
+
+    @classmethod
+    def is_configured(cls, config: Config) -> bool:
+        """Scanned by `app-inventory scan` when the config file has this provider's section."""
+        return config.has(cls.name)
+
+    def scan(self, run: ScanRun) -> Iterator[Record]:
+        raise NotImplementedError

@@ -1,0 +1,213 @@
+"""The one place that knows the inventory's shape: migrations, indexes and views.
+
+Tables are created by numbered sqlite-utils Migrations (never edit an applied
+migration; add the next number). Views and indexes are applied from constants by
+`ensure_db_shape()`, which is idempotent and runs every time the store opens.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database, Migrations
+
+migrations = Migrations("app_inventory")
+
+ACTIVE_STATUSES_NEEDING_REVIEW = ("unreviewed", "pending", "denied")
+
+
+@migrations(name="0001_initial")
+def m0001_initial(db: Database) -> None:
+    db["scans"].create(
+        {
+            "id": int, "provider": str, "tenant": str, "mode": str,
+            "started_at": str, "finished_at": str, "status": str,
+            "users_seen": int, "apps_seen": int, "grants_seen": int,
+            "api_calls": int, "retries": int, "error": str,
+            "baseline": int, "state": str,
+        },
+        pk="id",
+        not_null={"provider", "mode", "started_at", "status"},
+        defaults={"status": "running", "users_seen": 0, "apps_seen": 0, "grants_seen": 0, "api_calls": 0, "retries": 0, "baseline": 0},
+    )
+    db["users"].create(
+        {
+            "id": str, "provider": str, "email": str, "name": str, "role": str,
+            "org_unit": str, "suspended": int, "first_seen": str, "last_seen": str,
+        },
+        pk="id",
+        not_null={"provider", "email", "role", "first_seen", "last_seen"},
+    )
+    db["catalog"].create(
+        {
+            "id": str, "name": str, "vendor": str, "status": str, "status_original": str,
+            "google_client_ids": str, "microsoft_app_ids": str, "approved_scopes": str,
+            "audience": str, "dpa_url": str, "dpa_expires": str, "alternative": str, "notes": str,
+        },
+        pk="id",
+        not_null={"name", "status", "audience"},
+    )
+    db["apps"].create(
+        {
+            "id": str, "provider": str, "client_id": str, "name": str, "publisher": str,
+            "verified_publisher": str, "ownership": str, "homepage": str, "details": str,
+            "first_seen": str, "last_seen": str, "last_used": str,
+            "catalog_id": str, "status": str, "risk": str,
+            "users": int, "students": int, "staff": int, "tenant_wide": int,
+        },
+        pk="id",
+        not_null={"provider", "client_id", "name", "ownership", "first_seen", "last_seen", "status", "risk"},
+        defaults={"status": "unreviewed", "risk": "low", "ownership": "third_party", "users": 0, "students": 0, "staff": 0, "tenant_wide": 0},
+        foreign_keys=[("catalog_id", "catalog", "id")],
+    )
+    db["grants"].create(
+        {
+            "id": str, "provider": str, "user_id": str, "app_id": str, "scopes": str,
+            "grant_type": str, "resource": str, "tenant_wide": int, "risk": str,
+            "first_seen": str, "last_seen": str, "last_used": str, "revoked_at": str,
+            "seen_scan_id": int,
+        },
+        pk="id",
+        not_null={"provider", "app_id", "scopes", "grant_type", "tenant_wide", "risk", "first_seen", "last_seen"},
+        defaults={"grant_type": "delegated", "resource": "", "tenant_wide": 0},
+        foreign_keys=[("user_id", "users", "id"), ("app_id", "apps", "id"), ("seen_scan_id", "scans", "id")],
+    )
+    db["scopes"].create(
+        {"provider": str, "scope": str, "label": str, "risk": str, "data_category": str},
+        pk=("provider", "scope"),
+        not_null={"label", "risk", "data_category"},
+    )
+    db["catalog_suggestions"].create(
+        {"app_id": str, "catalog_id": str, "score": float},
+        pk="app_id",
+        foreign_keys=[("app_id", "apps", "id"), ("catalog_id", "catalog", "id")],
+    )
+    db["changes"].create(
+        {
+            "id": int, "scan_id": int, "provider": str, "kind": str,
+            "app_id": str, "user_id": str, "grant_id": str, "scopes": str, "detected_at": str,
+        },
+        pk="id",
+        not_null={"scan_id", "provider", "kind", "app_id", "detected_at"},
+        foreign_keys=[("scan_id", "scans", "id"), ("app_id", "apps", "id"), ("user_id", "users", "id")],
+    )
+
+
+INDEXES = [
+    ("scans", ["provider", "status", "id"]),
+    ("users", ["provider"]),
+    ("users", ["role"]),
+    ("users", ["org_unit"]),
+    ("users", ["email"]),
+    ("apps", ["provider", "status"]),
+    ("apps", ["catalog_id"]),
+    ("grants", ["app_id", "revoked_at", "user_id"]),
+    ("grants", ["user_id", "revoked_at"]),
+    ("grants", ["provider", "revoked_at", "seen_scan_id"]),
+    ("changes", ["scan_id", "kind"]),
+    ("changes", ["detected_at"]),
+]
+
+# One row an app, counts kept on `apps` by the store after every scan.
+APP_SUMMARY = """
+select
+  apps.id, apps.name, apps.provider, apps.publisher, apps.verified_publisher,
+  apps.ownership, apps.status, apps.risk,
+  apps.users, apps.students, apps.staff, apps.tenant_wide,
+  catalog.name as catalog_name, catalog.audience, catalog.alternative,
+  catalog.dpa_url, catalog.dpa_expires,
+  apps.last_used, apps.first_seen, apps.last_seen, apps.client_id
+from apps left join catalog on catalog.id = apps.catalog_id
+"""
+
+# Who uses a third-party app that is not approved, or a conditional app outside its audience.
+UNAPPROVED_USAGE = """
+select
+  grants.id as grant_id, apps.id as app_id, apps.name as app, apps.provider, apps.status, apps.risk,
+  case
+    when apps.status in ('unreviewed', 'pending', 'denied') then apps.status
+    else 'outside audience'
+  end as reason,
+  users.id as user_id, users.email, users.name as user_name, users.role, users.org_unit,
+  grants.scopes, grants.first_seen, grants.last_used, catalog.alternative
+from grants
+  join apps on apps.id = grants.app_id
+  join users on users.id = grants.user_id
+  left join catalog on catalog.id = apps.catalog_id
+where grants.revoked_at is null
+  and apps.ownership = 'third_party'
+  and (
+    apps.status in ('unreviewed', 'pending', 'denied')
+    or (apps.status = 'conditional' and catalog.audience = 'staff' and users.role = 'student')
+  )
+"""
+
+# Active grants holding scopes the catalog did not approve (an empty approved list means "not reviewed").
+SCOPE_CREEP = """
+select
+  grants.id as grant_id, apps.id as app_id, apps.name as app, apps.provider, apps.status,
+  grants.user_id, users.email, users.role, users.org_unit, grants.tenant_wide,
+  (select json_group_array(granted.value) from json_each(grants.scopes) as granted
+    where granted.value not in (select approved.value from json_each(catalog.approved_scopes) as approved)
+  ) as extra_scopes,
+  catalog.approved_scopes, grants.scopes, grants.first_seen
+from grants
+  join apps on apps.id = grants.app_id
+  join catalog on catalog.id = apps.catalog_id
+  left join users on users.id = grants.user_id
+where grants.revoked_at is null
+  and json_array_length(catalog.approved_scopes) > 0
+  and exists (
+    select 1 from json_each(grants.scopes) as granted
+    where granted.value not in (select approved.value from json_each(catalog.approved_scopes) as approved)
+  )
+"""
+
+DPA_EXPIRING = """
+select
+  catalog.id, catalog.name, catalog.vendor, catalog.status, catalog.dpa_url, catalog.dpa_expires,
+  cast(julianday(catalog.dpa_expires) - julianday('now') as integer) as days_left,
+  coalesce((select sum(apps.users) from apps where apps.catalog_id = catalog.id), 0) as users
+from catalog
+where catalog.dpa_expires is not null and catalog.dpa_expires != ''
+order by catalog.dpa_expires
+"""
+
+CHANGES_SINCE_LAST_SCAN = """
+select
+  changes.id, changes.provider, changes.kind, changes.detected_at,
+  apps.name as app, apps.status, apps.risk, changes.app_id,
+  users.email, users.role, changes.user_id, changes.scopes, changes.scan_id
+from changes
+  join (select provider, max(id) as id from scans where status = 'succeeded' group by provider) as latest
+    on latest.id = changes.scan_id
+  left join apps on apps.id = changes.app_id
+  left join users on users.id = changes.user_id
+"""
+
+# Scopes seen in active grants that the shipped scope knowledge does not describe (rated medium).
+UNKNOWN_SCOPES = """
+select grants.provider, granted.value as scope, count(distinct grants.app_id) as apps, count(*) as grants
+from grants, json_each(grants.scopes) as granted
+where grants.revoked_at is null
+  and not exists (select 1 from scopes where scopes.scope = granted.value)
+group by grants.provider, granted.value
+order by apps desc, grants desc
+"""
+
+VIEWS = {
+    "app_summary": APP_SUMMARY,
+    "unapproved_usage": UNAPPROVED_USAGE,
+    "scope_creep": SCOPE_CREEP,
+    "dpa_expiring": DPA_EXPIRING,
+    "changes_since_last_scan": CHANGES_SINCE_LAST_SCAN,
+    "unknown_scopes": UNKNOWN_SCOPES,
+}
+
+
+def ensure_db_shape(db: Database) -> None:
+    """Apply pending migrations, WAL mode, indexes and views. Safe to run any number of times."""
+    db.enable_wal()
+    migrations.apply(db)
+    for table, columns in INDEXES:
+        db[table].create_index(columns, if_not_exists=True)
+    for name, sql in VIEWS.items():
+        db.create_view(name, sql.strip(), replace=True)
