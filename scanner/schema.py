@@ -101,7 +101,6 @@ INDEXES = [
     ("apps", ["catalog_id"]),
     ("grants", ["app_id", "revoked_at", "user_id"]),
     ("grants", ["user_id", "revoked_at"]),
-    ("grants", ["provider", "revoked_at", "seen_scan_id"]),
     ("changes", ["scan_id", "kind"]),
     ("changes", ["detected_at"]),
 ]
