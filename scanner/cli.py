@@ -135,6 +135,53 @@ def plugins_command():
     click.echo(json.dumps(describe_plugins(), indent=2))
 
 
+@cli.command(name="serve")
+@click.option("--host", help="Address to listen on [default: [serve] host, 127.0.0.1].")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port to listen on [default: [serve] port, 8001].")
+@click.option("--public", is_flag=True, default=None, help="Let anyone read the public list of apps (no names or emails; counts under 10 shown as <10).")
+@click.pass_obj
+def serve_command(app: AppContext, host, port, public):
+    """Publish the inventory with Datasette. IT staff sign in and see everything;
+    with --public, anyone can read the public transparency page."""
+    from .serve import InventoryNotFound, ServeError, serve
+
+    try:
+        serve(app.db_path, app.config, host=host, port=port, public=public or None, echo=click.echo)
+    except InventoryNotFound as error:
+        raise BadInput(str(error)) from None
+    except ServeError as error:
+        raise RunFailed(str(error)) from None
+
+
+@cli.command(name="hash-password")
+@click.option("--username", help="The IT account the password is for (prints its configuration lines).")
+def hash_password_command(username):
+    """Make the password hash for an IT account of `app-inventory serve`."""
+    from .serve import MIN_PASSWORD_LENGTH, USERNAME, hash_password, hash_variable_for
+
+    if username is not None and not USERNAME.match(username):
+        raise BadInput("--username may hold letters, digits and . _ @ - (up to 64 characters)")
+    password = click.prompt("Password", hide_input=True, confirmation_prompt="Repeat the password", err=True)
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise BadInput(f"use a password of at least {MIN_PASSWORD_LENGTH} characters (this account sees student data)")
+    hashed = hash_password(password)
+    variable = hash_variable_for(username)
+    toml_key = username or "username"
+    if not toml_key.replace("_", "").replace("-", "").isalnum():
+        toml_key = json.dumps(toml_key)  # TOML bare keys cannot hold "." or "@"
+    click.echo(hashed)
+    # The instructions go to stderr, so `HASH=$(app-inventory hash-password)` captures only the hash.
+    click.echo(
+        "\nPut the hash in the environment of the account that runs `app-inventory serve`\n"
+        "(single quotes keep the $ signs as they are):\n\n"
+        f"    export {variable}='{hashed}'\n\n"
+        "and name the variable in app-inventory.toml:\n\n"
+        "    [serve]\n"
+        f'    it_accounts = {{ {toml_key} = "{variable}" }}',
+        err=True,
+    )
+
+
 def main() -> None:
     cli(prog_name="app-inventory")
 

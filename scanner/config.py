@@ -89,6 +89,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         # password hash made by `app-inventory hash-password`.
         "it_accounts": Key("table[str]", {}),
         "district_name": Key("str", "Our district"),
+        # Shown on the public page: who parents can ask about student data privacy.
+        "public_contact": Key("str"),
     },
 }
 

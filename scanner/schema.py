@@ -192,6 +192,31 @@ group by grants.provider, granted.value
 order by apps desc, grants desc
 """
 
+# The public transparency list (the only thing anonymous visitors may read): one row per
+# catalog entry, the district's own wording, no free-text notes, and account counts by role
+# with anything under 10 shown as "<10" here, so the page, JSON and CSV are all suppressed.
+# Only per-role counts, never a total: a total next to one exact count would reveal the other.
+PUBLIC_APPS = """
+select
+  catalog.id, catalog.name as app, catalog.vendor, catalog.status,
+  catalog.status_original as status_detail, catalog.audience,
+  nullif(catalog.dpa_url, '') as agreement_url,
+  nullif(catalog.dpa_expires, '') as agreement_expires,
+  case
+    when coalesce(catalog.dpa_expires, '') = '' then null
+    when catalog.dpa_expires < date('now') then 'expired'
+    else 'current'
+  end as agreement_status,
+  nullif(catalog.alternative, '') as use_instead,
+  case when coalesce(usage.students, 0) < 10 then '<10' else usage.students end as students,
+  case when coalesce(usage.staff, 0) < 10 then '<10' else usage.staff end as staff
+from catalog
+  left join (
+    select catalog_id, sum(students) as students, sum(staff) as staff
+    from apps where catalog_id is not null group by catalog_id
+  ) as usage on usage.catalog_id = catalog.id
+"""
+
 VIEWS = {
     "app_summary": APP_SUMMARY,
     "unapproved_usage": UNAPPROVED_USAGE,
@@ -199,6 +224,7 @@ VIEWS = {
     "dpa_expiring": DPA_EXPIRING,
     "changes_since_last_scan": CHANGES_SINCE_LAST_SCAN,
     "unknown_scopes": UNKNOWN_SCOPES,
+    "public_apps": PUBLIC_APPS,
 }
 
 

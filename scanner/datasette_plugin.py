@@ -1,0 +1,190 @@
+"""The app inventory's own Datasette plugin: the public page and the sign-in prompt.
+
+scanner.serve registers this module with Datasette's plugin manager at start-up (never
+through a plugins directory). Every hook is inert unless the metadata carries a
+`plugins: app-inventory:` block, which scanner.serve adds:
+
+- `/transparency`: the parent-facing list of apps, rendered from the `public_apps` view
+  (the same suppressed rows as its JSON and CSV). Readable by whoever may read that view:
+  anyone with --public, otherwise IT staff only (as a preview).
+- Anonymous visitors who reach anything else get a sign-in prompt instead of a bare 403;
+  with --public, the front page sends them to the public list.
+- `/-/sql?sql=...`: IT staff's shortcut to custom SQL on the inventory.
+- IT staff (actors with role "it") may open Datasette's permission debug pages.
+- `/-/password-tool` from datasette-auth-passwords is switched off: it lets anyone make
+  the server compute expensive hashes; `app-inventory hash-password` does the job.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from datasette import Response, hookimpl
+from datasette.utils import actor_matches_allow
+
+PLUGIN_NAME = "app-inventory"
+DATABASE_NAME = "inventory"
+PUBLIC_VIEW = "public_apps"
+PUBLIC_PAGE_PATH = "/transparency"
+DASHBOARD_PATH = "/-/dashboards/overview"
+IT_ROLE = "it"
+IT_ONLY = {"role": IT_ROLE}
+
+# The public page's sections, in the order a parent reads them.
+SECTIONS = (
+    ("approved", "Approved", "Approved for use with school accounts by the people shown."),
+    ("conditional", "Approved with conditions", "Approved only for the people or uses shown."),
+    ("pending", "Under review", "The district is reviewing these apps."),
+    ("denied", "Not approved", "Not to be used with school accounts. Where the district suggests another app, it is shown."),
+)
+AUDIENCES = {"all": "Students and staff", "staff": "Staff only", "students": "Students"}
+
+
+def plugin_settings(datasette) -> dict[str, Any] | None:
+    """This plugin's settings from the metadata, or None when the instance is not ours."""
+    return datasette.plugin_config(PLUGIN_NAME)
+
+
+def is_it_staff(actor: dict | None) -> bool:
+    return bool(actor) and actor_matches_allow(actor, IT_ONLY)
+
+
+def _path_in_instance(datasette, request) -> str:
+    """The request path without the configured base_url, e.g. "/" or "/inventory/users"."""
+    base_url = datasette.setting("base_url") or "/"
+    path = request.path
+    if base_url != "/" and path.startswith(base_url):
+        path = "/" + path[len(base_url):]
+    return path
+
+
+@hookimpl
+def register_routes(datasette):
+    if plugin_settings(datasette) is None:
+        return []
+    return [
+        (r"^/transparency$", transparency_page),
+        (r"^/-/sql$", sql_shortcut),
+    ]
+
+
+async def transparency_page(request, datasette):
+    """The public list of apps; Forbidden (hence the sign-in prompt) for whoever may not read it."""
+    settings = plugin_settings(datasette)
+    # The same permission chain as the view's own table page, JSON and CSV.
+    await datasette.ensure_permissions(
+        request.actor,
+        [("view-table", (DATABASE_NAME, PUBLIC_VIEW)), ("view-database", DATABASE_NAME), "view-instance"],
+    )
+    db = datasette.get_database(DATABASE_NAME)
+    rows = [dict(row) for row in (await db.execute(f"select * from {PUBLIC_VIEW} order by app collate nocase")).rows]
+    for row in rows:
+        row["agreement_expires_text"] = _long_date(row["agreement_expires"])
+    updated = (await db.execute("select max(finished_at) from scans where status = 'succeeded'")).single_value()
+    sections = []
+    for status, heading, explanation in SECTIONS:
+        section_rows = [row for row in rows if row["status"] == status]
+        if section_rows:
+            sections.append({"status": status, "heading": heading, "explanation": explanation, "rows": section_rows})
+    table_url = datasette.urls.table(DATABASE_NAME, PUBLIC_VIEW)
+    context = {
+        "district_name": settings.get("district_name") or "Our district",
+        "contact": settings.get("public_contact"),
+        "is_public": bool(settings.get("public")),
+        "sections": sections,
+        "total": len(rows),
+        "updated": _long_date(updated),
+        "audiences": AUDIENCES,
+        "json_url": f"{table_url}.json?_shape=array&_size=max",
+        "csv_url": f"{table_url}.csv?_size=max",
+    }
+    return Response.html(await datasette.render_template("app_inventory_transparency.html", context, request=request))
+
+
+def _long_date(value: str | None) -> str | None:
+    """2026-11-23T08:36:00Z or 2026-11-23 -> November 23, 2026 (anything else as it is)."""
+    if not value:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    return f"{moment:%B} {moment.day}, {moment.year}"
+
+
+async def sql_shortcut(request, datasette):
+    """/-/sql?sql=... -> the inventory's SQL page, for whoever may run SQL there (IT staff)."""
+    await datasette.ensure_permissions(request.actor, [("execute-sql", DATABASE_NAME)])
+    target = datasette.urls.database(DATABASE_NAME)
+    if request.query_string:
+        target += "?" + request.query_string
+    return Response.redirect(target)
+
+
+@hookimpl
+def forbidden(datasette, request, message):
+    settings = plugin_settings(datasette)
+    if settings is None or is_it_staff(request.actor):
+        return None
+
+    async def sign_in_prompt():
+        path = _path_in_instance(datasette, request)
+        public = bool(settings.get("public"))
+        if public and path == "/":
+            return Response.redirect(datasette.urls.path(PUBLIC_PAGE_PATH))
+        if path.endswith(".json"):
+            return Response.json(
+                {"ok": False, "status": 403, "error": "This is for district IT staff: sign in at /-/login."}, status=403
+            )
+        context = {
+            "district_name": settings.get("district_name") or "Our district",
+            "is_public": public,
+            "public_page": datasette.urls.path(PUBLIC_PAGE_PATH),
+        }
+        return Response.html(
+            await datasette.render_template("app_inventory_sign_in.html", context, request=request), status=403
+        )
+
+    return sign_in_prompt
+
+
+@hookimpl
+def permission_allowed(datasette, actor, action):
+    # Datasette keeps its debug pages for the "root" actor; IT staff are this instance's admins.
+    if action in ("permissions-debug", "debug-menu") and is_it_staff(actor) and plugin_settings(datasette) is not None:
+        return True
+    return None
+
+
+@hookimpl
+def menu_links(datasette, actor):
+    settings = plugin_settings(datasette)
+    if settings is None or not is_it_staff(actor):
+        return None
+    public_label = "Public page" if settings.get("public") else "Public page (preview: not published)"
+    return [
+        {"href": datasette.urls.path(DASHBOARD_PATH), "label": "Overview dashboard"},
+        {"href": datasette.urls.path(PUBLIC_PAGE_PATH), "label": public_label},
+    ]
+
+
+@hookimpl
+def asgi_wrapper(datasette):
+    def wrap(app):
+        async def without_password_tool(scope, receive, send):
+            if (
+                scope["type"] == "http"
+                and scope["path"] == datasette.urls.path("/-/password-tool")
+                and plugin_settings(datasette) is not None
+            ):
+                response = Response.text(
+                    "Not available here: make IT password hashes with `app-inventory hash-password`.", status=404
+                )
+                await response.asgi_send(send)
+                return
+            await app(scope, receive, send)
+
+        return without_password_tool
+
+    return wrap

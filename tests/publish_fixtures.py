@@ -1,0 +1,216 @@
+"""A district inventory for the Datasette tests: real scans of a fake tenant, a real catalog import.
+
+Some apps have 10 or more student and staff accounts, others fewer, so the public
+page has counts to show and counts to suppress. `build_inventory()` runs two scans
+(the second finds a new app) and imports a catalog CSV through scanner.catalog.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from datasette_auth_passwords.utils import hash_password
+
+from scanner import store
+from scanner.catalog import read_catalog
+from scanner.config import Config
+from scanner.hookspecs import hookimpl
+from scanner.plugin_manager import pm
+from scanner.providers import App, Grant, Provider, User
+from scanner.scan import run_scans
+from tests.conftest import FakeTenant
+
+PROFILE = ["openid", "https://www.googleapis.com/auth/userinfo.email"]
+DRIVE = "https://www.googleapis.com/auth/drive"
+MAIL = "https://mail.google.com/"
+
+KAHOOT = "111-kahoot.apps.googleusercontent.com"
+QUIZLET = "222-quizlet.apps.googleusercontent.com"
+MAILMERGE = "333-mailmerge.apps.googleusercontent.com"
+CHATGPT = "444-chatgpt.apps.googleusercontent.com"
+PADLET = "555-padlet.apps.googleusercontent.com"
+PENDING = "666-mathquest.apps.googleusercontent.com"
+HOMEWORK_AI = "777-homeworkai.apps.googleusercontent.com"
+
+GIVEN = ("Ana", "Chidi", "Zoë", "Mateo", "Priya", "Kenji", "Fatima", "Lars", "Mei", "Diego", "Grace", "Yusuf", "Nora", "Tomás", "Ingrid")
+FAMILY = ("Rivera", "Okafor", "Müller", "García", "Patel", "Yamamoto", "Haddad", "Johansson", "Chen", "Reyes", "Murphy", "Abdullah")
+
+IT_USERNAME = "it_admin"
+IT_PASSWORD = "correct horse battery staple"
+IT_HASH_VARIABLE = "APP_INVENTORY_TEST_HASH_IT_ADMIN"
+# Few iterations: the tests sign in often, and the cost is not what they test.
+IT_PASSWORD_HASH = hash_password(IT_PASSWORD, iterations=1000)
+DISTRICT_NAME = "Springfield Test District"
+
+
+@dataclass
+class Inventory:
+    db_path: Path
+    emails: list[str]
+    names: list[str]
+    staff_emails: list[str]
+
+
+def _people() -> tuple[list[User], list[User]]:
+    students, staff = [], []
+    for n in range(30):
+        given, family = GIVEN[n % len(GIVEN)], FAMILY[n % len(FAMILY)]
+        school = "Central High" if n % 3 else "Lincoln Elementary"
+        students.append(User(id=f"s{n}", email=f"{given.lower()}.{family.lower()}{n}@students.district.org",
+                             name=f"{given} {family} {n}", role="student", org_unit=f"/Students/{school}"))
+    for n in range(14):
+        given, family = GIVEN[(n + 5) % len(GIVEN)], FAMILY[(n + 7) % len(FAMILY)]
+        school = "Central High" if n % 2 else "Lincoln Elementary"
+        staff.append(User(id=f"t{n}", email=f"{given.lower()}.{family.lower()}.staff{n}@district.org",
+                          name=f"{given} {family} (staff {n})", role="staff", org_unit=f"/Staff/{school}"))
+    return students, staff
+
+
+def district_with_usage(tenant: FakeTenant) -> FakeTenant:
+    """30 students and 14 staff; Kahoot is widely used, Quizlet by a few, Padlet by students it is not for."""
+    students, staff = _people()
+    tenant.users = students + staff
+    tenant.apps = [
+        App(id=KAHOOT, name="Kahoot!", publisher="Kahoot ASA"),
+        App(id=QUIZLET, name="Quizlet", publisher="Quizlet Inc."),
+        App(id=MAILMERGE, name="Super Mail Merge"),
+        App(id=CHATGPT, name="ChatGPT", publisher="OpenAI"),
+        App(id=PADLET, name="Padlet", publisher="Wallwisher"),
+        App(id=PENDING, name="MathQuest"),
+    ]
+    grants = []
+    grants += [Grant(user_id=u.id, app_id=KAHOOT, scopes=PROFILE) for u in students[:25]]
+    # Three teachers gave Kahoot all of Drive, beyond what the review approved: scope creep.
+    grants += [Grant(user_id=u.id, app_id=KAHOOT, scopes=[*PROFILE, DRIVE] if i < 3 else PROFILE) for i, u in enumerate(staff[:12])]
+    grants += [Grant(user_id=u.id, app_id=QUIZLET, scopes=PROFILE) for u in students[:3] + staff[:2]]
+    grants += [Grant(user_id=u.id, app_id=MAILMERGE, scopes=[*PROFILE, MAIL]) for u in staff[:4]]
+    grants += [Grant(user_id=u.id, app_id=CHATGPT, scopes=PROFILE) for u in students[5:16]]
+    grants += [Grant(user_id=u.id, app_id=PADLET, scopes=PROFILE) for u in staff[:10] + students[20:22]]
+    grants += [Grant(user_id=staff[13].id, app_id=PENDING, scopes=PROFILE)]
+    tenant.grants = grants
+    return tenant
+
+
+def catalog_csv(today: dt.date) -> str:
+    soon = (today + dt.timedelta(days=20)).isoformat()
+    later = (today + dt.timedelta(days=400)).isoformat()
+    expired = (today - dt.timedelta(days=10)).isoformat()
+    return "\n".join([
+        "id,name,vendor,status,google_client_ids,approved_scopes,audience,dpa_url,dpa_expires,alternative,notes",
+        f"kahoot,Kahoot!,Kahoot ASA,Approved,{KAHOOT},openid;userinfo.email,All,https://district.example/dpa/kahoot.pdf,{later},,Reviewed by Ana Rivera",
+        f"quizlet,Quizlet,Quizlet Inc.,Approved,{QUIZLET},openid;userinfo.email,All,https://district.example/dpa/quizlet.pdf,{soon},,",
+        f"chatgpt,ChatGPT,OpenAI,Denied,{CHATGPT},,All,,,Gemini for Education,Ask chidi.okafor@district.org",
+        f"padlet,Padlet,Wallwisher,Teacher use only,{PADLET},openid;userinfo.email,Staff,https://district.example/dpa/padlet.pdf,{expired},,",
+        "book-creator,Book Creator,Tools for Schools,Approved,,,All,https://district.example/dpa/bookcreator.pdf,2030-06-30,,",
+        f"mathquest,MathQuest,MathQuest LLC,Under review,{PENDING},,All,,,,",
+    ]) + "\n"
+
+
+@contextlib.contextmanager
+def registered_tenant(tenant: FakeTenant) -> Iterator[FakeTenant]:
+    """Serve `tenant` as the "fake" provider for the duration (usable outside function fixtures)."""
+
+    class FakeProvider(Provider):
+        name = "fake"
+        label = "Fake Workspace"
+
+        @classmethod
+        def is_configured(cls, config):
+            return True
+
+        def scan(self, run):
+            return tenant.scan(run)
+
+    class PublishTestPlugin:
+        __name__ = "PublishTestPlugin"
+
+        @hookimpl
+        def register_providers(self, register):
+            register(FakeProvider)
+
+    pm.register(PublishTestPlugin(), name="publish-test-provider")
+    try:
+        yield tenant
+    finally:
+        pm.unregister(name="publish-test-provider")
+
+
+def build_inventory(directory: Path, *, filename: str = "district.db") -> Inventory:
+    """Two real scans of the fake district (the second finds a new app) and a real catalog import."""
+    db_path = directory / filename
+    catalog_file = directory / "catalog.csv"
+    catalog_file.write_text(catalog_csv(dt.date.today()), encoding="utf-8")
+    tenant = district_with_usage(FakeTenant())
+    no_config = Config(path=None, sections={}, plugins={})  # never a developer's own app-inventory.toml
+    with registered_tenant(tenant):
+        first = run_scans(db_path, no_config, show_progress=False)
+        assert first.failures == []
+        store.replace_catalog(store.open_db(str(db_path)), read_catalog(catalog_file))
+        tenant.apps.append(App(id=HOMEWORK_AI, name="Homework Helper AI"))
+        tenant.grants += [Grant(user_id=u.id, app_id=HOMEWORK_AI, scopes=[*PROFILE, DRIVE]) for u in tenant.users[:2]]
+        second = run_scans(db_path, no_config, show_progress=False)
+        assert second.failures == []
+    return Inventory(
+        db_path, [u.email for u in tenant.users], [u.name for u in tenant.users],
+        [u.email for u in tenant.users if u.role == "staff"],
+    )
+
+
+def write_config(directory: Path, *, public: bool, accounts: bool = True, contact: str | None = None) -> Path:
+    """An app-inventory.toml with a [serve] section for the tests."""
+    lines = ["[serve]", f'district_name = "{DISTRICT_NAME}"', f"public = {'true' if public else 'false'}"]
+    if accounts:
+        lines.append(f'it_accounts = {{ {IT_USERNAME} = "{IT_HASH_VARIABLE}" }}')
+    if contact:
+        lines.append(f'public_contact = "{contact}"')
+    path = directory / ("public.toml" if public else "private.toml")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class RunningServer:
+    url: str
+    output: str = ""  # what the command printed, filled in when it stops
+
+
+@contextlib.contextmanager
+def serving(db_path: Path, config_path: Path, *, public: bool, env: dict[str, str]) -> Iterator[RunningServer]:
+    """Run the real `app-inventory serve` in a subprocess on a free port until the block ends."""
+    port = free_port()
+    command = [sys.executable, "-m", "scanner", "--db", str(db_path), "--config", str(config_path),
+               "serve", "--port", str(port), *(["--public"] if public else [])]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = RunningServer(f"http://127.0.0.1:{port}")
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"app-inventory serve exited with {process.returncode}:\n{process.stdout.read()}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("app-inventory serve did not start listening within 30 s")
+            time.sleep(0.1)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            server.output = process.communicate(timeout=10)[0]
+        except subprocess.TimeoutExpired:
+            process.kill()
+            server.output = process.communicate()[0]

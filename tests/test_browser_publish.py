@@ -1,0 +1,111 @@
+"""In a real browser (Playwright driving the system Chromium) against the real `app-inventory serve`:
+IT staff sign in, open the dashboard and the app summary and facet it; the public page
+shows the list without an email address. Screenshots go to each test's tmp_path."""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.publish_fixtures import IT_HASH_VARIABLE, IT_PASSWORD, IT_PASSWORD_HASH, IT_USERNAME, build_inventory, serving, write_config
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
+
+if not CHROMIUM.exists():
+    if os.environ.get("APP_INVENTORY_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{CHROMIUM} is missing and APP_INVENTORY_REQUIRE_BROWSER=1: install Debian's chromium package (.ci/run does)",
+                    pytrace=False)
+    pytest.skip(f"browser tests need {CHROMIUM} (Debian's chromium package; .ci/run installs it)", allow_module_level=True)
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("browser")
+    inventory = build_inventory(directory)
+    env = {**os.environ, IT_HASH_VARIABLE: IT_PASSWORD_HASH}
+    with serving(inventory.db_path, write_config(directory, public=True), public=True, env=env) as running:
+        running.inventory = inventory
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert errors == [], f"JavaScript errors: {errors}"
+
+
+def sign_in(page, base_url):
+    page.goto(f"{base_url}/-/login")
+    page.fill("#id_username", IT_USERNAME)
+    page.fill("#id_password", IT_PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{base_url}/")
+    assert IT_USERNAME in page.inner_text("header")
+
+
+def test_it_staff_sign_in_and_read_the_dashboard(page, server, tmp_path):
+    sign_in(page, server.url)
+    page.goto(f"{server.url}/-/dashboards/overview")
+    for chart in ("apps-by-status", "high-risk-apps", "unapproved-by-school", "new-apps-per-scan"):
+        # vega-embed draws each chart once the chart's SQL came back through Datasette.
+        page.wait_for_selector(f"#chart-{chart} canvas, #chart-{chart} svg.marks", state="attached")
+    page.wait_for_function("document.querySelector('#chart-unapproved-apps p') !== null")
+    assert page.inner_text("#chart-unapproved-apps").strip() == "5"
+    assert page.inner_text("#chart-people-unapproved").strip() == "20"
+    page.wait_for_timeout(500)  # let the charts finish their entry transitions for the screenshot
+    page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+
+
+def test_it_staff_facet_the_app_summary_by_status(page, server, tmp_path):
+    sign_in(page, server.url)
+    page.goto(f"{server.url}/inventory/app_summary")
+    assert page.locator("table.rows-and-columns tbody tr").count() == 7
+    facet = page.locator(".facet-info[data-column=status]")
+    assert "unreviewed" in facet.inner_text()
+    facet.get_by_role("link", name="unreviewed").click()
+    page.wait_for_url(re.compile(r"status=unreviewed"))
+    statuses = page.locator("table.rows-and-columns tbody td.col-status").all_inner_texts()
+    assert sorted(statuses) == ["unreviewed", "unreviewed"]
+    names = page.locator("table.rows-and-columns tbody td.col-name").all_inner_texts()
+    assert sorted(names) == ["Homework Helper AI", "Super Mail Merge"]
+    page.screenshot(path=str(tmp_path / "app_summary_unreviewed.png"), full_page=True)
+
+
+def test_the_public_page_renders_without_any_email_address(page, server, tmp_path):
+    page.goto(f"{server.url}/")
+    page.wait_for_url(f"{server.url}/transparency")
+    assert page.title() == "Springfield Test District: apps used with school accounts"
+    text = page.inner_text("body")
+    html = page.content()
+    assert "Kahoot!" in text and "<10" in text and "Not approved" in text
+    assert not EMAIL.search(html), EMAIL.search(html)
+    assert not any(name in text for name in server.inventory.names)
+    page.screenshot(path=str(tmp_path / "public_page.png"), full_page=True)
+    # An anonymous visitor who wanders off gets a sign-in prompt, not data.
+    page.goto(f"{server.url}/inventory/users")
+    assert "Sign in required" in page.inner_text("h1")
+    assert not EMAIL.search(page.content())
