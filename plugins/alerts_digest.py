@@ -1,0 +1,143 @@
+"""What the IT digest reports after each `alerts send` run (the template context)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlite_utils import Database
+
+from scanner.schema import ACTIVE_STATUSES_NEEDING_REVIEW
+
+from .alerts_compose import STATUS_WORDS, MailSettings, PROVIDER_WORDS, common_context, one_line
+
+MAX_APPS_LISTED = 15
+MAX_ACCOUNTS_PER_APP = 25
+MAX_PROBLEMS_LISTED = 50
+
+
+def previous_digest_at(db: Database) -> str | None:
+    """When the last digest the server accepted was started (None before the first)."""
+    row = db.execute("select max(started_at) from alert_runs where digest_status = 'sent'").fetchone()
+    return row[0] if row else None
+
+
+def _app_row(row: dict) -> dict[str, Any]:
+    return {
+        "name": one_line(row["name"], 120),
+        "provider_label": PROVIDER_WORDS.get(row["provider"], row["provider"].title()),
+        "status": row["status"],
+        "status_words": STATUS_WORDS.get(row["status"], row["status"]),
+        "risk": row["risk"],
+        "users": row["users"],
+        "staff": row["staff"],
+        "students": row["students"],
+        "tenant_wide": bool(row["tenant_wide"]),
+        "id": row["id"],
+    }
+
+
+def _review_statuses() -> tuple[str, list[str]]:
+    return ",".join("?" * len(ACTIVE_STATUSES_NEEDING_REVIEW)), list(ACTIVE_STATUSES_NEEDING_REVIEW)
+
+
+def top_apps(db: Database) -> list[dict]:
+    """Unapproved third-party apps in use, most users first (the counts the core keeps on `apps`)."""
+    marks, statuses = _review_statuses()
+    rows = db.query(
+        f"""select * from apps where ownership = 'third_party' and status in ({marks}) and (users > 0 or tenant_wide = 1)
+            order by tenant_wide desc, users desc, name limit {MAX_APPS_LISTED}""",
+        statuses,
+    )
+    return [_app_row(row) for row in rows]
+
+
+def new_apps(db: Database, since: str | None) -> tuple[list[dict], int]:
+    """Unapproved apps first flagged since the last digest (all of them before the first digest)."""
+    marks, statuses = _review_statuses()
+    rows = list(db.query(
+        f"""select apps.*, min(alerts.first_detected) as first_flagged from alerts join apps on apps.id = alerts.app_id
+            where alerts.kind in ('unapproved', 'denied') and apps.status in ({marks})
+            group by apps.id having first_flagged > ? order by apps.users desc, apps.name""",
+        [*statuses, since or ""],
+    ))
+    return [_app_row(row) for row in rows[:MAX_APPS_LISTED]], max(0, len(rows) - MAX_APPS_LISTED)
+
+
+def totals(db: Database, synced_at: str) -> dict[str, int]:
+    """Open findings (seen by this run's sync, whatever their alert status), and who holds them."""
+    counts = {kind: 0 for kind in ("denied", "unapproved", "outside_audience", "scope_creep")}
+    for kind, count in db.execute(
+        "select kind, count(*) from alerts where substr(kind, -9) != '_reminder' and status != 'suppressed' "
+        "and last_detected = ? group by kind",
+        [synced_at],
+    ):
+        counts[kind] = count
+    people = db.execute(
+        """select count(distinct alerts.user_id), count(distinct case when users.role = 'staff' then alerts.user_id end),
+             count(distinct case when users.role = 'student' then alerts.user_id end)
+           from alerts join users on users.id = alerts.user_id
+           where alerts.status != 'suppressed' and substr(alerts.kind, -9) != '_reminder' and alerts.last_detected = ?""",
+        [synced_at],
+    ).fetchone()
+    return {**counts, "findings": sum(counts.values()), "people": people[0], "staff": people[1], "students": people[2]}
+
+
+def for_it_groups(it_rows: Sequence[tuple[dict, str]], app_context) -> list[dict]:
+    """Findings reported to IT instead of a person, grouped by app and kind."""
+    groups: dict[tuple, dict] = {}
+    for row, why in it_rows:
+        key = (row["app_id"], row["kind"])
+        group = groups.setdefault(key, {"app": app_context(row), "kind": row["kind"], "accounts": [], "more": 0})
+        if len(group["accounts"]) < MAX_ACCOUNTS_PER_APP:
+            account = "every account" if row["user_id"] is None else one_line(row["email"] or row["user_id"], 200)
+            group["accounts"].append({"email": account, "role": row["role"] or "", "why": why})
+        else:
+            group["more"] += 1
+    return sorted(groups.values(), key=lambda g: (-len(g["accounts"]) - g["more"], g["app"]["name"].lower()))
+
+
+def problems(db: Database) -> dict[str, Any]:
+    """Unconfirmed sends, alerts that gave up, and scans that failed since the last digest."""
+    base = """select alerts.id, alerts.kind, alerts.recipient, alerts.message_id, alerts.last_error, alerts.attempts,
+                apps.name as app, users.email from alerts join apps on apps.id = alerts.app_id
+                left join users on users.id = alerts.user_id"""
+    unconfirmed = [dict(r) for r in db.query(base + f" where alerts.status = 'failed' and alerts.unconfirmed = 1 order by alerts.id limit {MAX_PROBLEMS_LISTED}")]
+    failed = [dict(r) for r in db.query(base + f" where alerts.status = 'failed' and alerts.unconfirmed = 0 order by alerts.id desc limit {MAX_PROBLEMS_LISTED}")]
+    for row in unconfirmed + failed:
+        row["app"] = one_line(row["app"], 120)
+        row["last_error"] = one_line(row["last_error"], 300)
+    failed_total = db.execute("select count(*) from alerts where status = 'failed' and unconfirmed = 0").fetchone()[0]
+    unconfirmed_total = db.execute("select count(*) from alerts where status = 'failed' and unconfirmed = 1").fetchone()[0]
+    return {
+        "unconfirmed": unconfirmed, "unconfirmed_total": unconfirmed_total,
+        "failed": failed, "failed_total": failed_total,
+    }
+
+
+def failed_scans(db: Database, since: str | None) -> list[dict]:
+    return [
+        {"provider": row["provider"], "started_at": row["started_at"], "error": one_line(row["error"], 300)}
+        for row in db.query(
+            "select provider, started_at, error from scans where status = 'failed' and started_at > ? order by id",
+            [since or ""],
+        )
+    ]
+
+
+def digest_context(db: Database, settings: MailSettings, *, run: dict, it_groups: list[dict], since: str | None) -> dict[str, Any]:
+    """Everything digest_subject.txt.j2, digest.txt.j2 and digest.html.j2 receive."""
+    listed_new, more_new = new_apps(db, since)
+    return {
+        "since": since,
+        "run": run,
+        "totals": totals(db, run["started_at"]),
+        "new_apps": listed_new,
+        "new_apps_more": more_new,
+        "top_apps": top_apps(db),
+        "for_it": it_groups,
+        "for_it_count": sum(len(g["accounts"]) + g["more"] for g in it_groups),
+        "problems": problems(db),
+        "failed_scans": failed_scans(db, since),
+        **common_context(settings),
+    }
