@@ -47,7 +47,6 @@ DATASETTE_SETTINGS = {
     "default_allow_sql": False,
     # Suggesting facets runs a query per column of every big view on every page view.
     "suggest_facets": False,
-    "facet_time_limit_ms": 500,
     "sql_time_limit_ms": 3000,
     "truncate_cells_html": 300,
 }
