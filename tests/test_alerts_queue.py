@@ -145,6 +145,10 @@ def test_the_plugin_is_loaded_with_its_hooks_and_tables_are_idempotent(runner, d
     assert {"alerts", "alert_runs"} <= set(db.table_names())
     result = runner.invoke(cli, ["--db", db_path, "alerts", "list"])
     assert result.exit_code == 0 and result.output.strip() == "No alerts."
+    for args in (["--help"], ["send", "--help"], ["list", "--help"], ["retry", "--help"]):
+        help_result = runner.invoke(cli, ["alerts", *args])
+        assert help_result.exit_code == 0 and "Usage:" in help_result.output
+    assert "--dry-run" in runner.invoke(cli, ["alerts", "send", "--help"]).output
     missing = db_path + ".missing"
     for args in (["list"], ["send", "--dry-run"], ["retry", "1"]):
         result = runner.invoke(cli, ["--db", missing, "alerts", *args])

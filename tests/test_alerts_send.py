@@ -385,3 +385,13 @@ def test_tenant_wide_consent_is_reported_to_it(district):
     mail_merge = digest.split("Super Mail Merge (Fake): not reviewed or under review", 1)[1].split("Kahoot!")[0]
     assert "- every account (tenant-wide consent)" in mail_merge
     assert "consented for every account" in digest
+
+
+def test_an_internationalized_address_is_sent_with_smtputf8(district, smtp_server):
+    district.tenant.users[3] = User(id="4", email="zoë.müller@students.district.org", name="Zoë Müller", role="student")
+    scan(district.db_path, district.config)
+    district.send(config=write_config(district.tmp_path, smtp_server.port, notify_students=True))
+    [zoe] = district.server.to("zoë.müller@students.district.org")
+    # RFC 6532: with SMTPUTF8 the headers travel as UTF-8.
+    assert "\r\nTo: Zoë Müller <zoë.müller@students.district.org>\r\n" in zoe.raw.split(b"\r\n\r\n", 1)[0].decode("utf-8")
+    assert "Hello Zoë," in zoe.text
