@@ -1,0 +1,1 @@
+"""Local emulators of the Google Admin SDK and Microsoft Graph, for tests and the demo."""

@@ -1,0 +1,615 @@
+"""An Entra ID tenant described by data, as the Microsoft Graph emulator serves it.
+
+A `MicrosoftTenant` holds Graph-shaped objects (users, groups, subscribed SKUs,
+service principals) plus the consent data in a compact form (delegated grants and
+app role assignments as tuples, since a benchmark tenant holds close to a million
+of them). It round-trips through JSON (`to_json` / `from_json`) so a child process
+can serve the same tenant, and `build_tenant()` makes a synthetic school district
+of any size, deterministic for a seed.
+
+Ids follow what Graph really returns (see /work/shared/reference/microsoft-graph.md):
+a delegated grant's id is base64url(clientId, resourceId[, principalId] as
+little-endian GUID bytes); an app role assignment's id starts with the principal's
+GUID bytes; a sign-in activity's id is base64 of the appId.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import random
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any, NamedTuple
+
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
+EXCHANGE_APP_ID = "00000002-0000-0ff1-ce00-000000000000"
+SHAREPOINT_APP_ID = "00000003-0000-0ff1-ce00-000000000000"
+OFFICE_MANAGEMENT_APP_ID = "c5393580-f805-4401-95e8-94b7a6ef2fc2"
+POWER_BI_APP_ID = "00000009-0000-0000-c000-000000000000"
+# The tenants Microsoft registers its own applications in ("Microsoft Services", "Microsoft Corp").
+MICROSOFT_SERVICES_TENANT = "f8cdef31-a31e-4b4a-93e4-5f571e91255a"
+MICROSOFT_CORP_TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+
+# Permission ids quoted in the reference; other permissions get stable synthetic GUIDs.
+_GRAPH_ROLE_IDS = {
+    "Application.Read.All": "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30",
+    "Application.ReadWrite.All": "1bfefb4e-e0b5-418b-a88f-73c46d2cc8e9",
+    "AppRoleAssignment.ReadWrite.All": "06b708a9-e830-4db3-a914-8e69da51d44f",
+    "AuditLog.Read.All": "b0afded3-3588-46d8-8b3d-9842eff778da",
+    "Calendars.Read": "798ee544-9d2d-430c-a058-570e29e34338",
+    "Mail.Read": "810c84a8-4a9e-49e6-bf7d-12d183f40d01",
+    "EduAssignments.ReadBasic.All": "6e0a958b-b7fc-4348-b7c4-a6ab9fd3dd0e",
+}
+_GRAPH_SCOPE_IDS = {
+    "User.Read": "e1fe6dd8-ba31-4d61-89e7-88639da4683d",
+    "profile": "14dad69e-099b-42c9-810b-d002981feec1",
+    "Mail.Read": "570282fd-fa5c-430d-a7fd-fc8dc98a9dca",
+}
+GRAPH_APP_ROLES = (
+    "Application.Read.All", "Application.ReadWrite.All", "AppRoleAssignment.ReadWrite.All", "AuditLog.Read.All",
+    "Calendars.Read", "DelegatedPermissionGrant.Read.All", "Directory.Read.All", "Directory.ReadWrite.All",
+    "EduAssignments.ReadBasic.All", "EduRoster.Read.All", "Files.Read.All", "Group.Read.All", "GroupMember.Read.All",
+    "Mail.Read", "Mail.Send", "Organization.Read.All", "Sites.Read.All", "User.Read.All",
+)
+GRAPH_SCOPES = (
+    "openid", "profile", "email", "offline_access", "User.Read", "User.ReadBasic.All", "User.Read.All",
+    "Mail.Read", "Mail.ReadWrite", "Mail.Send", "Contacts.Read", "Calendars.Read", "Calendars.ReadWrite",
+    "Files.Read", "Files.Read.All", "Files.ReadWrite", "Files.ReadWrite.All", "Sites.Read.All",
+    "EduRoster.ReadBasic", "EduAssignments.ReadWrite", "Notes.ReadWrite", "OnlineMeetings.ReadWrite",
+    "Directory.Read.All", "Directory.AccessAsUser.All", "Group.Read.All", "Tasks.ReadWrite", "Chat.Read",
+)
+# Scopes only an admin can consent to (permissionScope.type "Admin").
+_ADMIN_SCOPES = {"User.Read.All", "Files.Read.All", "Files.ReadWrite.All", "Sites.Read.All", "Directory.Read.All",
+                 "Directory.AccessAsUser.All", "Group.Read.All"}
+
+# Education SKUs (part number, skuId) from Microsoft's EDU storage entitlements list.
+SKUS = {
+    "STANDARDWOFFPACK_STUDENT": "314c4481-f395-4525-be8b-2ec4bb1e9d91",
+    "STANDARDWOFFPACK_FACULTY": "94763226-9b3c-4e75-a931-5c89701abe66",
+    "M365EDU_A3_STUDENT": "7cfd9a2b-e110-4c39-bf20-c6a3f36a3121",
+    "M365EDU_A3_FACULTY": "4b590615-0888-425a-a965-b3bf7789848d",
+}
+
+
+# -- ids -----------------------------------------------------------------------------------
+
+def _le(guid: str) -> bytes:
+    return uuid.UUID(guid).bytes_le
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def delegated_grant_id(client_id: str, resource_id: str, principal_id: str | None) -> str:
+    """The id Graph gives an oAuth2PermissionGrant (observed format, opaque to clients)."""
+    return _b64url(_le(client_id) + _le(resource_id) + (_le(principal_id) if principal_id else b""))
+
+
+def assignment_id(principal_id: str, resource_id: str, app_role_id: str) -> str:
+    """An appRoleAssignment id: the principal's GUID bytes, then 16 opaque bytes."""
+    tail = hashlib.sha256(f"{resource_id}:{app_role_id}".encode()).digest()[:16]
+    return _b64url(_le(principal_id) + tail)
+
+
+def sign_in_activity_id(app_id: str) -> str:
+    return base64.b64encode(app_id.encode()).decode()
+
+
+def stable_guid(*parts: str) -> str:
+    """A GUID that is always the same for the same parts (synthetic permission and app ids)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "https://emulator.app-inventory.test/" + "/".join(parts)))
+
+
+def graph_role_id(value: str) -> str:
+    return _GRAPH_ROLE_IDS.get(value) or stable_guid("graph-role", value)
+
+
+def graph_scope_id(value: str) -> str:
+    return _GRAPH_SCOPE_IDS.get(value) or stable_guid("graph-scope", value)
+
+
+# -- the data ------------------------------------------------------------------------------
+
+class DelegatedGrant(NamedTuple):
+    """One oAuth2PermissionGrant: clientId and resourceId are service principal object ids."""
+
+    client_id: str
+    consent_type: str  # "Principal" | "AllPrincipals"
+    principal_id: str | None
+    resource_id: str
+    scope: str  # space-separated, as Graph stores it (stray spaces and all)
+
+    @property
+    def id(self) -> str:
+        return delegated_grant_id(self.client_id, self.resource_id, self.principal_id)
+
+
+class AppRoleAssignment(NamedTuple):
+    """An application permission: the client service principal holds an app role of a resource."""
+
+    principal_id: str
+    resource_id: str
+    app_role_id: str
+    created: str
+
+    @property
+    def id(self) -> str:
+        return assignment_id(self.principal_id, self.resource_id, self.app_role_id)
+
+
+@dataclass
+class AppRegistration:
+    """The scanner's own app registration: how it signs in and what it was granted.
+
+    Its granted application permissions are the app role assignments of its service
+    principal (appId == client_id) on Microsoft Graph, as in a real tenant.
+    """
+
+    client_id: str
+    client_secret: str | None = None
+    certificate_pem: str | None = None  # the public certificate uploaded to the registration
+    secret_expired: bool = False
+
+
+@dataclass
+class MicrosoftTenant:
+    """A tenant as data. Call reindex() after changing the lists directly."""
+
+    tenant_id: str
+    display_name: str
+    domains: list[str]
+    registration: AppRegistration
+    premium: bool = True  # Entra ID P1/P2: sign-in reports are available
+    users: list[dict] = field(default_factory=list)
+    groups: list[dict] = field(default_factory=list)  # {"id", "displayName", "members": [user ids]}
+    subscribed_skus: list[dict] = field(default_factory=list)
+    service_principals: list[dict] = field(default_factory=list)
+    grants: list[DelegatedGrant] = field(default_factory=list)
+    assignments: list[AppRoleAssignment] = field(default_factory=list)
+    sign_in_activities: dict[str, dict] = field(default_factory=dict)  # appId -> activity
+
+    def __post_init__(self) -> None:
+        self.reindex()
+
+    def reindex(self) -> None:
+        """Rebuild the lookups the emulator serves from (each swapped in whole)."""
+        self.sp_by_id = {sp["id"]: sp for sp in self.service_principals}
+        self.sp_by_app_id = {sp["appId"]: sp for sp in self.service_principals}
+        self.user_by_id = {user["id"]: user for user in self.users}
+        self.group_by_id = {group["id"]: group for group in self.groups}
+        by_client: dict[str, list[DelegatedGrant]] = defaultdict(list)
+        for grant in self.grants:
+            by_client[grant.client_id].append(grant)
+        self.grants_by_client = dict(by_client)
+        by_principal: dict[str, list[AppRoleAssignment]] = defaultdict(list)
+        by_resource: dict[str, list[AppRoleAssignment]] = defaultdict(list)
+        for assignment in self.assignments:
+            by_principal[assignment.principal_id].append(assignment)
+            by_resource[assignment.resource_id].append(assignment)
+        self.assignments_by_principal = dict(by_principal)
+        self.assignments_by_resource = dict(by_resource)
+
+    # -- questions the emulator asks -------------------------------------------------------
+
+    def granted_permissions(self, client_id: str) -> set[str]:
+        """Application permissions (Graph app role values) the given app holds in this tenant."""
+        sp = self.sp_by_app_id.get(client_id)
+        graph = self.sp_by_app_id.get(GRAPH_APP_ID)
+        if not sp or not graph:
+            return set()
+        names = {role["id"]: role["value"] for role in graph.get("appRoles", [])}
+        return {names[a.app_role_id] for a in self.assignments_by_principal.get(sp["id"], [])
+                if a.resource_id == graph["id"] and a.app_role_id in names}
+
+    # -- changes between scans -------------------------------------------------------------
+
+    def add_grant(self, client_app_id: str, scope: str, *, user_id: str | None = None,
+                  resource_app_id: str = GRAPH_APP_ID) -> DelegatedGrant:
+        """Consent: one user's (Principal) or an admin's for everyone (AllPrincipals, user_id None).
+        Replaces an existing grant of the same client, resource and user."""
+        grant = DelegatedGrant(
+            self.sp_by_app_id[client_app_id]["id"], "Principal" if user_id else "AllPrincipals",
+            user_id, self.sp_by_app_id[resource_app_id]["id"], scope,
+        )
+        self.grants = [g for g in self.grants if g.id != grant.id] + [grant]
+        self.reindex()
+        return grant
+
+    def revoke_grants(self, client_app_id: str, *, user_id: str | None = None) -> int:
+        """Remove the app's delegated grants (only this user's, when given). Returns how many."""
+        client = self.sp_by_app_id[client_app_id]["id"]
+        kept = [g for g in self.grants if not (g.client_id == client and (user_id is None or g.principal_id == user_id))]
+        removed = len(self.grants) - len(kept)
+        self.grants = kept
+        self.reindex()
+        return removed
+
+    def add_app_permission(self, client_app_id: str, role_value: str, *, resource_app_id: str = GRAPH_APP_ID) -> AppRoleAssignment:
+        """Grant an application permission (an app role of the resource) to an app."""
+        resource = self.sp_by_app_id[resource_app_id]
+        role = next((r["id"] for r in resource.get("appRoles", []) if r["value"] == role_value), None)
+        if role is None:
+            raise KeyError(f"{resource['displayName']} has no app role {role_value!r}")
+        assignment = AppRoleAssignment(self.sp_by_app_id[client_app_id]["id"], resource["id"], role, _iso(dt.datetime.now(dt.timezone.utc)))
+        self.assignments = [a for a in self.assignments if a.id != assignment.id] + [assignment]
+        self.reindex()
+        return assignment
+
+    def remove_app_permission(self, client_app_id: str, role_value: str, *, resource_app_id: str = GRAPH_APP_ID) -> None:
+        resource = self.sp_by_app_id[resource_app_id]
+        role_ids = {r["id"] for r in resource.get("appRoles", []) if r["value"] == role_value}
+        client = self.sp_by_app_id[client_app_id]["id"]
+        self.assignments = [a for a in self.assignments
+                            if not (a.principal_id == client and a.resource_id == resource["id"] and a.app_role_id in role_ids)]
+        self.reindex()
+
+    def add_service_principal(self, sp: dict) -> dict:
+        self.service_principals.append(sp)
+        self.reindex()
+        return sp
+
+    # -- JSON ------------------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON data; `MicrosoftTenant.from_json(tenant.to_json())` is the same tenant."""
+        return {
+            "tenant_id": self.tenant_id, "display_name": self.display_name, "domains": self.domains,
+            "premium": self.premium, "registration": asdict(self.registration),
+            "users": self.users, "groups": self.groups, "subscribed_skus": self.subscribed_skus,
+            "service_principals": self.service_principals,
+            "oauth2_permission_grants": [g._asdict() for g in self.grants],
+            "app_role_assignments": [a._asdict() for a in self.assignments],
+            "sign_in_activities": self.sign_in_activities,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MicrosoftTenant:
+        return cls(
+            tenant_id=data["tenant_id"], display_name=data["display_name"], domains=list(data["domains"]),
+            registration=AppRegistration(**data["registration"]), premium=bool(data.get("premium", True)),
+            users=data.get("users", []), groups=data.get("groups", []),
+            subscribed_skus=data.get("subscribed_skus", []), service_principals=data.get("service_principals", []),
+            grants=[DelegatedGrant(**g) for g in data.get("oauth2_permission_grants", [])],
+            assignments=[AppRoleAssignment(**a) for a in data.get("app_role_assignments", [])],
+            sign_in_activities=data.get("sign_in_activities", {}),
+        )
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# -- service principals ----------------------------------------------------------------------
+
+def service_principal(
+    *, app_id: str, name: str, owner: str | None, publisher: str | None = None, verified: bool = False,
+    sp_type: str = "Application", audience: str = "AzureADMultipleOrgs", homepage: str | None = None,
+    app_roles: Iterable[dict] = (), scopes: Iterable[dict] = (), object_id: str | None = None,
+    tags: Iterable[str] = ("WindowsAzureActiveDirectoryIntegratedApp",),
+) -> dict:
+    """A servicePrincipal object with the v1.0 properties the scanner and the portal use."""
+    verified_publisher = (
+        {"displayName": publisher, "verifiedPublisherId": str(int(hashlib.sha256(name.encode()).hexdigest()[:7], 16)),
+         "addedDateTime": "2022-08-01T17:00:00Z"}
+        if verified else {"displayName": None, "verifiedPublisherId": None, "addedDateTime": None}
+    )
+    return {
+        "id": object_id or stable_guid("sp", app_id),
+        "accountEnabled": True,
+        "appDisplayName": name,
+        "appId": app_id,
+        "appOwnerOrganizationId": owner,
+        "appRoleAssignmentRequired": False,
+        "appRoles": list(app_roles),
+        "disabledByMicrosoftStatus": None,
+        "displayName": name,
+        "homepage": homepage,
+        "info": {"logoUrl": None, "marketingUrl": None, "privacyStatementUrl": homepage and homepage.rstrip("/") + "/privacy",
+                 "supportUrl": None, "termsOfServiceUrl": None},
+        "oauth2PermissionScopes": list(scopes),
+        "publisherName": publisher,
+        "replyUrls": [homepage.rstrip("/") + "/auth/microsoft/callback"] if homepage else [],
+        "servicePrincipalNames": [app_id],
+        "servicePrincipalType": sp_type,
+        "signInAudience": audience,
+        "tags": list(tags),
+        "verifiedPublisher": verified_publisher,
+        "createdDateTime": "2023-01-15T12:00:00Z",
+    }
+
+
+def _app_role(value: str, role_id: str) -> dict:
+    return {"allowedMemberTypes": ["Application"], "description": f"Allows the app to {value} without a signed-in user.",
+            "displayName": value, "id": role_id, "isEnabled": True, "origin": "Application", "value": value}
+
+
+def _scope(value: str, scope_id: str) -> dict:
+    kind = "Admin" if value in _ADMIN_SCOPES else "User"
+    return {"adminConsentDescription": f"Allows the app to {value}.", "adminConsentDisplayName": value,
+            "id": scope_id, "isEnabled": True, "type": kind, "userConsentDescription": f"Allows the app to {value} for you.",
+            "userConsentDisplayName": value, "value": value}
+
+
+def graph_service_principal() -> dict:
+    """The Microsoft Graph resource, with the app roles and scopes the emulated apps use."""
+    return service_principal(
+        app_id=GRAPH_APP_ID, name="Microsoft Graph", owner=MICROSOFT_SERVICES_TENANT, publisher="Microsoft Services",
+        verified=False, audience="AzureADMultipleOrgs", tags=(),
+        app_roles=[_app_role(v, graph_role_id(v)) for v in GRAPH_APP_ROLES],
+        scopes=[_scope(v, graph_scope_id(v)) for v in GRAPH_SCOPES],
+    )
+
+
+# -- a synthetic district --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _App:
+    name: str
+    publisher: str
+    verified: bool = True
+    scopes: str = "openid profile email offline_access User.Read"  # what a user consents to
+    student_rate: float = 0.0
+    staff_rate: float = 0.0
+    tenant_wide: str = ""  # admin consent for everyone (AllPrincipals)
+    app_permissions: tuple[str, ...] = ()
+    sharepoint_scopes: str = ""  # also consented on SharePoint (a second resource)
+    owner: str = "third_party"  # "third_party" | "internal" | "microsoft" | "none"
+    homepage: str = ""
+
+
+SIGN_IN = "openid profile email offline_access User.Read"
+_APPS = (
+    _App("Kahoot!", "Kahoot ASA", scopes=SIGN_IN, student_rate=0.30, staff_rate=0.35, homepage="https://kahoot.com/"),
+    _App("Quizlet", "Quizlet Inc.", student_rate=0.22, staff_rate=0.20, homepage="https://quizlet.com/"),
+    _App("Nearpod", "Nearpod Inc.", scopes=SIGN_IN + " EduRoster.ReadBasic", student_rate=0.18, staff_rate=0.30),
+    _App("Canva for Education", "Canva Pty Ltd", scopes=SIGN_IN + " Files.ReadWrite", student_rate=0.12, staff_rate=0.30),
+    _App("Seesaw", "Seesaw Learning", student_rate=0.30, staff_rate=0.25),
+    _App("Zoom", "Zoom Video Communications", scopes=SIGN_IN + " Calendars.ReadWrite OnlineMeetings.ReadWrite", student_rate=0.02, staff_rate=0.30),
+    _App("Grammarly", "Grammarly Inc.", student_rate=0.04, staff_rate=0.18),
+    _App("ChatGPT", "OpenAI", student_rate=0.05, staff_rate=0.10),
+    _App("Discord", "Discord Inc.", verified=False, scopes="openid profile email User.Read", student_rate=0.04, staff_rate=0.01),
+    _App("Turnitin", "Turnitin LLC", scopes=SIGN_IN + " Files.Read.All", student_rate=0.06, staff_rate=0.08,
+         sharepoint_scopes="MyFiles.Read"),
+    _App("Padlet", "Wallwisher Inc.", student_rate=0.05, staff_rate=0.25),
+    _App("Wakelet", "Wakelet Ltd", student_rate=0.03, staff_rate=0.08),
+    _App("Adobe Express", "Adobe Inc.", student_rate=0.06, staff_rate=0.12),
+    _App("Remind", "Remind101 Inc.", scopes=SIGN_IN + " Contacts.Read", student_rate=0.02, staff_rate=0.20),
+    _App("Khan Academy", "Khan Academy", student_rate=0.16, staff_rate=0.12),
+    _App("Edpuzzle", "Edpuzzle Inc.", scopes=SIGN_IN + " EduRoster.ReadBasic", student_rate=0.14, staff_rate=0.22),
+    _App("Desmos Classroom", "Amplify Education", student_rate=0.12, staff_rate=0.08),
+    _App("ClassDojo", "ClassDojo Inc.", student_rate=0.05, staff_rate=0.20),
+    _App("Quizizz", "Quizizz Inc.", student_rate=0.10, staff_rate=0.10),
+    _App("MagicSchool AI", "MagicSchool AI", verified=False, student_rate=0.0, staff_rate=0.15),
+    _App("Super Mail Merge", "mailmerge-dev", verified=False, scopes=SIGN_IN + " Mail.ReadWrite Mail.Send Contacts.Read",
+         staff_rate=0.04),
+    _App("Homework Helper Pro", "", verified=False, scopes=" openid profile  User.Read Files.ReadWrite.All", student_rate=0.03),
+    # Admin consent for everyone, and application permissions (no user in the loop).
+    _App("Clever", "Clever Inc.", tenant_wide="openid profile User.Read EduRoster.ReadBasic",
+         app_permissions=("EduRoster.Read.All", "User.Read.All")),
+    _App("Kami", "Kami Ltd", scopes=SIGN_IN + " Files.ReadWrite", student_rate=0.05, staff_rate=0.05,
+         tenant_wide="User.Read Files.ReadWrite"),
+    _App("Securly", "Securly Inc.", app_permissions=("User.Read.All", "Group.Read.All", "Directory.Read.All")),
+    _App("GoGuardian Admin", "GoGuardian", app_permissions=("User.Read.All", "Directory.Read.All")),
+    _App("Cloud Backup for Schools", "Backupify Inc.", verified=False,
+         app_permissions=("Mail.Read", "Files.Read.All", "Sites.Read.All", "User.Read.All")),
+    # The district's own apps.
+    _App("Springfield Staff Portal", "", verified=False, owner="internal", scopes="openid profile User.Read", staff_rate=0.5),
+    _App("SIS Roster Sync", "", verified=False, owner="internal", app_permissions=("User.Read.All", "Group.Read.All")),
+    _App("district-automation", "", verified=False, owner="none", app_permissions=("User.Read.All",)),
+    # Microsoft's own clients (first-party): consents by admins who used them.
+    _App("Microsoft Graph Command Line Tools", "Microsoft Services", verified=False, owner="microsoft",
+         scopes="openid profile offline_access User.Read Directory.Read.All", staff_rate=0.01),
+    _App("Graph Explorer", "Microsoft Services", verified=False, owner="microsoft", scopes="openid profile User.Read", staff_rate=0.01),
+    _App("Microsoft Teams Services", "Microsoft Services", verified=False, owner="microsoft", app_permissions=("User.Read.All",)),
+)
+# Microsoft resources and apps every tenant has (no consents of their own here).
+_MICROSOFT_SERVICES = (
+    ("Office 365 Exchange Online", EXCHANGE_APP_ID), ("Office 365 SharePoint Online", SHAREPOINT_APP_ID),
+    ("Office 365 Management APIs", OFFICE_MANAGEMENT_APP_ID), ("Power BI Service", POWER_BI_APP_ID),
+    ("Microsoft Teams", stable_guid("ms", "teams")), ("Microsoft Forms", stable_guid("ms", "forms")),
+    ("OneNote", stable_guid("ms", "onenote")), ("Microsoft Intune", stable_guid("ms", "intune")),
+    ("Microsoft Stream Service", stable_guid("ms", "stream")), ("Office 365 Search Service", stable_guid("ms", "search")),
+)
+SCHOOLS = ("Lincoln Elementary", "Washington Elementary", "Roosevelt Elementary", "Jefferson Middle", "Springfield High")
+_GIVEN = ("Olivia", "Liam", "Emma", "Noah", "Ava", "Mateo", "Sofía", "Elijah", "Mia", "Amir", "Zoë", "José",
+          "Nguyễn", "Aaliyah", "Kenji", "Fatima", "Dmitri", "Siobhán", "Chidi", "Priya", "Hannah", "Diego")
+_FAMILY = ("Smith", "Johnson", "García", "Nguyen", "Williams", "Okafor", "Patel", "Kim", "Müller", "O'Brien",
+           "Haddad", "Kowalski", "Yamamoto", "Begay", "Dubois", "Rossi", "Chen", "Adeyemi", "Singh", "Park")
+_STAFF_TITLES = ("Teacher", "Teacher", "Teacher", "Teacher", "Aide", "Counselor", "Principal", "Librarian", "IT Technician")
+SCANNER_APP_NAME = "District App Inventory"
+SCANNER_PERMISSIONS = ("Directory.Read.All", "DelegatedPermissionGrant.Read.All", "Application.Read.All", "AuditLog.Read.All")
+
+
+def build_tenant(
+    users: int = 2000,
+    *,
+    seed: int = 2026,
+    grants_per_user: float | None = None,
+    extra_apps: int = 0,
+    premium: bool = True,
+    client_id: str | None = None,
+    client_secret: str | None = "emulator-secret-do-not-use",
+    certificate_pem: str | None = None,
+    permissions: Iterable[str] = SCANNER_PERMISSIONS,
+    now: dt.datetime | None = None,
+) -> MicrosoftTenant:
+    """A synthetic school district tenant, the same for the same arguments.
+
+    About one account in 13 is staff. `grants_per_user` scales the consent rates so
+    the tenant holds roughly that many delegated grants per account (the benchmark
+    uses 8); `extra_apps` adds that many small third-party apps, as large tenants have.
+    The scanner's own registration gets `permissions` on Microsoft Graph.
+    """
+    rng = random.Random(seed)
+    now = (now or dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.timezone.utc)).replace(microsecond=0)
+    tenant_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    domain, student_domain = "springfield-schools.example", "students.springfield-schools.example"
+    client_id = client_id or str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+    def new_id() -> str:
+        return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+    people, groups = _people(users, rng, new_id, domain, student_domain, tenant_id)
+    skus = [_subscribed_sku(tenant_id, part, sku_id, rng) for part, sku_id in SKUS.items()]
+
+    graph = graph_service_principal()
+    sharepoint = service_principal(app_id=SHAREPOINT_APP_ID, name="Office 365 SharePoint Online", owner=MICROSOFT_SERVICES_TENANT,
+                                   publisher="Microsoft Services", tags=(),
+                                   scopes=[_scope(v, stable_guid("spo-scope", v)) for v in ("MyFiles.Read", "AllSites.Read")])
+    sps = [graph, sharepoint]
+    sps += [service_principal(app_id=app_id, name=name, owner=MICROSOFT_SERVICES_TENANT, publisher="Microsoft Services", tags=())
+            for name, app_id in _MICROSOFT_SERVICES if app_id != SHAREPOINT_APP_ID]
+    scanner_sp = service_principal(app_id=client_id, name=SCANNER_APP_NAME, owner=tenant_id, audience="AzureADMyOrg")
+    sps.append(scanner_sp)
+
+    apps = list(_APPS) + [
+        _App(f"EdTech Tool {n:03d}", f"EdTech Vendor {n:03d}", verified=n % 3 != 0,
+             scopes=SIGN_IN + rng.choice(("", " Files.Read", " Calendars.Read", " EduRoster.ReadBasic", " Mail.Read")),
+             student_rate=rng.choice((0.0, 0.002, 0.01, 0.02)), staff_rate=rng.choice((0.002, 0.01, 0.03)))
+        for n in range(1, extra_apps + 1)
+    ]
+    app_sps: list[tuple[_App, dict]] = []
+    for app in apps:
+        owner = {"third_party": stable_guid("vendor-tenant", app.publisher or app.name), "internal": tenant_id,
+                 "microsoft": MICROSOFT_SERVICES_TENANT, "none": None}[app.owner]
+        if app.name == "Graph Explorer":
+            owner = MICROSOFT_CORP_TENANT
+        sp = service_principal(
+            app_id=stable_guid("app", app.name), name=app.name, owner=owner, publisher=app.publisher or None,
+            verified=app.verified and app.owner == "third_party",
+            sp_type="ManagedIdentity" if app.owner == "none" else "Application",
+            audience="AzureADMyOrg" if app.owner in ("internal", "none") else "AzureADandPersonalMicrosoftAccount",
+            homepage=app.homepage or None, tags=() if app.owner == "none" else ("WindowsAzureActiveDirectoryIntegratedApp",),
+        )
+        sps.append(sp)
+        app_sps.append((app, sp))
+
+    created = _iso(now - dt.timedelta(days=200))
+    assignments = [AppRoleAssignment(scanner_sp["id"], graph["id"], graph_role_id(p), created) for p in permissions]
+    grants: list[DelegatedGrant] = []
+    for app, sp in app_sps:
+        for permission in app.app_permissions:
+            assignments.append(AppRoleAssignment(sp["id"], graph["id"], graph_role_id(permission), created))
+        if app.tenant_wide:
+            grants.append(DelegatedGrant(sp["id"], "AllPrincipals", None, graph["id"], app.tenant_wide))
+    # An application permission whose app role Microsoft has since removed: only its id is left.
+    backup = next(sp for app, sp in app_sps if app.name == "Cloud Backup for Schools")
+    assignments.append(AppRoleAssignment(backup["id"], graph["id"], stable_guid("retired-role"), created))
+
+    scale = 1.0
+    if grants_per_user:
+        staff_share = sum(1 for p in people if p["jobTitle"] != "Student") / max(1, len(people))
+        expected = sum(a.staff_rate * staff_share + a.student_rate * (1 - staff_share) for a in apps)
+        scale = grants_per_user / expected if expected else 1.0
+    consenting = [(sp["id"], app, sharepoint["id"] if app.sharepoint_scopes else None) for app, sp in app_sps
+                  if app.student_rate or app.staff_rate]
+    # The district's first IT account used Microsoft's admin tools, as IT staff do.
+    it_admin = people[0]["id"]
+    for app, sp in app_sps:
+        if app.name in ("Microsoft Graph Command Line Tools", "Graph Explorer"):
+            grants.append(DelegatedGrant(sp["id"], "Principal", it_admin, graph["id"], app.scopes))
+    for person in people[1:]:
+        if person.get("userType") == "Guest":
+            continue
+        student = person["jobTitle"] == "Student"
+        for client, app, second_resource in consenting:
+            if rng.random() >= min(1.0, (app.student_rate if student else app.staff_rate) * scale):
+                continue
+            grants.append(DelegatedGrant(client, "Principal", person["id"], graph["id"], app.scopes))
+            if second_resource:
+                grants.append(DelegatedGrant(client, "Principal", person["id"], second_resource, app.sharepoint_scopes))
+
+    activities = {}
+    for sp in sps:
+        if sp["appId"] in (GRAPH_APP_ID,) or rng.random() < 0.2:
+            continue
+        activities[sp["appId"]] = _sign_in_activity(sp["appId"], now - dt.timedelta(days=rng.randint(0, 90), seconds=rng.randint(0, 86399)), rng)
+
+    return MicrosoftTenant(
+        tenant_id=tenant_id, display_name="Springfield Public Schools", domains=[domain, student_domain],
+        registration=AppRegistration(client_id=client_id, client_secret=client_secret, certificate_pem=certificate_pem),
+        premium=premium, users=people, groups=groups, subscribed_skus=skus, service_principals=sps,
+        grants=grants, assignments=assignments, sign_in_activities=activities,
+    )
+
+
+def _people(count: int, rng: random.Random, new_id, domain: str, student_domain: str, tenant_id: str) -> tuple[list[dict], list[dict]]:
+    staff_total = max(1, count // 13)
+    users, taken = [], set()
+    students_group, staff_group = [], []
+    for n in range(count):
+        given, family = rng.choice(_GIVEN), rng.choice(_FAMILY)
+        plain = _plain(family)
+        school = SCHOOLS[n % len(SCHOOLS)]
+        student = n >= staff_total
+        if student:
+            local, host, title = f"{_plain(given)[0]}{plain}{rng.randint(26, 38)}", student_domain, "Student"
+            sku = SKUS["STANDARDWOFFPACK_STUDENT"] if rng.random() < 0.85 else SKUS["M365EDU_A3_STUDENT"]
+        else:
+            local, host, title = f"{_plain(given)}.{plain}", domain, rng.choice(_STAFF_TITLES)
+            sku = SKUS["STANDARDWOFFPACK_FACULTY"] if rng.random() < 0.7 else SKUS["M365EDU_A3_FACULTY"]
+            if n % 17 == 0:
+                school = "District Office"
+        upn, k = f"{local}@{host}", 1
+        while upn in taken:
+            k += 1
+            upn = f"{local}{k}@{host}"
+        taken.add(upn)
+        user = {
+            "id": new_id(), "userPrincipalName": upn, "mail": upn, "displayName": f"{given} {family}",
+            "givenName": given, "surname": family, "department": school, "jobTitle": title, "officeLocation": school,
+            "accountEnabled": rng.random() > 0.02, "userType": "Member",
+            "assignedLicenses": [{"disabledPlans": [], "skuId": sku}] if rng.random() > 0.01 else [],
+            "businessPhones": [], "mobilePhone": None, "preferredLanguage": "en-US",
+        }
+        users.append(user)
+        (students_group if student else staff_group).append(user["id"])
+    for n in range(max(1, count // 500)):  # a few guests: parents, contractors
+        name = f"guest{n}_gmail.com"
+        users.append({
+            "id": new_id(), "userPrincipalName": f"{name}#EXT#@springfieldps.onmicrosoft.com", "mail": f"guest{n}@gmail.com",
+            "displayName": f"Guest {n}", "givenName": None, "surname": None, "department": None, "jobTitle": None,
+            "officeLocation": None, "accountEnabled": True, "userType": "Guest", "assignedLicenses": [],
+            "businessPhones": [], "mobilePhone": None, "preferredLanguage": None,
+        })
+    groups = [
+        {"id": new_id(), "displayName": "All Students", "members": students_group},
+        {"id": new_id(), "displayName": "All Staff", "members": staff_group},
+    ]
+    return users, groups
+
+
+def _plain(text: str) -> str:
+    table = str.maketrans("áàâäãåçéèêëíìîïñóòôöõøúùûüýÿßễ'", "aaaaaaceeeeiiiinoooooouuuuyyse_")
+    return "".join(c for c in text.lower().translate(table) if c.isalnum())
+
+
+def _subscribed_sku(tenant_id: str, part: str, sku_id: str, rng: random.Random) -> dict:
+    return {
+        "accountId": tenant_id, "accountName": "Springfield Public Schools", "appliesTo": "User",
+        "capabilityStatus": "Enabled", "consumedUnits": rng.randint(100, 5000), "id": f"{tenant_id}_{sku_id}",
+        "prepaidUnits": {"enabled": 1000000, "suspended": 0, "warning": 0, "lockedOut": 0},
+        "servicePlans": [], "skuId": sku_id, "skuPartNumber": part, "subscriptionIds": [stable_guid("sub", part)],
+    }
+
+
+def _sign_in_activity(app_id: str, last: dt.datetime, rng: random.Random) -> dict:
+    def activity(moment: dt.datetime | None) -> dict:
+        return {"lastSignInDateTime": _iso(moment) if moment else None,
+                "lastSignInRequestId": str(uuid.UUID(int=rng.getrandbits(128), version=4)) if moment else None}
+
+    delegated = last
+    application = last - dt.timedelta(days=rng.randint(1, 30)) if rng.random() < 0.3 else None
+    return {
+        "id": sign_in_activity_id(app_id), "appId": app_id,
+        "applicationAuthenticationClientSignInActivity": activity(application),
+        "applicationAuthenticationResourceSignInActivity": activity(None),
+        "delegatedClientSignInActivity": activity(delegated),
+        "delegatedResourceSignInActivity": activity(None),
+        "lastSignInActivity": activity(last),
+    }
