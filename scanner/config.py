@@ -53,6 +53,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "certificate_thumbprint": Key("str"),
         "authority_host": Key("url", "https://login.microsoftonline.com"),
         "graph_url": Key("url", "https://graph.microsoft.com"),
+        # How many Graph requests a scan keeps in flight at once.
+        "concurrent_requests": Key("int", 6, minimum=1),
     },
     "roles": {
         "student_domains": Key("list[str]", []),

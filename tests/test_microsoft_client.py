@@ -1,0 +1,94 @@
+"""The Graph client: retries, token renewal, $batch item retries and error messages, against the emulator."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+from urllib3.exceptions import InvalidHeader
+from urllib3.util.retry import Retry
+
+from plugins.microsoft_auth import GraphToken
+from plugins.microsoft_graph import GraphCallError, GraphClient, GraphRetry, endpoint_name, relative_to_version
+from scanner.config import load_config
+
+from .microsoft_fixtures import ms_emulator, ms_tenant, write_config  # noqa: F401 (fixtures)
+
+
+@pytest.fixture
+def client(ms_emulator, ms_tenant, tmp_path):
+    config = load_config(write_config(tmp_path, ms_emulator, ms_tenant))
+    session = requests.Session()
+    token = GraphToken.from_config(config, session)
+    graph = GraphClient(ms_emulator.graph_url, token, retries=3, backoff=0.05)
+    yield graph
+    graph.close()
+    session.close()
+
+
+def test_fractional_retry_after_is_understood():
+    with pytest.raises(InvalidHeader):  # what urllib3 alone does with Graph's header
+        Retry().parse_retry_after("2.128")
+    assert GraphRetry().parse_retry_after("2.128") == pytest.approx(2.128)
+    assert GraphRetry().parse_retry_after("3") == 3
+    assert GraphRetry().parse_retry_after("9999") == 120
+
+
+def test_backoff_starts_with_the_first_retry():
+    retry = GraphRetry(total=5, backoff_factor=0.5, backoff_jitter=0)
+    assert retry.get_backoff_time() == 0
+    once = retry.increment("GET", "/", error=ConnectionResetError())
+    twice = once.increment("GET", "/", error=ConnectionResetError())
+    assert (once.get_backoff_time(), twice.get_backoff_time()) == (0.5, 1.0)
+
+
+def test_expired_token_is_renewed_once(client, ms_emulator):
+    assert client.get("/v1.0/organization")["value"]
+    ms_emulator.expire_tokens()
+    assert client.get("/v1.0/organization")["value"]
+    statuses = [e[2] for e in ms_emulator.events_for("/v1.0/organization")]
+    assert statuses == [200, 401, 200]
+    assert ms_emulator.stats()["token_requests"] == 3  # openid-configuration, first token, renewed token
+
+
+def test_graph_errors_keep_code_message_and_request_id(client, ms_emulator):
+    with pytest.raises(GraphCallError) as caught:
+        client.get("/v1.0/users?$top=1000")
+    error = caught.value
+    assert (error.status, error.code) == (400, "Request_UnsupportedQuery")
+    assert "Invalid page size specified: '1000'" in str(error) and error.request_id in str(error)
+    assert "Bearer" not in str(error)
+
+
+def test_5xx_retries_are_counted_and_given_up(client, ms_emulator):
+    ms_emulator.configure(fault_rate=1.0, fault_kinds=["503"])
+    with pytest.raises(GraphCallError) as caught:
+        client.get("/v1.0/organization")
+    assert caught.value.status == 503 and caught.value.code == "serviceNotAvailable"
+    assert client.stats.http_requests == 4 and client.stats.retries == 3
+
+
+def test_batch_retries_throttled_items_only(client, ms_emulator, ms_tenant):
+    ids = [sp["id"] for sp in ms_tenant.service_principals[:25]]
+    ms_emulator.throttle_next(f"/servicePrincipals/{ids[3]}/appRoleAssignments", retry_after=0.3, times=2)
+    results = dict(client.batch_collect({i: f"/servicePrincipals/{i}/appRoleAssignments?$top=999" for i in ids}))
+    assert set(results) == set(ids)
+    for sp_id in ids:
+        assert len(results[sp_id]) == len(ms_tenant.assignments_by_principal.get(sp_id, []))
+    stats = ms_emulator.stats()
+    assert stats["batch_envelopes"] == 4 and stats["batch_items"] == 25 + 2  # 20 + 5, then the throttled item twice
+    assert client.stats.calls == 27 and client.stats.http_requests == 4
+
+
+def test_batch_gone_objects_and_refusals(client, ms_emulator):
+    gone = "00000000-0000-0000-0000-00000000abcd"
+    assert dict(client.batch_objects({gone: f"/servicePrincipals/{gone}"})) == {gone: None}
+    with pytest.raises(GraphCallError) as caught:
+        dict(client.batch_objects({"x": "/users?$top=0"}))
+    assert caught.value.status == 400 and caught.value.code == "Request_UnsupportedQuery"
+
+
+def test_url_helpers():
+    assert endpoint_name("GET", "https://graph.microsoft.com/v1.0/servicePrincipals/00af5dfb-85da-4b41-a677-0c6b86dd34f8/appRoleAssignments?$top=9") \
+        == "GET /v1.0/servicePrincipals/{id}/appRoleAssignments"
+    assert relative_to_version("https://graph.microsoft.com/v1.0/servicePrincipals/x/appRoleAssignments?$top=999&$skiptoken=abc") \
+        == "/servicePrincipals/x/appRoleAssignments?$top=999&$skiptoken=abc"
