@@ -315,7 +315,14 @@ def test_child_process_emulator(monkeypatch):
         stats = process.stats()
         assert stats["endpoints"]["GET /v1.0/users"] == 1 and stats["token_requests"] == 2
         assert process.configure(fault_rate=0.5)["fault_rate"] == 0.5
+        kahoot = next(sp["appId"] for sp in process.tenant_json()["service_principals"] if sp["displayName"] == "Kahoot!")
+        assert process.mutate_tenant("revoke_grants", kahoot) > 0
+        assert process.mutate_tenant("revoke_grants", kahoot) == 0
+        process.mutate_tenant("set_premium", False)
+        with pytest.raises(requests.HTTPError):
+            process.mutate_tenant("reindex")  # only the listed changes
         tenant = MicrosoftTenant.from_json(process.tenant_json())
+        assert tenant.premium is False
         tenant.users = tenant.users[:3]
         process.replace_tenant(tenant)
         assert len(process.tenant_json()["users"]) == 3

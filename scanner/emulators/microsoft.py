@@ -47,7 +47,7 @@ import trustme
 
 from .microsoft_graph import FAULT_STATUSES, GUID, JSON_TYPE, GraphRequest, GraphService, Knobs, Stats
 from .microsoft_signin import SignInService
-from .microsoft_tenant import MicrosoftTenant, build_tenant
+from .microsoft_tenant import MUTATIONS, MicrosoftTenant, build_tenant
 
 __all__ = ["Knobs", "MicrosoftEmulator", "MicrosoftEmulatorProcess", "MicrosoftTenant", "build_tenant"]
 
@@ -288,6 +288,12 @@ class _Handler(BaseHTTPRequestHandler):
                 result = {}
             elif action == "events":
                 result = emulator.events_for(query.get("contains", ""))
+            elif action == "tenant-call":
+                if data.get("method") not in MUTATIONS:
+                    raise ValueError(f"the tenant change must be one of {', '.join(sorted(MUTATIONS))}")
+                with emulator.mutate() as tenant:
+                    result = getattr(tenant, data["method"])(*data.get("args", []), **data.get("kwargs", {}))
+                result = result._asdict() if hasattr(result, "_asdict") else result
             elif action == "tenant" and self.command == "GET":
                 result = emulator.tenant.to_json()
             elif action == "tenant":
@@ -395,6 +401,11 @@ class MicrosoftEmulatorProcess:
 
     def replace_tenant(self, tenant: MicrosoftTenant | dict) -> None:
         self._call("PUT", "tenant", tenant.to_json() if isinstance(tenant, MicrosoftTenant) else tenant)
+
+    def mutate_tenant(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Change the child's tenant between scans without shipping it whole, e.g.
+        `mutate_tenant("revoke_grants", app_id)`, `mutate_tenant("set_premium", False)`."""
+        return self._call("POST", "tenant-call", {"method": method, "args": list(args), "kwargs": kwargs})
 
 
 def _read_line(process: subprocess.Popen, timeout: float) -> str:

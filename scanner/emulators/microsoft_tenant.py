@@ -156,6 +156,11 @@ class AppRegistration:
     secret_expired: bool = False
 
 
+# The changes a child-process emulator accepts by name (MicrosoftEmulatorProcess.mutate_tenant).
+MUTATIONS = frozenset({"add_grant", "revoke_grants", "add_app_permission", "remove_app_permission",
+                       "add_service_principal", "set_premium"})
+
+
 @dataclass
 class MicrosoftTenant:
     """A tenant as data. Call reindex() after changing the lists directly."""
@@ -252,6 +257,10 @@ class MicrosoftTenant:
         self.service_principals.append(sp)
         self.reindex()
         return sp
+
+    def set_premium(self, premium: bool) -> None:
+        """Entra ID P1/P2 or not: without it, sign-in reports answer 403."""
+        self.premium = bool(premium)
 
     # -- JSON ------------------------------------------------------------------------------
 
