@@ -98,6 +98,7 @@ class TenantScan:
             self._sync_counters()
 
     def _records(self) -> Iterator[Record]:
+        self.run.progress.start(None, unit="users")
         own_tenant = self._read_organization()
         sku_names = self._read_sku_names()
         self._read_service_principals(own_tenant)
@@ -349,9 +350,10 @@ class TenantScan:
                 "fallback_seconds": None if self.fallback_seconds is None else round(self.fallback_seconds, 3)}
 
     def _log_summary(self) -> None:
+        # At debug level: on a terminal, the progress line is still being drawn.
         summary = self.summary()
         fallback = f"; the per-app fallback took {summary['fallback_seconds']:.1f} s" if summary["fallback_seconds"] is not None else ""
-        log.info("microsoft: %d Graph calls in %d HTTP requests (%d $batch), %d retries, %.1f s%s",
+        log.debug("microsoft: %d Graph calls in %d HTTP requests (%d $batch), %d retries, %.1f s%s",
                  summary["calls"], summary["http_requests"], summary["batch_envelopes"], summary["retries"],
                  summary["seconds"], fallback)
         for endpoint, timing in summary["endpoints"].items():

@@ -328,7 +328,7 @@ def test_sign_in_5xx_is_retried_then_explained(ms_emulator, ms_tenant, tmp_path,
 
 def test_tenant_wide_list_unavailable_falls_back_per_app(ms_emulator, ms_tenant, tmp_path, db_path, caplog):
     ms_emulator.configure(grants_list_unavailable=True)
-    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.DEBUG, logger="plugins.microsoft365")
 
     row = scan(db_path, write_config(tmp_path, ms_emulator, ms_tenant))
 
