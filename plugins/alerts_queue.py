@@ -26,9 +26,7 @@ when the next run starts is a send whose outcome nobody recorded (see
 from __future__ import annotations
 
 import datetime as dt
-import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 from sqlite_utils import Database, Migrations
 
@@ -79,59 +77,42 @@ def ensure_alerts_tables(db: Database) -> None:
     migrations.apply(db)
 
 
-@dataclass(frozen=True)
-class Finding:
-    """One current reason to tell someone about an app."""
-
-    user_id: str | None
-    app_id: str
-    kind: str
-    grant_id: str
-    details: dict
-
-
-def current_findings(db: Database, kinds: Iterable[str]) -> list[Finding]:
-    """The findings the inventory shows right now, for these kinds (one per user, app and kind)."""
-    kinds = set(kinds)
-    found: dict[tuple, Finding] = {}
-
-    def add(user_id, app_id, kind, grant_id, extra_scopes=()):
-        if kind not in kinds:
-            return
-        key = (user_id, app_id, kind)
-        earlier = found.get(key)
-        if earlier:  # several grants (Microsoft resources) for one user and app: one finding
-            scopes = list(dict.fromkeys(earlier.details.get("extra_scopes", []) + list(extra_scopes)))
-            grant_id = min(grant_id, earlier.grant_id)
-        else:
-            scopes = list(extra_scopes)
-        found[key] = Finding(user_id, app_id, kind, grant_id, {"extra_scopes": scopes} if kind == "scope_creep" else {})
-
+def stage_findings(db: Database, kinds: Sequence[str]) -> None:
+    """Fill temp._alert_findings with the findings the inventory shows right now, for these
+    kinds: one row per (user, app, kind). Done in SQL, so a district of any size costs no memory."""
+    kind_list = ",".join("?" * len(kinds))
+    review = ",".join("?" * len(ACTIVE_STATUSES_NEEDING_REVIEW))
     # The core's view holds the rule (third-party, status, audience); we only name the kind.
-    for row in db.query("select grant_id, app_id, user_id, status, reason from unapproved_usage"):
-        if row["reason"] == "outside audience":
-            add(row["user_id"], row["app_id"], "outside_audience", row["grant_id"])
-        else:
-            add(row["user_id"], row["app_id"], "denied" if row["status"] == "denied" else "unapproved", row["grant_id"])
-    # unapproved_usage joins users, so tenant-wide consents (user_id NULL) are not in it:
-    # the same rule, for grants that reach every account.
-    placeholders = ",".join("?" * len(ACTIVE_STATUSES_NEEDING_REVIEW))
-    for row in db.query(
-        f"""select grants.id as grant_id, grants.app_id, apps.status from grants join apps on apps.id = grants.app_id
-            where grants.user_id is null and grants.revoked_at is null and apps.ownership = 'third_party'
-              and apps.status in ({placeholders})""",
-        list(ACTIVE_STATUSES_NEEDING_REVIEW),
-    ):
-        add(None, row["app_id"], "denied" if row["status"] == "denied" else "unapproved", row["grant_id"])
-    # Scope creep is only news for an app the district approved: an unapproved one is
-    # already a finding on its own. The view does not filter ownership; alerts do.
-    for row in db.query(
-        """select scope_creep.user_id, scope_creep.app_id, scope_creep.grant_id, scope_creep.extra_scopes
-           from scope_creep join apps on apps.id = scope_creep.app_id
-           where apps.ownership = 'third_party' and apps.status in ('approved', 'conditional')"""
-    ):
-        add(row["user_id"], row["app_id"], "scope_creep", row["grant_id"], json.loads(row["extra_scopes"] or "[]"))
-    return sorted(found.values(), key=lambda f: (f.app_id, f.user_id or "", f.kind))
+    # It joins users, so tenant-wide consents (user_id NULL) are added with the same rule.
+    # Several grants of one user and app (Microsoft resources) are one finding.
+    db.execute(
+        f"""insert into temp._alert_findings (app_id, user_key, kind, user_id, grant_id, details)
+            select app_id, ifnull(user_id, ''), kind, user_id, min(grant_id), '{{}}' from (
+              select app_id, user_id, grant_id,
+                case when reason = 'outside audience' then 'outside_audience'
+                     when status = 'denied' then 'denied' else 'unapproved' end as kind
+              from unapproved_usage
+              union all
+              select grants.app_id, null, grants.id, case when apps.status = 'denied' then 'denied' else 'unapproved' end
+              from grants join apps on apps.id = grants.app_id
+              where grants.user_id is null and grants.revoked_at is null and apps.ownership = 'third_party'
+                and apps.status in ({review})
+            )
+            where kind in ({kind_list})
+            group by app_id, user_id, kind""",
+        [*ACTIVE_STATUSES_NEEDING_REVIEW, *kinds],
+    )
+    if "scope_creep" in kinds:
+        # Scope creep is only news for an app the district approved: an unapproved one is
+        # already a finding on its own. The view does not filter ownership; alerts do.
+        db.execute(
+            """insert into temp._alert_findings (app_id, user_key, kind, user_id, grant_id, details)
+               select scope_creep.app_id, ifnull(scope_creep.user_id, ''), 'scope_creep', scope_creep.user_id,
+                 min(scope_creep.grant_id), json_object('extra_scopes', json_group_array(distinct extra.value))
+               from scope_creep join apps on apps.id = scope_creep.app_id, json_each(scope_creep.extra_scopes) as extra
+               where apps.ownership = 'third_party' and apps.status in ('approved', 'conditional')
+               group by scope_creep.app_id, scope_creep.user_id"""
+        )
 
 
 # A row matches a finding on (app, user, base kind): a reminder follows its finding.
@@ -151,7 +132,6 @@ def sync_alerts(db: Database, now: str, kinds: Sequence[str]) -> dict[str, int]:
     touched. Returns counts of queued, suppressed and revived rows.
     """
     ensure_alerts_tables(db)
-    findings = current_findings(db, kinds)
     kind_list = ",".join("?" * len(kinds))
     with db.atomic():
         db.execute(
@@ -160,10 +140,7 @@ def sync_alerts(db: Database, now: str, kinds: Sequence[str]) -> dict[str, int]:
         )
         db.execute("create index if not exists temp._alert_findings_key on _alert_findings (app_id, user_key, kind)")
         db.execute("delete from temp._alert_findings")
-        db.conn.executemany(
-            "insert into temp._alert_findings values (?, ?, ?, ?, ?, ?)",
-            [(f.app_id, f.user_id or "", f.kind, f.user_id, f.grant_id, json.dumps(f.details, sort_keys=True)) for f in findings],
-        )
+        stage_findings(db, kinds)
         queued = db.execute(
             """insert or ignore into alerts (user_id, app_id, kind, status, grant_id, details, first_detected, last_detected, attempts, unconfirmed)
                select user_id, app_id, kind, 'pending', grant_id, details, ?, ?, 0, 0 from temp._alert_findings""",
