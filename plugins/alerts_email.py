@@ -31,17 +31,12 @@ from .alerts_send import SendLocked, send_alerts
 
 log = logging.getLogger(__name__)
 
-# Kinds whose rule needs no setting: the scan hook queues these. outside_audience
-# depends on [alerts] alert_outside_audience, which the hook cannot see; `alerts
-# send` (which has the configuration) queues it.
-QUEUED_AFTER_SCAN = ("denied", "unapproved", "scope_creep")
-
 
 @hookimpl
-def scan_finished(db, scan, changes):
+def scan_finished(db, scan, changes, config):
     """Queue an alert for every new finding, and suppress pending ones that went away."""
     now = scan.get("finished_at") or store.iso(store.utc_now())
-    counts = queue.sync_alerts(db, now, QUEUED_AFTER_SCAN)
+    counts = queue.sync_configured(db, now, config.section("alerts"))
     if any(counts.values()):
         log.info("alerts: %d queued, %d suppressed, %d back in the queue", counts["queued"], counts["suppressed"], counts["revived"])
 

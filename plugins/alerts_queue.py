@@ -174,6 +174,16 @@ def sync_alerts(db: Database, now: str, kinds: Sequence[str]) -> dict[str, int]:
     return {"queued": queued, "suppressed": suppressed, "revived": revived}
 
 
+def sync_configured(db: Database, now: str, settings: dict) -> dict[str, int]:
+    """sync_alerts for the kinds the [alerts] settings turn on (after a scan and before a send);
+    pending rows of a kind turned off are suppressed."""
+    outside_audience = settings["alert_outside_audience"]
+    counts = sync_alerts(db, now, [k for k in KINDS if k != "outside_audience" or outside_audience])
+    if not outside_audience:
+        hold_kind(db, "outside_audience", now, "not sent: [alerts] alert_outside_audience = false")
+    return counts
+
+
 def hold_kind(db: Database, kind: str, now: str, note: str) -> int:
     """Suppress the pending rows of a kind the configuration turned off."""
     with db.atomic():

@@ -125,10 +125,7 @@ def _run(db: Database, config: Config, settings: MailSettings, transport, report
     report.unconfirmed = queue.mark_unconfirmed(db, now)
     for row in report.unconfirmed:
         log.warning("alert %s: the previous run stopped while sending it (Message-ID %s); marked unconfirmed, not resent", row["id"], row["message_id"])
-    kinds = [k for k in queue.KINDS if k != "outside_audience" or alerts["alert_outside_audience"]]
-    report.synced = queue.sync_alerts(db, now, kinds)
-    if not alerts["alert_outside_audience"]:
-        queue.hold_kind(db, "outside_audience", now, "not sent: [alerts] alert_outside_audience = false")
+    report.synced = queue.sync_configured(db, now, alerts)
     report.synced["reminders"] = queue.queue_reminders(db, now, alerts["reminder_days"])
     queue.purge_alerts(db, now, config.section("retention")["history_days"])
 

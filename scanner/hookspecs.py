@@ -17,9 +17,10 @@ def register_commands(cli):
 
 
 @hookspec
-def scan_finished(db, scan, changes):
+def scan_finished(db, scan, changes, config):
     """Called after a provider's scan succeeded and was committed.
 
     db: the sqlite_utils.Database; scan: the `scans` row as a dict;
-    changes: a scanner.store.ScanChanges (counts by kind, iterable of `changes` rows).
+    changes: a scanner.store.ScanChanges (counts by kind, iterable of `changes` rows);
+    config: the validated scanner.config.Config. An implementation may take any subset.
     """

@@ -152,7 +152,7 @@ def _scan_one(db: Database, provider_class: type[Provider], config: Config, *, f
         name, scan["mode"], scan["users_seen"], scan["apps_seen"], scan["grants_seen"], scan["api_calls"],
         ", ".join(f"{count} {kind}" for kind, count in sorted(changes.counts.items())) or "none",
     )
-    call_each("scan_finished", db=db, scan=scan, changes=changes)
+    call_each("scan_finished", db=db, scan=scan, changes=changes, config=config)
     return scan
 
 

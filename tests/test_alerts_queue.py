@@ -112,9 +112,13 @@ def test_outside_audience_follows_the_setting(fake_tenant, smtp_server, tmp_path
     on = write_config(tmp_path / "on", smtp_server.port)
     on_without_digest = write_config(tmp_path / "nodigest", smtp_server.port, it_digest_to=[])
     off = write_config(tmp_path / "off", smtp_server.port, alert_outside_audience=False)
-    scan(db_path, on)
-    # The scan hook cannot see the setting, so `alerts send` queues this kind.
+    scan(db_path, off)
+    # The scan queues this kind only when the setting asks for it.
     assert not [r for r in alerts_rows(db_path) if r["kind"] == "outside_audience"]
+    scan(db_path, on)
+    assert [(r["email"], r["status"]) for r in alerts_rows(db_path) if r["kind"] == "outside_audience"] == [
+        ("zoe.muller@students.district.org", "pending")
+    ]
 
     def send(config):
         result = CliRunner().invoke(cli, ["--db", db_path, "--config", str(config), "alerts", "send"])
