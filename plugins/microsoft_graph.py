@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 MAX_BATCH = 20
 BODY_ATTEMPTS = 6  # tries for a response whose JSON arrives broken
-BATCH_ROUNDS = 8  # tries for a throttled or failed $batch item
+BATCH_ROUNDS = 8  # rounds in a row with no $batch item getting through before giving up
 TIMEOUT = (10, 120)  # connect, read (seconds)
 MAX_RETRY_AFTER = 120.0  # seconds; a longer Retry-After is waited this long, then tried again
 
@@ -240,7 +240,8 @@ class GraphClient:
         for start in range(0, len(keys), MAX_BATCH):
             chunk = {str(n): keys[start + n] for n in range(min(MAX_BATCH, len(keys) - start))}
             pending = dict(chunk)
-            for round_number in range(1, BATCH_ROUNDS + 1):
+            stalled = 0  # rounds in a row in which no item got through
+            while True:
                 items = [{"id": item_id, "method": "GET", "url": urls[key]} for item_id, key in pending.items()]
                 envelope = self._request("POST", f"{self.base}/v1.0/$batch", json_body={"requests": items},
                                          calls=len(items), endpoint="POST /v1.0/$batch")
@@ -260,12 +261,14 @@ class GraphClient:
                     yield key, status, body if isinstance(body, dict) else {}
                 if not again:
                     break
-                if round_number == BATCH_ROUNDS:
+                # A throttled batch drains a few items a round: keep going while it moves.
+                stalled = stalled + 1 if len(again) == len(pending) else 0
+                if stalled == BATCH_ROUNDS:
                     raise GraphCallError("GET", f"{self.base}/v1.0{urls[next(iter(again.values()))]}", 429, "TooManyRequests",
                                          f"{len(again)} $batch item(s) were still throttled or failing after {BATCH_ROUNDS} tries")
                 self.stats.add_retries(len(again))
                 known = [w for w in waits if w is not None]
-                time.sleep(max(known) if known else self._backoff(round_number))
+                time.sleep(max(known) if known else self._backoff(stalled + 1))
                 pending = again
 
 

@@ -174,9 +174,15 @@ def test_429_without_retry_after_backs_off(ms_emulator, ms_tenant, tmp_path, db_
 
 
 def test_resource_unit_budget_throttles_and_the_scan_still_completes(ms_emulator, ms_tenant, tmp_path, db_path):
-    ms_emulator.configure(ru_budget=40, ru_window=1.0)
+    config = write_config(tmp_path, ms_emulator, ms_tenant)
+    scan(db_path, config)
+    spent = ms_emulator.stats()["resource_units"]
+    # Half the units the scan needs, over a window longer than the scan takes even on a
+    # busy machine: this scan must be throttled, whatever the machine's speed.
+    ms_emulator.configure(ru_budget=spent // 2, ru_window=3.0)
+    ms_emulator.reset_stats()
 
-    row = scan(db_path, write_config(tmp_path, ms_emulator, ms_tenant))
+    row = scan(db_path, config)
 
     assert row["status"] == "succeeded", row["error"]
     assert ms_emulator.stats()["throttled"] > 0

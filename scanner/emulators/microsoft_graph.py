@@ -121,6 +121,7 @@ class Stats:
                 "http_requests": self.counts["http_requests"], "token_requests": self.counts["token_requests"],
                 "graph_requests": self.counts["graph_requests"], "batch_envelopes": self.counts["batch_envelopes"],
                 "batch_items": self.counts["batch_items"], "throttled": self.counts["throttled"],
+                "resource_units": self.counts["resource_units"],
                 "faults": dict(self.faults), "endpoints": dict(self.endpoints), "statuses": dict(self.statuses),
             }
 
@@ -351,7 +352,10 @@ class GraphService:
         if route.kind == "reports":
             wait = self.reports.take(1)
         else:
-            wait = self.units.take(resource_units(route.kind, request.query))
+            units = resource_units(route.kind, request.query)
+            wait = self.units.take(units)
+            if wait is None:
+                self.stats.count("resource_units", units)
         if wait is not None:
             raise self._too_many(wait, "Tenant_Application/Read")
 
