@@ -1,0 +1,718 @@
+"""The emulated Admin SDK: Directory users and tokens, Reports token activity, and batches.
+
+Shapes follow the discovery documents google-api-python-client ships
+(admin.directory_v1.json, admin.reports_v1.json); error bodies follow Google's v1 error
+format. Everything here is plain request -> answer logic; scanner.emulators.google
+puts it behind an HTTP server.
+
+    GET    /admin/directory/v1/users                          users.list (customer|domain, maxResults<=500, pageToken, query)
+    GET    /admin/directory/v1/users/{userKey}/tokens         tokens.list (no paging; `items` omitted when empty)
+    GET    /admin/directory/v1/users/{userKey}/tokens/{id}    tokens.get
+    DELETE /admin/directory/v1/users/{userKey}/tokens/{id}    tokens.delete (records a `revoke` event)
+    GET    /admin/reports/v1/activity/users/{all|key}/applications/token   activities.list (newest first, 180 days)
+    POST   /batch/admin/directory_v1                          multipart/mixed, up to 1000 Directory calls
+
+Every call checks the bearer token (401), the impersonated admin (403 forbidden), the
+method's scope (403 insufficientPermissions), a per-admin, per-API quota (a token bucket
+of `quota_per_minute`: Directory answers 403 userRateLimitExceeded, Reports 503), and then
+seeded fault injection. Each batch part is one call for all of these, as at Google.
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import datetime as dt
+import hashlib
+import json
+import re
+import secrets
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from .google_oauth import AccessToken, TokenService
+from .google_tenant import RETENTION, DirectoryUser, Event, GoogleTenant, rfc3339, to_micros
+
+AUTH = "https://www.googleapis.com/auth/"
+USER_SCOPES = {AUTH + "admin.directory.user.readonly", AUTH + "admin.directory.user"}
+SECURITY_SCOPES = {AUTH + "admin.directory.user.security"}
+REPORTS_SCOPES = {AUTH + "admin.reports.audit.readonly"}
+MAX_BATCH = 1000
+FAULT_KINDS = ("429", "500", "503", "403")
+JSON_TYPE = "application/json; charset=UTF-8"
+
+_USERS = re.compile(r"^/admin/directory/v1/users$")
+_TOKENS = re.compile(r"^/admin/directory/v1/users/([^/]+)/tokens$")
+_TOKEN = re.compile(r"^/admin/directory/v1/users/([^/]+)/tokens/([^/]+)$")
+_ACTIVITIES = re.compile(r"^/admin/reports/v1/activity/users/([^/]+)/applications/([^/]+)$")
+_RFC3339 = re.compile(r"^(\d\d\d\d)-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?(?:(Z)|([-+])(\d\d):(\d\d))$")
+_APPLICATIONS = {
+    "access_transparency", "admin", "calendar", "chat", "chrome", "classroom", "context_aware_access", "data_studio",
+    "drive", "gcp", "gmail", "groups", "groups_enterprise", "jamboard", "keep", "login", "meet", "mobile", "rules",
+    "saml", "token", "user_accounts", "vault",
+}
+
+
+@dataclass
+class Knobs:
+    """What a test or benchmark can turn. Change at any time (emulator.knobs.fault_rate = 0.1)."""
+
+    latency: float = 0.0  # seconds added to every HTTP response (a batch is one response)
+    quota_per_minute: int = 2400  # per impersonated admin and API, refilled continuously
+    quota_burst: int | None = None  # bucket size; default a minute's worth
+    fault_rate: float = 0.0  # share of API calls (batch parts included) that fail
+    fault_seed: int = 0  # the same seed fails the same calls (by path and attempt number)
+    fault_kinds: tuple[str, ...] = FAULT_KINDS  # "429", "500", "503" (backendError), "403" (rateLimitExceeded)
+    batch_fault_rate: float = 0.0  # share of batch HTTP requests answered 503 as a whole
+    token_lifetime: float = 3600.0  # seconds an access token is accepted
+    token_expires_in: int | None = None  # what the token endpoint announces (default: lifetime - 1)
+    activity_events: bool = True  # False: an edition that logs no `activity` token events
+    reports_error: int | None = None  # 403 or 503: the Reports API refuses every call
+    report_lag: float = 0.0  # seconds before an event shows in the Reports API
+    delete_after_listed: tuple[str, ...] = ()  # user ids deleted right after users.list returned them
+
+    def update(self, **changes: Any) -> None:
+        for name, value in changes.items():
+            if not hasattr(self, name):
+                raise ValueError(f"unknown emulator knob {name!r}; knobs: {', '.join(asdict(self))}")
+            if name in ("fault_kinds", "delete_after_listed"):
+                value = tuple(value)
+            setattr(self, name, value)
+
+
+@dataclass
+class Answer:
+    status: int
+    body: bytes = b""
+    content_type: str = JSON_TYPE
+
+
+class Stats:
+    """Counters: HTTP requests, API calls (batch parts included) by method, quota, faults, auth."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+
+    def add(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[key] += n
+
+    def reset(self) -> None:
+        with self._lock:
+            self._counts.clear()
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            counts = dict(self._counts)
+
+        def group(prefix: str) -> dict[str, int]:
+            return {k[len(prefix):]: v for k, v in sorted(counts.items()) if k.startswith(prefix)}
+
+        return {
+            "http_requests": sum(group("http.").values()),
+            "http": group("http."),
+            "api_calls": sum(group("call.").values()),
+            "calls": group("call."),
+            "batch_parts": counts.get("batch.parts", 0),
+            "quota_rejected": sum(group("quota.").values()),
+            "quota": group("quota."),
+            "faults": group("fault."),
+            "unauthenticated": counts.get("auth.401", 0),
+            "forbidden": counts.get("auth.403", 0),
+            "tokens_issued": counts.get("token.issued", 0),
+            "token_errors": group("token.error."),
+        }
+
+
+class _Bucket:
+    __slots__ = ("tokens", "updated")
+
+    def __init__(self, burst: float):
+        self.tokens, self.updated = burst, time.monotonic()
+
+
+def error_body(code: int, message: str, reason: str, *, domain: str = "global", status: str | None = None,
+               extra: dict[str, str] | None = None) -> dict[str, Any]:
+    """Google's v1 error format."""
+    detail = {"message": message, "domain": domain, "reason": reason, **(extra or {})}
+    error: dict[str, Any] = {"code": code, "message": message, "errors": [detail]}
+    if status:
+        error["status"] = status
+    return {"error": error}
+
+
+class Failure(Exception):
+    """An API call answered with an error."""
+
+    def __init__(self, code: int, body: dict[str, Any]):
+        super().__init__(code)
+        self.code, self.body = code, body
+
+
+def _bad_request(message: str = "Bad Request", reason: str = "badRequest") -> Failure:
+    return Failure(400, error_body(400, message, reason))
+
+
+def _invalid_value(name: str, value: str, low: int, high: int) -> Failure:
+    return Failure(400, error_body(400, f"Invalid value '{value}'. Values must be within the range: [{low}, {high}]",
+                                   "invalidParameter", extra={"location": name, "locationType": "parameter"}))
+
+
+def _not_found(what: str) -> Failure:
+    return Failure(404, error_body(404, f"Resource Not Found: {what}", "notFound"))
+
+
+_UNAUTHENTICATED = Failure(401, error_body(
+    401, "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid "
+         "authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.",
+    "authError", status="UNAUTHENTICATED", extra={"location": "Authorization", "locationType": "header"}))
+_FORBIDDEN = Failure(403, error_body(403, "Not Authorized to access this resource/api", "forbidden"))
+_INSUFFICIENT_SCOPES = Failure(403, error_body(403, "Request had insufficient authentication scopes.",
+                                               "insufficientPermissions", status="PERMISSION_DENIED"))
+
+
+class GoogleAPI:
+    """Answers Admin SDK calls for one tenant."""
+
+    def __init__(self, tenant: GoogleTenant, knobs: Knobs, stats: Stats, tokens: TokenService):
+        self.tenant, self.knobs, self.stats, self.tokens = tenant, knobs, stats, tokens
+        self._buckets: dict[tuple[str, str], _Bucket] = {}
+        self._attempts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._etag_salt = secrets.token_hex(4)
+
+    # -- HTTP entry points ------------------------------------------------------------------
+
+    def handle(self, method: str, target: str, headers, body: bytes) -> Answer:
+        """One HTTP request (other than the token endpoint and the emulator's controls)."""
+        path = urlsplit(target).path
+        if method == "POST" and path == "/batch/admin/directory_v1":
+            self.stats.add("http.batch")
+            return self._batch(headers.get("content-type", ""), headers.get("authorization"), body)
+        status, payload = self.call(method, target, headers.get("authorization"))
+        self.stats.add("http." + self._method_name(method, path))
+        return Answer(status, b"" if payload is None else _dump(payload))
+
+    def call(self, method: str, target: str, authorization: str | None, *, api: str | None = None) -> tuple[int, dict | None]:
+        """One API call: (status, JSON body or None for an empty 204)."""
+        parts = urlsplit(target)
+        path, query = parts.path, {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        name = self._method_name(method, path)
+        self.stats.add("call." + name)
+        try:
+            if name == "unknown":
+                raise _not_found("path")
+            if api is not None and not name.startswith(("users.", "tokens.")):
+                raise _bad_request(f"Batch requests must all target the same API ({api})")
+            reports = name == "activities.list"
+            token = self._authenticate(authorization, REPORTS_SCOPES if reports else SECURITY_SCOPES if name.startswith("tokens.") else USER_SCOPES)
+            self._take_quota("reports" if reports else "directory", token)
+            if reports and self.knobs.reports_error:
+                raise self._reports_refusal(self.knobs.reports_error)
+            fault = self._fault(f"{method} {target}")
+            if fault:
+                raise fault
+            return self._dispatch(name, method, path, query)
+        except Failure as failure:
+            if failure.code in (401, 403) and failure.body["error"]["errors"][0]["reason"] in ("authError", "forbidden", "insufficientPermissions"):
+                self.stats.add(f"auth.{failure.code}")
+            return failure.code, failure.body
+
+    @staticmethod
+    def _method_name(method: str, path: str) -> str:
+        if _TOKENS.match(path):
+            return "tokens.list" if method == "GET" else "unknown"
+        if _TOKEN.match(path):
+            return {"GET": "tokens.get", "DELETE": "tokens.delete"}.get(method, "unknown")
+        if _USERS.match(path):
+            return "users.list" if method == "GET" else "unknown"
+        if _ACTIVITIES.match(path):
+            return "activities.list" if method == "GET" else "unknown"
+        return "unknown"
+
+    # -- checks -----------------------------------------------------------------------------
+
+    def _authenticate(self, authorization: str | None, scopes: set[str]) -> AccessToken:
+        token = self.tokens.check(authorization)
+        if token is None:
+            raise _UNAUTHENTICATED
+        user = self.tenant.find_user(token.subject)
+        if user is None or not user.is_admin:
+            raise _FORBIDDEN
+        if not scopes & token.scopes:
+            raise _INSUFFICIENT_SCOPES
+        return token
+
+    def _take_quota(self, api: str, token: AccessToken) -> None:
+        per_minute = self.knobs.quota_per_minute
+        burst = float(self.knobs.quota_burst or per_minute)
+        now = time.monotonic()
+        with self._lock:
+            bucket = self._buckets.get((api, token.subject))
+            if bucket is None:
+                bucket = self._buckets[(api, token.subject)] = _Bucket(burst)
+            bucket.tokens = min(burst, bucket.tokens + (now - bucket.updated) * per_minute / 60.0)
+            bucket.updated = now
+            if bucket.tokens >= 1.0:
+                bucket.tokens -= 1.0
+                return
+        self.stats.add("quota." + api)
+        message = ("Quota exceeded for quota metric 'Queries' and limit 'Queries per minute per user' of service "
+                   "'admin.googleapis.com' for consumer 'project_number:{}'.").format(abs(hash(token.subject)) % 10**12)
+        if api == "reports":
+            raise Failure(503, error_body(503, "Quota exceeded for the current request", "backendError", status="UNAVAILABLE"))
+        raise Failure(403, error_body(403, message, "userRateLimitExceeded", domain="usageLimits", status="PERMISSION_DENIED"))
+
+    def _fault(self, key: str) -> Failure | None:
+        rate = self.knobs.fault_rate
+        if rate <= 0:
+            return None
+        with self._lock:
+            self._attempts[key] += 1
+            attempt = self._attempts[key]
+        draw = _draw(self.knobs.fault_seed, key, attempt)
+        if draw >= rate:
+            return None
+        kinds = self.knobs.fault_kinds or FAULT_KINDS
+        kind = kinds[min(len(kinds) - 1, int(draw / rate * len(kinds)))]
+        self.stats.add("fault." + kind)
+        return fault_failure(kind)
+
+    @staticmethod
+    def _reports_refusal(code: int) -> Failure:
+        if code == 403:
+            return _FORBIDDEN
+        return Failure(code, error_body(code, "The service is currently unavailable.", "backendError", status="UNAVAILABLE"))
+
+    # -- methods ----------------------------------------------------------------------------
+
+    def _dispatch(self, name: str, method: str, path: str, query: dict[str, str]) -> tuple[int, dict | None]:
+        if name == "users.list":
+            return 200, self._users_list(query)
+        if name == "activities.list":
+            user_key, application = (unquote(g) for g in _ACTIVITIES.match(path).groups())
+            return 200, self._activities_list(user_key, application, query)
+        match = _TOKENS.match(path) or _TOKEN.match(path)
+        user = self.tenant.find_user(unquote(match.group(1)))
+        if user is None:
+            raise _not_found("userKey")
+        if name == "tokens.list":
+            with self.tenant.lock:
+                tokens = list(self.tenant.tokens.get(user.id, ()))
+            body: dict[str, Any] = {"kind": "admin#directory#tokenList", "etag": self._etag(user.id, len(tokens))}
+            if tokens:  # Google omits empty arrays
+                body["items"] = [self._token_json(user, token) for token in tokens]
+            return 200, _mask(body, query.get("fields"))
+        client_id = unquote(match.group(2))
+        with self.tenant.lock:
+            token = next((t for t in self.tenant.tokens.get(user.id, ()) if t.client.client_id == client_id), None)
+        if token is None:
+            raise _not_found("clientId")
+        if name == "tokens.get":
+            return 200, _mask(self._token_json(user, token), query.get("fields"))
+        self.tenant.revoke(user.id, client_id)
+        return 204, None
+
+    def _token_json(self, user: DirectoryUser, token) -> dict[str, Any]:
+        client = token.client
+        return {"kind": "admin#directory#token", "etag": self._etag(user.id, client.client_id), "clientId": client.client_id,
+                "displayText": client.display_text, "anonymous": client.anonymous, "nativeApp": client.native_app,
+                "userKey": user.id, "scopes": list(token.scopes)}
+
+    def _users_list(self, query: dict[str, str]) -> dict[str, Any]:
+        customer, domain = query.get("customer"), query.get("domain")
+        if not customer and not domain:
+            raise _bad_request()
+        if customer and customer not in ("my_customer", self.tenant.customer_id):
+            raise _bad_request()
+        limit = _int_param(query, "maxResults", 100, 1, 500)
+        matches = _user_filter(query.get("query", ""), domain)
+        after = _decode_page_token(query["pageToken"])["after"] if query.get("pageToken") else ""
+        emails = self.tenant.users_by_email()
+        position = bisect.bisect_right(emails, (after, "\uffff"))
+        page: list[DirectoryUser] = []
+        more = False
+        if query.get("showDeleted") != "true":
+            for email, user_id in emails[position:]:
+                user = self.tenant.users.get(user_id)
+                if user is None or not matches(user):
+                    continue
+                if len(page) == limit:
+                    more = True
+                    break
+                page.append(user)
+        body: dict[str, Any] = {"kind": "admin#directory#users", "etag": self._etag("users", after, len(page))}
+        if page:
+            body["users"] = [self._user_json(user) for user in page]
+        if more:
+            body["nextPageToken"] = _encode_page_token({"after": page[-1].primary_email.lower()})
+        doomed = set(self.knobs.delete_after_listed) & {user.id for user in page}
+        for user_id in doomed:  # "deleted by another admin" right after this page was served
+            self.tenant.delete_user(user_id)
+        return _mask(body, query.get("fields"))
+
+    def _user_json(self, user: DirectoryUser) -> dict[str, Any]:
+        body = {
+            "kind": "admin#directory#user", "id": user.id, "etag": self._etag(user.id), "primaryEmail": user.primary_email,
+            "name": {"givenName": user.given_name, "familyName": user.family_name,
+                     "fullName": f"{user.given_name} {user.family_name}".strip()},
+            "isAdmin": user.is_admin, "isDelegatedAdmin": False, "lastLoginTime": "1970-01-01T00:00:00.000Z",
+            "creationTime": user.creation_time, "agreedToTerms": True, "suspended": user.suspended, "archived": False,
+            "changePasswordAtNextLogin": False, "ipWhitelisted": False,
+            "emails": [{"address": user.primary_email, "primary": True}] + [{"address": a} for a in user.aliases],
+            "customerId": self.tenant.customer_id, "orgUnitPath": user.org_unit_path, "isMailboxSetup": True,
+            "isEnrolledIn2Sv": False, "isEnforcedIn2Sv": False, "includeInGlobalAddressList": True,
+        }
+        if user.aliases:
+            body["aliases"] = list(user.aliases)
+        if user.suspended:
+            body["suspensionReason"] = "ADMIN"
+        return body
+
+    def _activities_list(self, user_key: str, application: str, query: dict[str, str]) -> dict[str, Any]:
+        if application not in _APPLICATIONS:
+            raise _bad_request(f"Invalid value '{application}'. Values must match the following regular expression: "
+                               "'(admin)|(calendar)|(drive)|(login)|(mobile)|(token)|...'", "invalid")
+        limit = _int_param(query, "maxResults", 1000, 1, 1000)
+        now = time.time()
+        now_micros = int(now * 1_000_000)
+        end = _time_param(query, "endTime") or now_micros
+        start = _time_param(query, "startTime")
+        if start is not None and start > now_micros:
+            raise _bad_request("Start time must be earlier than the current time", "invalid")
+        if start is not None and start >= end:
+            raise _bad_request("Start time must be earlier than end time", "invalid")
+        start = max(start or 0, to_micros(dt.datetime.fromtimestamp(now, dt.timezone.utc) - RETENTION))
+        before = None
+        if query.get("pageToken"):
+            position = _decode_page_token(query["pageToken"])
+            before, end = (position["t"], position["s"]), position["end"]
+        end = min(end, now_micros - int(self.knobs.report_lag * 1_000_000) + 1)
+        names = set(query["eventName"].split(",")) if query.get("eventName") else None
+        if not self.knobs.activity_events:
+            names = (names or {"authorize", "revoke", "activity", "request", "deny"}) - {"activity"}
+        client_filter = _client_filter(query.get("filters"))
+        body: dict[str, Any] = {"kind": "admin#reports#activities", "etag": self._etag("activities", start, end, before)}
+        if application != "token":
+            return _mask(body, query.get("fields"))
+        tenant = self.tenant
+        person = None
+        if user_key != "all":
+            user = tenant.find_user(user_key)
+            if user is None:
+                raise _bad_request()
+            person = tenant._person_index[user.id]
+        items: list[Event] = []
+        more = False
+        with tenant.lock:
+            log = tenant.events
+            for index in log.newest_first(start, end, before):
+                event = None
+                if person is not None and log.users[index] != person:
+                    continue
+                if names is not None or client_filter is not None:
+                    event = tenant.event(index)
+                    if names is not None and event.name not in names:
+                        continue
+                    if client_filter is not None and event.client.client_id != client_filter:
+                        continue
+                if len(items) == limit:
+                    more = True
+                    break
+                items.append(event or tenant.event(index))
+        if items:
+            body["items"] = [self._activity_json(event) for event in items]
+        if more:
+            last = items[-1]
+            body["nextPageToken"] = _encode_page_token({"t": last.micros, "s": last.seq, "end": end})
+        return _mask(body, query.get("fields"))
+
+    def _activity_json(self, event: Event) -> dict[str, Any]:
+        client, user = event.client, event.user
+        common = [{"name": "client_id", "value": client.client_id}, {"name": "app_name", "value": client.display_text},
+                  {"name": "client_type", "value": client.client_type}]
+        if event.name == "activity":
+            bucket = _product_bucket(event.scopes)
+            parameters = [{"name": "api_name", "value": _API_NAMES.get(bucket, "oauth2")},
+                          {"name": "method_name", "value": _API_NAMES.get(bucket, "oauth2") + ".list"},
+                          *common[:1], {"name": "num_response_bytes", "intValue": str(200 + event.seq % 5000)},
+                          {"name": "product_bucket", "value": bucket}, *common[1:]]
+        else:
+            parameters = [*common, {"name": "scope", "multiValue": list(event.scopes)},
+                          {"name": "scope_data", "multiMessageValue": [
+                              {"parameter": [{"name": "scope_name", "value": scope},
+                                             {"name": "product_bucket", "multiValue": [_product_bucket((scope,))]}]}
+                              for scope in event.scopes]}]
+        qualifier = int.from_bytes(hashlib.blake2b(f"{event.seq}|{event.micros}".encode(), digest_size=8).digest(), "big", signed=True)
+        return {
+            "kind": "admin#reports#activity",
+            "id": {"time": rfc3339(event.micros), "uniqueQualifier": str(qualifier), "applicationName": "token",
+                   "customerId": self.tenant.customer_id},
+            "etag": self._etag("event", event.seq),
+            "actor": {"callerType": "USER", "email": user.primary_email, "profileId": user.id},
+            "ipAddress": f"10.{event.seq % 250}.{(event.seq // 250) % 250}.{1 + event.seq % 200}",
+            "events": [{"type": "auth", "name": event.name, "parameters": parameters}],
+        }
+
+    def _etag(self, *parts: Any) -> str:
+        digest = hashlib.blake2b("|".join(map(str, (self._etag_salt, *parts))).encode(), digest_size=12).digest()
+        return '"' + base64.urlsafe_b64encode(digest).decode().rstrip("=") + '"'
+
+    # -- batch ------------------------------------------------------------------------------
+
+    def _batch(self, content_type: str, authorization: str | None, body: bytes) -> Answer:
+        boundary = _boundary(content_type)
+        if not content_type.lower().startswith("multipart/mixed") or not boundary:
+            return Answer(400, _dump(error_body(400, "Invalid multipart request with 0 mime parts.", "badRequest")))
+        parts = _parse_batch(body, boundary)
+        if not parts:
+            return Answer(400, _dump(error_body(400, "Invalid multipart request with 0 mime parts.", "badRequest")))
+        if len(parts) > MAX_BATCH:
+            return Answer(400, _dump(error_body(400, f"A batch request cannot contain more than {MAX_BATCH} requests", "badRequest")))
+        if self.knobs.batch_fault_rate and _draw(self.knobs.fault_seed, "batch", secrets.randbits(64)) < self.knobs.batch_fault_rate:
+            self.stats.add("fault.batch")
+            return Answer(503, _dump(fault_failure("503").body))
+        self.stats.add("batch.parts", len(parts))
+        out_boundary = "batch_" + secrets.token_hex(12)
+        chunks = []
+        for content_id, method, target, part_headers in parts:
+            status, payload = self.call(method, target, part_headers.get("authorization") or authorization, api="admin/directory_v1")
+            chunks.append(_response_part(out_boundary, content_id, status, payload))
+        chunks.append(f"--{out_boundary}--\r\n".encode())
+        return Answer(200, b"".join(chunks), f"multipart/mixed; boundary={out_boundary}")
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+def fault_failure(kind: str) -> Failure:
+    """The error an injected fault answers with."""
+    if kind == "429":
+        return Failure(429, error_body(429, "Resource has been exhausted (e.g. check quota).", "rateLimitExceeded",
+                                       status="RESOURCE_EXHAUSTED"))
+    if kind == "500":
+        return Failure(500, error_body(500, "Backend Error", "backendError"))
+    if kind == "503":
+        return Failure(503, error_body(503, "The service is currently unavailable.", "backendError", status="UNAVAILABLE"))
+    if kind == "403":
+        message = ("Quota exceeded for quota metric 'Queries' and limit 'Queries per minute per user' of service "
+                   "'admin.googleapis.com' for consumer 'project_number:1'.")
+        return Failure(403, error_body(403, message, "rateLimitExceeded", domain="usageLimits", status="PERMISSION_DENIED"))
+    raise ValueError(f"unknown fault kind {kind!r}; use one of {', '.join(FAULT_KINDS)}")
+
+
+def _draw(seed: int, key: str, attempt: int) -> float:
+    digest = hashlib.blake2b(f"{seed}|{key}|{attempt}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def _dump(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _int_param(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _invalid_value(name, raw, low, high) from None
+    if not low <= value <= high:
+        raise _invalid_value(name, raw, low, high)
+    return value
+
+
+def _time_param(query: dict[str, str], name: str) -> int | None:
+    raw = query.get(name)
+    if not raw:
+        return None
+    if not _RFC3339.match(raw):
+        raise _bad_request(f"Invalid value '{raw}'. Values must match the following regular expression: "
+                           "'(\\d\\d\\d\\d)-(\\d\\d)-(\\d\\d)T(\\d\\d):(\\d\\d):(\\d\\d)(?:\\.(\\d+))?(?:(Z)|([-+])(\\d\\d):(\\d\\d))'",
+                           "invalid")
+    return to_micros(dt.datetime.fromisoformat(raw.replace("Z", "+00:00")))
+
+
+def _client_filter(filters: str | None) -> str | None:
+    if not filters:
+        return None
+    match = re.fullmatch(r"client_id==(.+)", filters.strip())
+    if not match:
+        raise _bad_request(f"Invalid filters: {filters} (the emulator supports client_id==<id>)", "invalid")
+    return match.group(1)
+
+
+_QUERY_CLAUSE = re.compile(r"(isSuspended|isAdmin|orgUnitPath)=('[^']*'|\"[^\"]*\"|\S+)")
+
+
+def _user_filter(query: str, domain: str | None):
+    """users.list `query`: space-separated clauses (AND) of isSuspended=, isAdmin=, orgUnitPath=."""
+    clauses = []
+    rest = _QUERY_CLAUSE.sub("", query).strip()
+    if rest:
+        raise _bad_request("Invalid Input: " + query, "invalid")
+    for field_name, raw in _QUERY_CLAUSE.findall(query):
+        value = raw.strip("'\"")
+        if field_name == "orgUnitPath":
+            clauses.append(lambda u, v=value: u.org_unit_path == v)
+        else:
+            wanted = value.lower() == "true"
+            attribute = "suspended" if field_name == "isSuspended" else "is_admin"
+            clauses.append(lambda u, a=attribute, w=wanted: getattr(u, a) == w)
+    if domain:
+        suffix = "@" + domain.lower()
+        clauses.append(lambda u: u.primary_email.lower().endswith(suffix))
+    return lambda user: all(clause(user) for clause in clauses)
+
+
+def _encode_page_token(position: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(position, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _decode_page_token(token: str) -> dict[str, Any]:
+    try:
+        return json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except ValueError:
+        raise _bad_request("Invalid page token", "invalid") from None
+
+
+_BUCKETS = (("mail.google.com", "GMAIL"), ("gmail", "GMAIL"), ("drive", "DRIVE"), ("documents", "DRIVE"),
+            ("spreadsheets", "DRIVE"), ("presentations", "DRIVE"), ("forms", "DRIVE"), ("calendar", "CALENDAR"),
+            ("classroom", "CLASSROOM"), ("contacts", "CONTACTS"), ("carddav", "CONTACTS"), ("admin.", "GSUITE_ADMIN"),
+            ("userinfo", "IDENTITY"), ("openid", "IDENTITY"))
+_API_NAMES = {"GMAIL": "gmail", "DRIVE": "drive", "CALENDAR": "calendar", "CLASSROOM": "classroom",
+              "CONTACTS": "people", "GSUITE_ADMIN": "admin", "IDENTITY": "oauth2"}
+
+
+def _product_bucket(scopes: tuple[str, ...]) -> str:
+    found = "OTHER"
+    for scope in scopes:
+        for needle, bucket in _BUCKETS:
+            if needle in scope:
+                if bucket != "IDENTITY":
+                    return bucket
+                found = bucket
+                break
+    return found
+
+
+# -- partial responses (the `fields` parameter) --------------------------------------------
+
+@lru_cache(maxsize=256)
+def parse_fields(spec: str) -> dict[str, Any]:
+    """Parse a `fields` mask ("nextPageToken,users(id,name/fullName)") into a tree; {} = the whole value."""
+    tree: dict[str, Any] = {}
+    position = _parse_field_list(spec, 0, tree)
+    if position != len(spec):
+        raise _bad_request(f"Invalid field selection {spec}", "invalidParameter")
+    return tree
+
+
+def _parse_field_list(spec: str, position: int, tree: dict[str, Any]) -> int:
+    while position < len(spec):
+        match = re.compile(r"\s*([A-Za-z0-9_*]+(?:/[A-Za-z0-9_*]+)*)\s*").match(spec, position)
+        if not match:
+            raise _bad_request(f"Invalid field selection {spec}", "invalidParameter")
+        node = tree
+        names = match.group(1).split("/")
+        for name in names[:-1]:
+            node = node.setdefault(name, {})
+        leaf = node.setdefault(names[-1], {})
+        position = match.end()
+        if position < len(spec) and spec[position] == "(":
+            position = _parse_field_list(spec, position + 1, leaf)
+            if position >= len(spec) or spec[position] != ")":
+                raise _bad_request(f"Invalid field selection {spec}", "invalidParameter")
+            position += 1
+        if position < len(spec) and spec[position] == ",":
+            position += 1
+            continue
+        if position < len(spec) and spec[position] == ")":
+            return position
+    return position
+
+
+def _mask(value: Any, spec: str | None) -> Any:
+    if not spec:
+        return value
+    return _apply(value, parse_fields(spec))
+
+
+def _apply(value: Any, tree: dict[str, Any]) -> Any:
+    if not tree or "*" in tree:
+        return value
+    if isinstance(value, list):
+        return [_apply(item, tree) for item in value]
+    if isinstance(value, dict):
+        return {key: _apply(value[key], sub) for key, sub in tree.items() if key in value}
+    return value
+
+
+# -- multipart batches ---------------------------------------------------------------------
+
+_BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+
+
+def _boundary(content_type: str) -> str | None:
+    match = _BOUNDARY.search(content_type)
+    return match.group(1) if match else None
+
+
+class _Headers(dict):
+    def get(self, key, default=None):  # case-insensitive, like email.message.Message
+        return super().get(key.lower(), default)
+
+
+def _parse_headers(block: bytes) -> _Headers:
+    headers = _Headers()
+    for line in block.decode("utf-8", "replace").splitlines():
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    return headers
+
+
+def _parse_batch(body: bytes, boundary: str) -> list[tuple[str | None, str, str, _Headers]]:
+    """(Content-ID, method, request target, inner headers) of each part of a multipart/mixed batch."""
+    parts = []
+    for segment in body.split(b"--" + boundary.encode())[1:]:
+        if segment.startswith(b"--"):
+            break
+        split = _BLANK_LINE.split(segment.lstrip(b"\r\n"), 1)
+        if len(split) != 2:
+            continue
+        mime_headers, inner = split
+        content_id = _parse_headers(mime_headers).get("content-id")
+        inner_split = _BLANK_LINE.split(inner, 1)
+        head = inner_split[0].decode("utf-8", "replace")
+        request_line, _, header_block = head.partition("\n")
+        fields = request_line.strip().split(" ")
+        if len(fields) < 2:
+            continue
+        parts.append((content_id, fields[0].upper(), fields[1], _parse_headers(header_block.encode())))
+    return parts
+
+
+_REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+            429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
+
+
+def _response_part(boundary: str, content_id: str | None, status: int, payload: dict | None) -> bytes:
+    head = f"--{boundary}\r\nContent-Type: application/http\r\n"
+    if content_id:
+        head += f"Content-ID: <response-{content_id.strip().lstrip('<').rstrip('>')}>\r\n"
+    body = b"" if payload is None else _dump(payload)
+    head += (f"\r\nHTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
+             f"Content-Type: {JSON_TYPE}\r\nVary: Origin\r\nVary: X-Origin\r\nVary: Referer\r\n"
+             f"Content-Length: {len(body)}\r\n\r\n")
+    return head.encode() + body + b"\r\n"
+
+
+__all__ = ["Answer", "GoogleAPI", "Knobs", "Stats", "error_body", "fault_failure", "parse_fields"]

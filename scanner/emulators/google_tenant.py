@@ -1,0 +1,598 @@
+"""A Google Workspace tenant described by data, as the Admin SDK emulator serves it.
+
+A `GoogleTenant` holds directory users, the OAuth clients (apps) users granted access
+to, each user's tokens, the `token` audit log (authorize / revoke / activity events)
+and the domain-wide delegation set-up (service accounts, their public keys and
+delegated scopes). It round-trips through JSON (`to_json` / `from_json`) so a child
+process can serve the same tenant, and `build_tenant()` makes a synthetic school
+district of any size, deterministic for a seed.
+
+Mutations (`authorize`, `revoke`, `use`, `add_user`, `delete_user`, `churn`) record the
+matching token audit events, as Google does, so incremental scans can be tested.
+
+Memory: a benchmark tenant holds ~800,000 tokens and as many events, so tokens are
+small tuples in per-user lists and the audit log is columnar (`array`s), sorted by time.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import hashlib
+import random
+import threading
+from array import array
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+UTC = dt.timezone.utc
+RETENTION = dt.timedelta(days=180)  # the token audit log keeps 180 days
+EVENT_NAMES = ("authorize", "revoke", "activity")
+_EVENT_CODE = {name: code for code, name in enumerate(EVENT_NAMES)}
+
+# The scopes the scanner needs, as an admin authorizes them for domain-wide delegation.
+SCANNER_SCOPES = (
+    "https://www.googleapis.com/auth/admin.directory.user.readonly",
+    "https://www.googleapis.com/auth/admin.directory.user.security",
+    "https://www.googleapis.com/auth/admin.reports.audit.readonly",
+)
+
+
+def to_micros(moment: dt.datetime) -> int:
+    return int(moment.timestamp() * 1_000_000)
+
+
+def from_micros(micros: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(micros / 1_000_000, UTC)
+
+
+def rfc3339(micros: int) -> str:
+    """Google's timestamp format: 2026-11-20T13:02:11.123Z."""
+    moment = from_micros(micros)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_time(value: str | dt.datetime | None) -> dt.datetime | None:
+    if value is None or isinstance(value, dt.datetime):
+        return value
+    moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dataclass(slots=True)
+class DirectoryUser:
+    """A user as users.list returns it (the fields the emulator keeps)."""
+
+    id: str  # numeric, 21 digits
+    primary_email: str
+    given_name: str
+    family_name: str
+    org_unit_path: str = "/"
+    suspended: bool = False
+    is_admin: bool = False
+    aliases: tuple[str, ...] = ()
+    creation_time: str = "2019-08-01T15:00:00.000Z"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "primaryEmail": self.primary_email,
+            "name": {"givenName": self.given_name, "familyName": self.family_name},
+            "orgUnitPath": self.org_unit_path, "suspended": self.suspended, "isAdmin": self.is_admin,
+            "aliases": list(self.aliases), "creationTime": self.creation_time,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DirectoryUser:
+        name = data.get("name") or {}
+        return cls(
+            id=str(data["id"]), primary_email=data["primaryEmail"], given_name=name.get("givenName", ""),
+            family_name=name.get("familyName", ""), org_unit_path=data.get("orgUnitPath", "/"),
+            suspended=bool(data.get("suspended", False)), is_admin=bool(data.get("isAdmin", False)),
+            aliases=tuple(data.get("aliases", ())), creation_time=data.get("creationTime", "2019-08-01T15:00:00.000Z"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthClient:
+    """An app (OAuth client) users can grant access to."""
+
+    client_id: str
+    display_text: str
+    anonymous: bool = False
+    native_app: bool = False
+    client_type: str = "WEB"  # token audit `client_type`: WEB, NATIVE_ANDROID, NATIVE_IOS, ...
+
+    def to_json(self) -> dict[str, Any]:
+        return {"clientId": self.client_id, "displayText": self.display_text, "anonymous": self.anonymous,
+                "nativeApp": self.native_app, "clientType": self.client_type}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> OAuthClient:
+        return cls(data["clientId"], data.get("displayText", data["clientId"]), bool(data.get("anonymous", False)),
+                   bool(data.get("nativeApp", False)), data.get("clientType", "WEB"))
+
+
+class Token(NamedTuple):
+    """One user's grant to one client: what tokens.list returns."""
+
+    client: OAuthClient
+    scopes: tuple[str, ...]
+
+
+class Event(NamedTuple):
+    """One token audit event, resolved for rendering."""
+
+    micros: int
+    seq: int
+    name: str
+    user: DirectoryUser
+    client: OAuthClient
+    scopes: tuple[str, ...]
+
+
+@dataclass
+class ServiceAccount:
+    """A service account with domain-wide delegation: who may sign assertions, for which scopes."""
+
+    client_email: str
+    client_id: str
+    public_keys: dict[str, str]  # private_key_id -> public key PEM
+    scopes: tuple[str, ...]  # scopes authorized in the Admin console (domain-wide delegation)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"client_email": self.client_email, "client_id": self.client_id,
+                "public_keys": dict(self.public_keys), "scopes": list(self.scopes)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ServiceAccount:
+        return cls(data["client_email"], str(data["client_id"]), dict(data["public_keys"]), tuple(data.get("scopes", ())))
+
+
+class EventLog:
+    """The token audit log: columnar, sorted by (time, seq); seq is unique and never reused."""
+
+    def __init__(self) -> None:
+        self.micros = array("q")
+        self.seqs = array("q")
+        self.names = array("b")
+        self.users = array("l")  # index into GoogleTenant.people
+        self.clients = array("l")  # index into GoogleTenant.clients_list
+        self.scope_sets = array("l")  # index into GoogleTenant.scope_sets
+        self.next_seq = 0
+
+    def __len__(self) -> int:
+        return len(self.micros)
+
+    def load(self, rows: list[tuple[int, int, int, int, int]]) -> None:
+        """Bulk-load (micros, name code, user, client, scope set) rows in any order."""
+        rows.sort(key=lambda row: row[0])
+        for micros, name, user, client, scope_set in rows:
+            self._append(micros, name, user, client, scope_set)
+
+    def add(self, micros: int, name: str, user: int, client: int, scope_set: int) -> None:
+        if not self.micros or micros >= self.micros[-1]:
+            self._append(micros, _EVENT_CODE[name], user, client, scope_set)
+            return
+        # An event in the past (a test back-dating one): insert in order.
+        position = bisect.bisect_right(self.micros, micros)
+        for column, value in ((self.micros, micros), (self.seqs, self.next_seq), (self.names, _EVENT_CODE[name]),
+                              (self.users, user), (self.clients, client), (self.scope_sets, scope_set)):
+            column.insert(position, value)
+        self.next_seq += 1
+
+    def _append(self, micros: int, name: int, user: int, client: int, scope_set: int) -> None:
+        self.micros.append(micros)
+        self.seqs.append(self.next_seq)
+        self.names.append(name)
+        self.users.append(user)
+        self.clients.append(client)
+        self.scope_sets.append(scope_set)
+        self.next_seq += 1
+
+    def newest_first(self, start: int, end: int, before: tuple[int, int] | None) -> Iterator[int]:
+        """Indexes of events with start <= micros < end and (micros, seq) < before, newest first."""
+        position = bisect.bisect_left(self.micros, end)
+        if before is not None:
+            before_micros, before_seq = before
+            if before_micros < end:
+                position = bisect.bisect_left(self.micros, before_micros)
+                # Among events at that very microsecond, keep those with a smaller seq.
+                while position < len(self.micros) and self.micros[position] == before_micros and self.seqs[position] < before_seq:
+                    position += 1
+        micros = self.micros
+        for index in range(position - 1, -1, -1):
+            if micros[index] < start:
+                return
+            yield index
+
+
+class GoogleTenant:
+    """Users, apps, tokens and the token audit log of one Google Workspace customer."""
+
+    def __init__(self, *, customer_id: str = "C03az79cb", domain: str = "district.example",
+                 org_units: Iterable[str] = ("/",)):
+        self.customer_id = customer_id
+        self.domain = domain
+        self.org_units = list(org_units)
+        self.lock = threading.RLock()
+        self.people: list[DirectoryUser] = []  # every user ever, deleted ones too (events refer to them)
+        self._person_index: dict[str, int] = {}
+        self.users: dict[str, DirectoryUser] = {}  # current users by id
+        self._by_email: dict[str, str] = {}  # primary email and aliases (lowercase) -> id
+        self._sorted_emails: list[tuple[str, str]] | None = None
+        self.clients: dict[str, OAuthClient] = {}
+        self.clients_list: list[OAuthClient] = []
+        self._client_index: dict[str, int] = {}
+        self.requested_scopes: dict[str, tuple[str, ...]] = {}  # what each app asks for (churn reuses it)
+        self.scope_sets: list[tuple[str, ...]] = []
+        self._scope_set_index: dict[tuple[str, ...], int] = {}
+        self.tokens: dict[str, list[Token]] = {}
+        self.events = EventLog()
+        self.service_accounts: dict[str, ServiceAccount] = {}  # by client_email
+
+    # -- building -------------------------------------------------------------------------
+
+    def add_client(self, client: OAuthClient) -> OAuthClient:
+        with self.lock:
+            known = self.clients.get(client.client_id)
+            if known is not None:
+                return known
+            self.clients[client.client_id] = client
+            self._client_index[client.client_id] = len(self.clients_list)
+            self.clients_list.append(client)
+            return client
+
+    def _scope_set(self, scopes: Iterable[str]) -> int:
+        key = tuple(scopes)
+        index = self._scope_set_index.get(key)
+        if index is None:
+            index = self._scope_set_index[key] = len(self.scope_sets)
+            self.scope_sets.append(key)
+        return index
+
+    def add_user(self, user: DirectoryUser) -> DirectoryUser:
+        """Create a user (no audit event: user creation is in the admin log, not the token log)."""
+        with self.lock:
+            if user.id in self.users:
+                raise ValueError(f"user {user.id} already exists")
+            for email in (user.primary_email, *user.aliases):
+                if email.lower() in self._by_email:
+                    raise ValueError(f"email {email} is already taken")
+            self._person_index[user.id] = len(self.people)
+            self.people.append(user)
+            self.users[user.id] = user
+            for email in (user.primary_email, *user.aliases):
+                self._by_email[email.lower()] = user.id
+            self.tokens[user.id] = []
+            self._sorted_emails = None
+            if user.org_unit_path not in self.org_units:
+                self.org_units.append(user.org_unit_path)
+            return user
+
+    def delete_user(self, user_id: str) -> None:
+        """Delete a user: their tokens go with them; users.list and tokens.list stop knowing them."""
+        with self.lock:
+            user = self.users.pop(user_id)
+            for email in (user.primary_email, *user.aliases):
+                self._by_email.pop(email.lower(), None)
+            self.tokens.pop(user_id, None)
+            self._sorted_emails = None
+
+    def find_user(self, key: str) -> DirectoryUser | None:
+        """users/{userKey}: a numeric id, a primary email or an alias."""
+        user = self.users.get(key)
+        if user is None:
+            user_id = self._by_email.get(key.lower())
+            user = self.users.get(user_id) if user_id else None
+        return user
+
+    def users_by_email(self) -> list[tuple[str, str]]:
+        """(lowercase primary email, id) of current users, sorted: users.list pages through it."""
+        with self.lock:
+            if self._sorted_emails is None:
+                self._sorted_emails = sorted((u.primary_email.lower(), u.id) for u in self.users.values())
+            return self._sorted_emails
+
+    # -- tokens and their audit events ------------------------------------------------------
+
+    def authorize(self, user_id: str, client: OAuthClient | str, scopes: Iterable[str], *,
+                  at: dt.datetime | None = None, record_event: bool = True) -> Token:
+        """A user grants an app access (again): the token holds the union of scopes; an `authorize` event."""
+        with self.lock:
+            if isinstance(client, str):
+                client = self.clients[client]
+            client = self.add_client(client)
+            scopes = tuple(scopes)
+            self.requested_scopes.setdefault(client.client_id, scopes)
+            tokens = self.tokens[user_id]
+            for position, token in enumerate(tokens):
+                if token.client.client_id == client.client_id:
+                    merged = tuple(dict.fromkeys(token.scopes + scopes))
+                    tokens[position] = token = Token(client, self._intern(merged))
+                    break
+            else:
+                token = Token(client, self._intern(scopes))
+                tokens.append(token)
+            if record_event:
+                self._record("authorize", user_id, client.client_id, scopes, at)
+            return token
+
+    def revoke(self, user_id: str, client_id: str, *, at: dt.datetime | None = None) -> bool:
+        """Access is revoked (by the user, or an admin's tokens.delete): a `revoke` event."""
+        with self.lock:
+            tokens = self.tokens.get(user_id, [])
+            for position, token in enumerate(tokens):
+                if token.client.client_id == client_id:
+                    del tokens[position]
+                    self._record("revoke", user_id, client_id, token.scopes, at)
+                    return True
+            return False
+
+    def use(self, user_id: str, client_id: str, *, at: dt.datetime | None = None) -> None:
+        """The app called an API on the user's behalf: an `activity` event."""
+        with self.lock:
+            token = next(t for t in self.tokens[user_id] if t.client.client_id == client_id)
+            self._record("activity", user_id, client_id, token.scopes, at)
+
+    def _intern(self, scopes: tuple[str, ...]) -> tuple[str, ...]:
+        return self.scope_sets[self._scope_set(scopes)]
+
+    def _record(self, name: str, user_id: str, client_id: str, scopes: tuple[str, ...], at: dt.datetime | None) -> None:
+        micros = to_micros(at or dt.datetime.now(UTC))
+        self.events.add(micros, name, self._person_index[user_id], self._client_index[client_id], self._scope_set(scopes))
+
+    def event(self, index: int) -> Event:
+        log = self.events
+        return Event(log.micros[index], log.seqs[index], EVENT_NAMES[log.names[index]], self.people[log.users[index]],
+                     self.clients_list[log.clients[index]], self.scope_sets[log.scope_sets[index]])
+
+    def latest_use(self, user_id: str, client_id: str, *, since: dt.datetime, activity: bool = True) -> dt.datetime | None:
+        """The newest `authorize` (and `activity`) event for a grant since `since`: what last_used should show."""
+        person, client = self._person_index[user_id], self._client_index[client_id]
+        names = {_EVENT_CODE["authorize"]} | ({_EVENT_CODE["activity"]} if activity else set())
+        log = self.events
+        for index in log.newest_first(to_micros(since), 2**62, None):
+            if log.users[index] == person and log.clients[index] == client and log.names[index] in names:
+                return from_micros(log.micros[index])
+        return None
+
+    def all_tokens(self) -> Iterator[tuple[str, Token]]:
+        """(user id, token) for every current token: the ground truth a full scan must find."""
+        with self.lock:
+            for user_id, tokens in self.tokens.items():
+                for token in tokens:
+                    yield user_id, token
+
+    def grants_digest(self) -> dict[str, Any]:
+        """Count and SHA-256 of sorted "user|client|scope scope" lines (scopes sorted): compare without shipping them."""
+        lines = sorted(f"{user}|{token.client.client_id}|{' '.join(sorted(token.scopes))}" for user, token in self.all_tokens())
+        digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()
+        return {"grants": len(lines), "users": len(self.users), "sha256": digest}
+
+    # -- benchmark churn --------------------------------------------------------------------
+
+    def churn(self, fraction: float, *, seed: int = 0, at: dt.datetime | None = None) -> dict[str, int]:
+        """Change the grants of `fraction` of users: each gains a new app or loses one (with events)."""
+        with self.lock:
+            rng = random.Random(seed)
+            user_ids = sorted(self.users)
+            chosen = rng.sample(user_ids, max(1, round(len(user_ids) * fraction))) if user_ids else []
+            authorized = revoked = 0
+            for user_id in chosen:
+                tokens = self.tokens[user_id]
+                if tokens and rng.random() < 0.5:
+                    self.revoke(user_id, rng.choice(tokens).client.client_id, at=at)
+                    revoked += 1
+                else:
+                    held = {t.client.client_id for t in tokens}
+                    candidates = [c for c in self.clients_list if c.client_id not in held and c.client_id in self.requested_scopes]
+                    if not candidates:
+                        continue
+                    client = rng.choice(candidates)
+                    self.authorize(user_id, client, self.requested_scopes[client.client_id], at=at)
+                    authorized += 1
+            return {"users": len(chosen), "authorized": authorized, "revoked": revoked}
+
+    # -- JSON -------------------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-serializable description; events derived from grants are included as explicit events."""
+        with self.lock:
+            log = self.events
+            return {
+                "customer_id": self.customer_id, "domain": self.domain, "org_units": list(self.org_units),
+                "users": [user.to_json() for user in self.users.values()],
+                "deleted_users": [p.to_json() for p in self.people if p.id not in self.users],
+                "clients": [{**client.to_json(), "scopes": list(self.requested_scopes.get(client.client_id, ()))}
+                            for client in self.clients_list],
+                "grants": [{"userId": user_id, "clientId": token.client.client_id, "scopes": list(token.scopes)}
+                           for user_id, token in self.all_tokens()],
+                "events": [{"name": EVENT_NAMES[log.names[i]], "userId": self.people[log.users[i]].id,
+                            "clientId": self.clients_list[log.clients[i]].client_id,
+                            "scopes": list(self.scope_sets[log.scope_sets[i]]), "time": from_micros(log.micros[i]).isoformat()}
+                           for i in range(len(log))],
+                "service_accounts": [sa.to_json() for sa in self.service_accounts.values()],
+            }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> GoogleTenant:
+        """Build from data. Grants may carry `authorizedAt` / `lastUsedAt` (ISO 8601): they become
+        `authorize` / `activity` events; `events` adds explicit ones (e.g. old revocations)."""
+        tenant = cls(customer_id=data.get("customer_id", "C03az79cb"), domain=data.get("domain", "district.example"),
+                     org_units=data.get("org_units", ("/",)))
+        for client in data.get("clients", ()):
+            tenant.add_client(OAuthClient.from_json(client))
+            if client.get("scopes"):
+                tenant.requested_scopes[client["clientId"]] = tuple(client["scopes"])
+        for user in data.get("deleted_users", ()):
+            person = DirectoryUser.from_json(user)
+            tenant._person_index[person.id] = len(tenant.people)
+            tenant.people.append(person)
+        for user in data.get("users", ()):
+            tenant.add_user(DirectoryUser.from_json(user))
+        rows = []
+        for grant in data.get("grants", ()):
+            client = tenant.clients.get(grant["clientId"]) or tenant.add_client(
+                OAuthClient(grant["clientId"], grant.get("displayText", grant["clientId"])))
+            tenant.authorize(grant["userId"], client, grant.get("scopes", ()), record_event=False)
+            for key, name in (("authorizedAt", "authorize"), ("lastUsedAt", "activity")):
+                if grant.get(key):
+                    rows.append((to_micros(parse_time(grant[key])), _EVENT_CODE[name], tenant._person_index[grant["userId"]],
+                                 tenant._client_index[client.client_id], tenant._scope_set(grant.get("scopes", ()))))
+        for event in data.get("events", ()):
+            client = tenant.clients.get(event["clientId"]) or tenant.add_client(OAuthClient(event["clientId"], event["clientId"]))
+            rows.append((to_micros(parse_time(event["time"])), _EVENT_CODE[event["name"]], tenant._person_index[event["userId"]],
+                         tenant._client_index[client.client_id], tenant._scope_set(event.get("scopes", ()))))
+        tenant.events.load(rows)
+        for sa in data.get("service_accounts", ()):
+            account = ServiceAccount.from_json(sa)
+            tenant.service_accounts[account.client_email] = account
+        return tenant
+
+
+# -- a synthetic district ------------------------------------------------------------------
+
+GIVEN = ("Olivia", "Liam", "Emma", "Noah", "Zoë", "Mateo", "Sofía", "Nguyễn", "Aaliyah", "Kenji", "Fatima",
+         "Dmitri", "Siobhán", "Chidi", "Priya", "José", "Chloé", "Łukasz", "Mei", "Oluwaseun", "Björn", "Aiyana")
+FAMILY = ("Smith", "García", "Nguyen", "Müller", "O'Brien", "Okafor", "Patel", "Kowalski", "Yamamoto", "Begay",
+          "Dubois", "Hernández", "Chen", "Johansson", "Adeyemi", "Ferreira", "Ivanova", "Núñez", "Søren", "Park")
+SCHOOLS = ("Lincoln Elementary", "Roosevelt Elementary", "Jefferson Middle", "Springfield High")
+
+_PROFILE = ("openid", "https://www.googleapis.com/auth/userinfo.email", "https://www.googleapis.com/auth/userinfo.profile")
+_AUTH = "https://www.googleapis.com/auth/"
+# (name, extra scopes, popularity weight, anonymous, native app, client type)
+SYNTHETIC_APPS = (
+    ("Kahoot!", (), 30, False, False, "WEB"),
+    ("Quizlet", (_AUTH + "drive.file",), 25, False, False, "WEB"),
+    ("Canva for Education", (_AUTH + "drive.file", _AUTH + "classroom.courses.readonly"), 25, False, False, "WEB"),
+    ("Edpuzzle", (_AUTH + "classroom.rosters.readonly", _AUTH + "classroom.coursework.students"), 15, False, False, "WEB"),
+    ("Nearpod", (_AUTH + "classroom.courses.readonly", _AUTH + "drive.readonly"), 12, False, False, "WEB"),
+    ("Pear Deck", (_AUTH + "drive.file", _AUTH + "presentations"), 12, False, False, "WEB"),
+    ("Khan Academy", (), 20, False, False, "WEB"),
+    ("Desmos", (), 10, False, False, "WEB"),
+    ("Flip", (_AUTH + "classroom.rosters.readonly",), 8, False, False, "WEB"),
+    ("Seesaw", (_AUTH + "classroom.rosters.readonly",), 10, False, False, "WEB"),
+    ("Quiz Master", (_AUTH + "forms.body",), 6, False, False, "WEB"),
+    ("Quiz Master", (_AUTH + "spreadsheets",), 4, False, False, "WEB"),  # same name, another developer
+    ("Super Mail Merge", ("https://mail.google.com/", _AUTH + "spreadsheets"), 3, False, False, "WEB"),
+    ("Calendly", (_AUTH + "calendar",), 3, False, False, "WEB"),
+    ("Grammarly", (_AUTH + "documents",), 8, False, False, "WEB"),
+    ("Adobe Express", (_AUTH + "drive.file",), 6, False, False, "WEB"),
+    ("Zoom", (_AUTH + "calendar.events",), 5, False, False, "WEB"),
+    ("Prodigy Math", (), 10, False, False, "WEB"),
+    ("Blooket", (), 12, False, False, "WEB"),
+    ("Gimkit", (), 8, False, False, "WEB"),
+    ("Padlet", (_AUTH + "drive.file",), 7, False, False, "WEB"),
+    ("Book Creator", (_AUTH + "drive.file",), 4, False, False, "WEB"),
+    ("Screencastify", (_AUTH + "drive.file", _AUTH + "youtube.upload"), 5, False, False, "NATIVE_CHROME_EXTENSION"),
+    ("Mote", (_AUTH + "drive.file",), 4, False, False, "NATIVE_CHROME_EXTENSION"),
+    ("Read&Write for Google Chrome™", (_AUTH + "drive", _AUTH + "documents"), 6, False, False, "NATIVE_CHROME_EXTENSION"),
+    ("Éducation Musicale ♪", (), 2, False, False, "WEB"),
+    ("数学パズル", (), 1, False, False, "WEB"),
+    ("Schoology", (_AUTH + "drive", _AUTH + "classroom.courses"), 3, False, False, "WEB"),
+    ("iOS Account Manager", ("https://mail.google.com/", _AUTH + "calendar", _AUTH + "carddav"), 4, False, True, "NATIVE_IOS"),
+    ("Android device", ("https://mail.google.com/", _AUTH + "calendar"), 3, False, True, "NATIVE_ANDROID"),
+    ("Unregistered script", (_AUTH + "drive",), 1, True, False, "TYPE_UNSPECIFIED"),
+)
+INTERNAL_APPS = (("District Attendance Sync", (_AUTH + "classroom.rosters.readonly",), 3),)
+
+
+def synthetic_client_id(name: str, project: int, salt: str = "") -> str:
+    digest = hashlib.sha256(f"{name}|{salt}".encode()).hexdigest()
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    suffix = "".join(alphabet[int(digest[i:i + 2], 16) % 36] for i in range(0, 64, 2))
+    return f"{project}-{suffix}.apps.googleusercontent.com"
+
+
+def synthetic_clients(internal_project: int = 123456789012) -> list[tuple[OAuthClient, tuple[str, ...], int]]:
+    """(client, scopes, weight) of the synthetic apps; the district's own apps use internal_project."""
+    clients = []
+    for position, (name, extra, weight, anonymous, native, client_type) in enumerate(SYNTHETIC_APPS):
+        project = 100000000000 + int(hashlib.sha256(f"{name}{position}".encode()).hexdigest()[:8], 16) % 899999999999
+        client = OAuthClient(synthetic_client_id(name, project, str(position)), name, anonymous, native, client_type)
+        clients.append((client, _PROFILE + extra, weight))
+    for name, extra, weight in INTERNAL_APPS:
+        client = OAuthClient(synthetic_client_id(name, internal_project), name)
+        clients.append((client, _PROFILE + extra, weight))
+    return clients
+
+
+def build_tenant(users: int = 200, *, seed: int = 1, domain: str = "district.example",
+                 student_domain: str | None = None, admin_email: str | None = None, grants_per_user: float = 4.0,
+                 internal_project: int = 123456789012, now: dt.datetime | None = None) -> GoogleTenant:
+    """A synthetic district of `users` accounts (plus one super admin), deterministic for a seed.
+
+    About 1 in 12 accounts is staff (/Staff/<school>), the rest students (/Students/<school>/Grade N,
+    on `student_domain`). Each account holds about `grants_per_user` tokens; each token has an
+    `authorize` event in the last 400 days (the log keeps 180) and, for 70%, an `activity`
+    event in the last 60 days. Names are Unicode; two different apps share one name.
+    """
+    now = (now or dt.datetime.now(UTC)).replace(microsecond=0)
+    student_domain = student_domain or f"students.{domain}"
+    admin_email = admin_email or f"it-admin@{domain}"
+    rng = random.Random(seed)
+    tenant = GoogleTenant(domain=domain, org_units=["/", "/Staff", "/Students", "/IT"])
+    clients = synthetic_clients(internal_project)
+    for client, scopes, _ in clients:
+        tenant.add_client(client)
+        tenant.requested_scopes[client.client_id] = scopes
+    weighted = [index for index, (_, _, weight) in enumerate(clients) for _ in range(weight)]
+    ids = _user_ids(rng, users + 1)
+    tenant.add_user(DirectoryUser(ids[0], admin_email, "IT", "Admin", "/IT", is_admin=True))
+    staff_total = max(1, users // 12)
+    taken: set[str] = {admin_email}
+    rows = []
+    for n in range(users):
+        staff = n < staff_total
+        given, family = rng.choice(GIVEN), rng.choice(FAMILY)
+        school = SCHOOLS[n % len(SCHOOLS)]
+        local = _ascii(f"{given}.{family}" if staff else f"{given[0]}{family}{rng.randint(26, 38)}")
+        email = _unique(local, domain if staff else student_domain, taken)
+        ou = f"/Staff/{school}" if staff else f"/Students/{school}/Grade {rng.randint(1, 12)}"
+        user = tenant.add_user(DirectoryUser(ids[n + 1], email, given, family, ou, suspended=rng.random() < 0.01))
+        person = tenant._person_index[user.id]
+        count = min(len(clients), max(0, round(rng.gauss(grants_per_user, grants_per_user / 2))))
+        chosen: set[int] = set()
+        while len(chosen) < count:
+            chosen.add(rng.choice(weighted))
+        for index in sorted(chosen):
+            client, scopes, _ = clients[index]
+            tenant.authorize(user.id, client, scopes, record_event=False)
+            scope_set = tenant._scope_set(scopes)
+            authorized = now - dt.timedelta(days=rng.uniform(1, 400))
+            rows.append((to_micros(authorized), _EVENT_CODE["authorize"], person, tenant._client_index[client.client_id], scope_set))
+            if rng.random() < 0.7:
+                used = max(authorized, now - dt.timedelta(days=rng.uniform(0, 60)))
+                rows.append((to_micros(used), _EVENT_CODE["activity"], person, tenant._client_index[client.client_id], scope_set))
+    tenant.events.load(rows)
+    return tenant
+
+
+def _user_ids(rng: random.Random, count: int) -> list[str]:
+    ids: set[str] = set()
+    while len(ids) < count:
+        ids.add(str(rng.randrange(100_000_000_000_000_000_000, 119_999_999_999_999_999_999)))
+    return sorted(ids, key=lambda _: rng.random())
+
+
+_ASCII = str.maketrans("áàâäãåçéèêëíìîïñóòôöõøúùûüýÿßæœłễ", "aaaaaaceeeeiiiinoooooouuuuyysaole")
+
+
+def _ascii(text: str) -> str:
+    return "".join(c for c in text.lower().translate(_ASCII) if c.isalnum() or c == ".")
+
+
+def _unique(local: str, domain: str, taken: set[str]) -> str:
+    email, n = f"{local}@{domain}", 1
+    while email in taken:
+        n += 1
+        email = f"{local}{n}@{domain}"
+    taken.add(email)
+    return email
+
+
+__all__ = [
+    "DirectoryUser", "Event", "EventLog", "GoogleTenant", "OAuthClient", "RETENTION", "SCANNER_SCOPES", "ServiceAccount",
+    "Token", "build_tenant", "from_micros", "rfc3339", "to_micros",
+]

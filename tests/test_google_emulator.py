@@ -1,0 +1,312 @@
+"""The Admin SDK emulator answers as Google does, checked through the real client libraries
+(and raw HTTP where the libraries would refuse to send what we test)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import google_auth_httplib2
+import httplib2
+import pytest
+import requests
+from google.auth import exceptions as auth_exceptions
+from google.oauth2 import service_account
+from googleapiclient.discovery import build
+from googleapiclient.errors import HttpError
+from googleapiclient.http import BatchHttpRequest
+
+from scanner.emulators.google import GoogleEmulator, GoogleEmulatorProcess
+from scanner.emulators.google_oauth import new_service_account_key
+from scanner.emulators.google_tenant import SCANNER_SCOPES, GoogleTenant, build_tenant, to_micros
+from tests.google_fixtures import ADMIN, rsa_key  # noqa: F401  (fixture)
+
+UTC = dt.timezone.utc
+TOKEN_FIELDS = "items(clientId,displayText,anonymous,nativeApp,userKey,scopes)"
+
+
+class Client:
+    """The real google-api-python-client, signed in through the emulator's token endpoint."""
+
+    def __init__(self, emulator: GoogleEmulator, key: dict, subject: str = ADMIN, scopes=SCANNER_SCOPES):
+        credentials = service_account.Credentials.from_service_account_info(key, scopes=list(scopes)).with_subject(subject)
+        self.http = google_auth_httplib2.AuthorizedHttp(credentials, http=httplib2.Http(timeout=30))
+        options = {"api_endpoint": emulator.api_root}
+        self.directory = build("admin", "directory_v1", http=self.http, client_options=options, static_discovery=True)
+        self.reports = build("admin", "reports_v1", http=self.http, client_options=options, static_discovery=True)
+        self.batch_uri = emulator.api_root + "batch/admin/directory_v1"
+        self.credentials = credentials
+
+
+@pytest.fixture
+def emulated(rsa_key):
+    emulators = []
+
+    def start(tenant: GoogleTenant | None = None, **knobs):
+        emulator = GoogleEmulator(tenant or build_tenant(users=120, seed=1), knobs=knobs).start()
+        emulators.append(emulator)
+        key = new_service_account_key(token_uri=emulator.token_uri, private_key=rsa_key)
+        emulator.delegate(key)
+        return emulator, key
+
+    yield start
+    for emulator in emulators:
+        emulator.stop()
+
+
+def error_of(exc: HttpError) -> dict:
+    return json.loads(exc.content)["error"]
+
+
+def test_users_list_pages_with_discovery_shapes(emulated):
+    emulator, key = emulated(build_tenant(users=250, seed=1))
+    client = Client(emulator, key)
+    seen, page_token, pages = [], None, 0
+    while True:
+        page = client.directory.users().list(customer="my_customer", maxResults=100, pageToken=page_token).execute()
+        pages += 1
+        assert page["kind"] == "admin#directory#users" and page["etag"].startswith('"')
+        seen += page["users"]
+        page_token = page.get("nextPageToken")
+        if not page_token:
+            break
+    assert pages == 3 and len(seen) == 251 == len({u["id"] for u in seen})
+    emails = [u["primaryEmail"].lower() for u in seen]
+    assert emails == sorted(emails)
+    user = seen[0]
+    assert user["kind"] == "admin#directory#user" and len(user["id"]) == 21
+    assert {"givenName", "familyName", "fullName"} <= set(user["name"]) and user["orgUnitPath"].startswith("/")
+    assert user["customerId"] == emulator.tenant.customer_id
+
+    masked = client.directory.users().list(customer="my_customer", maxResults=2, fields="nextPageToken,users(id,name/fullName)").execute()
+    assert set(masked) == {"nextPageToken", "users"} and set(masked["users"][0]) == {"id", "name"}
+    assert set(masked["users"][0]["name"]) == {"fullName"}
+
+    with pytest.raises(HttpError) as too_many:
+        client.directory.users().list(customer="my_customer", maxResults=501).execute()
+    assert too_many.value.resp.status == 400 and "[1, 500]" in error_of(too_many.value)["message"]
+    with pytest.raises(HttpError) as neither:
+        client.directory.users().list().execute()
+    assert neither.value.resp.status == 400
+
+
+def test_tokens_list_get_delete(emulated):
+    tenant = build_tenant(users=50, seed=1)
+    empty = next(u for u in tenant.users.values() if not tenant.tokens[u.id])
+    holder = next(u for u in tenant.users.values() if tenant.tokens[u.id])
+    emulator, key = emulated(tenant)
+    tokens = Client(emulator, key).directory.tokens()
+
+    assert tokens.list(userKey=empty.id).execute() == {"kind": "admin#directory#tokenList", "etag": tokens.list(userKey=empty.id).execute()["etag"]}
+    assert tokens.list(userKey=empty.id, fields=TOKEN_FIELDS).execute() == {}  # items omitted when empty
+    by_email = tokens.list(userKey=holder.primary_email, fields=TOKEN_FIELDS).execute()  # "@" goes as %40
+    by_id = tokens.list(userKey=holder.id).execute()
+    assert [t["clientId"] for t in by_email["items"]] == [t.client.client_id for t in tenant.tokens[holder.id]]
+    first = by_id["items"][0]
+    assert first["kind"] == "admin#directory#token" and first["userKey"] == holder.id  # the numeric id, not the email
+    assert set(first) == {"kind", "etag", "clientId", "displayText", "anonymous", "nativeApp", "userKey", "scopes"}
+
+    with pytest.raises(HttpError) as unknown:
+        tokens.list(userKey="nobody@district.example").execute()
+    assert unknown.value.resp.status == 404
+    assert error_of(unknown.value) == {"code": 404, "message": "Resource Not Found: userKey",
+                                       "errors": [{"message": "Resource Not Found: userKey", "domain": "global", "reason": "notFound"}]}
+
+    client_id = first["clientId"]
+    assert tokens.get(userKey=holder.id, clientId=client_id).execute()["clientId"] == client_id
+    before = len(tenant.events)
+    tokens.delete(userKey=holder.id, clientId=client_id).execute()
+    assert client_id not in {t.client.client_id for t in tenant.tokens[holder.id]}
+    assert len(tenant.events) == before + 1 and tenant.event(len(tenant.events) - 1).name == "revoke"
+    with pytest.raises(HttpError) as gone:
+        tokens.get(userKey=holder.id, clientId=client_id).execute()
+    assert gone.value.resp.status == 404
+
+
+def test_token_activity_newest_first_paged_and_within_180_days(emulated):
+    tenant = build_tenant(users=200, seed=1)
+    now = dt.datetime.now(UTC)
+    user = next(u for u in tenant.users.values() if tenant.tokens[u.id])
+    client_id = tenant.tokens[user.id][0].client.client_id
+    tenant.use(user.id, client_id, at=now - dt.timedelta(days=200))  # too old to be served
+    emulator, key = emulated(tenant)
+    activities = Client(emulator, key).reports.activities()
+
+    items, page_token = [], None
+    while True:
+        page = activities.list(userKey="all", applicationName="token", maxResults=300, pageToken=page_token,
+                               startTime="2020-01-01T00:00:00Z").execute()  # older than 180 days: capped
+        assert page["kind"] == "admin#reports#activities"
+        items += page["items"]
+        page_token = page.get("nextPageToken")
+        if not page_token:
+            break
+    cutoff = to_micros(now - dt.timedelta(days=180))
+    assert len(items) == sum(1 for micros in tenant.events.micros if micros >= cutoff) > 300
+    times = [item["id"]["time"] for item in items]
+    assert times == sorted(times, reverse=True)
+    assert times[-1] >= (now - dt.timedelta(days=180, minutes=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    item = items[0]
+    assert item["kind"] == "admin#reports#activity" and item["id"]["applicationName"] == "token"
+    assert item["actor"]["profileId"] in tenant.users and item["events"][0]["type"] == "auth"
+    names = {p["name"] for item in items for p in item["events"][0]["parameters"]}
+    assert {"client_id", "app_name", "client_type", "scope", "scope_data", "num_response_bytes", "api_name"} <= names
+    size = next(p for item in items for p in item["events"][0]["parameters"] if p["name"] == "num_response_bytes")
+    assert isinstance(size["intValue"], str)  # int64 as a string, per the discovery document
+
+    only = activities.list(userKey=user.primary_email, applicationName="token", eventName="authorize",
+                           filters=f"client_id=={client_id}").execute()
+    assert all(i["events"][0]["name"] == "authorize" and i["actor"]["profileId"] == user.id for i in only.get("items", []))
+    with pytest.raises(HttpError) as future:
+        activities.list(userKey="all", applicationName="token", startTime="2999-01-01T00:00:00Z").execute()
+    assert future.value.resp.status == 400
+
+    emulator.set_knobs(activity_events=False)
+    without = activities.list(userKey="all", applicationName="token").execute()
+    assert {i["events"][0]["name"] for i in without["items"]} == {"authorize"}
+
+
+def test_batch_wire_format_and_limits(emulated):
+    tenant = build_tenant(users=30, seed=1)
+    emulator, key = emulated(tenant)
+    client = Client(emulator, key)
+    answers = {}
+    batch = BatchHttpRequest(callback=lambda rid, resp, exc: answers.__setitem__(rid, (resp, exc)), batch_uri=client.batch_uri)
+    ids = list(tenant.users)[:5]
+    for user_id in ids:
+        batch.add(client.directory.tokens().list(userKey=user_id, fields=TOKEN_FIELDS), request_id=user_id)
+    batch.add(client.directory.tokens().list(userKey="999"), request_id="ghost")
+    batch.execute(http=client.http)
+    for user_id in ids:
+        response, exception = answers[user_id]
+        assert exception is None and [t["clientId"] for t in response.get("items", [])] == [t.client.client_id for t in tenant.tokens[user_id]]
+    assert answers["ghost"][1].resp.status == 404
+    stats = emulator.stats()
+    assert stats["http"]["batch"] == 1 and stats["batch_parts"] == 6 and stats["calls"]["tokens.list"] == 6
+
+    # Raw HTTP: more than 1000 parts, and a Reports call inside a Directory batch.
+    client.credentials.refresh(google_auth_httplib2.Request(httplib2.Http()))
+    auth = f"authorization: Bearer {client.credentials.token}"
+
+    def raw(paths):
+        body = "".join(f"--b\nContent-Type: application/http\nContent-ID: <x + {n}>\n\nGET {p} HTTP/1.1\n{auth}\n\n" for n, p in enumerate(paths))
+        return requests.post(client.batch_uri, data=(body + "--b--").encode(), headers={"Content-Type": 'multipart/mixed; boundary="b"'})
+
+    too_big = raw([f"/admin/directory/v1/users/{ids[0]}/tokens"] * 1001)
+    assert too_big.status_code == 400 and "1000" in too_big.json()["error"]["message"]
+    mixed = raw(["/admin/reports/v1/activity/users/all/applications/token"])
+    assert mixed.status_code == 200 and "HTTP/1.1 400 Bad Request" in mixed.text and "Content-ID: <response-x + 0>" in mixed.text
+
+
+def test_token_endpoint_answers_like_google(emulated):
+    emulator, key = emulated()
+    stranger = build_tenant(users=1).users  # ids and emails of another tenant
+
+    def sign_in(subject, scopes=SCANNER_SCOPES, key_info=key):
+        credentials = service_account.Credentials.from_service_account_info(key_info, scopes=list(scopes)).with_subject(subject)
+        credentials.refresh(google_auth_httplib2.Request(httplib2.Http()))
+        return credentials
+
+    assert sign_in(ADMIN).token.startswith("ya29.")
+    with pytest.raises(auth_exceptions.RefreshError) as wrong_subject:
+        sign_in("someone@elsewhere.example")
+    assert wrong_subject.value.args[1] == {"error": "invalid_grant", "error_description": "Invalid email or User ID"}
+    with pytest.raises(auth_exceptions.RefreshError) as extra_scope:
+        sign_in(ADMIN, [*SCANNER_SCOPES, "https://www.googleapis.com/auth/admin.directory.user"])
+    assert extra_scope.value.args[1]["error"] == "unauthorized_client"
+    forged = new_service_account_key(token_uri=emulator.token_uri, client_email=key["client_email"])
+    with pytest.raises(auth_exceptions.RefreshError) as bad_signature:
+        sign_in(ADMIN, key_info=forged)
+    assert bad_signature.value.args[1]["error_description"] == "Invalid JWT Signature."
+    assert stranger  # (the other tenant exists; its users are not ours)
+
+    # Calls need a live token, an admin subject and the method's scope.
+    assert requests.get(emulator.api_root + "admin/directory/v1/users?customer=my_customer").status_code == 401
+    teacher = next(u for u in emulator.tenant.users.values() if not u.is_admin)
+    with pytest.raises(HttpError) as not_admin:
+        Client(emulator, key, subject=teacher.primary_email).directory.users().list(customer="my_customer").execute()
+    assert error_of(not_admin.value)["message"] == "Not Authorized to access this resource/api"
+    emulator.delegate(key, [*SCANNER_SCOPES[:1]])
+    with pytest.raises(HttpError) as scope:
+        Client(emulator, key, scopes=SCANNER_SCOPES[:1]).directory.tokens().list(userKey=teacher.id).execute()
+    assert error_of(scope.value)["errors"][0]["reason"] == "insufficientPermissions"
+
+
+def test_quota_answers_403_for_directory_and_503_for_reports(emulated):
+    emulator, key = emulated(quota_per_minute=60, quota_burst=3)
+    client = Client(emulator, key)
+    statuses = []
+    for _ in range(5):
+        try:
+            client.directory.users().list(customer="my_customer", maxResults=1).execute()
+            statuses.append(200)
+        except HttpError as error:
+            statuses.append(error.resp.status)
+            last = error_of(error)
+    assert statuses[:3] == [200, 200, 200] and 403 in statuses[3:]
+    assert last["errors"][0]["reason"] == "userRateLimitExceeded" and "Queries per minute per user" in last["message"]
+    reports = [client.reports.activities().list(userKey="all", applicationName="token", maxResults=1) for _ in range(5)]
+    codes = []
+    for request in reports:
+        try:
+            request.execute()
+            codes.append(200)
+        except HttpError as error:
+            codes.append(error.resp.status)
+    assert 503 in codes and 403 not in codes  # Reports has its own bucket, and answers 503
+    assert emulator.stats()["quota"]["directory"] >= 1 and emulator.stats()["quota"]["reports"] >= 1
+
+
+def test_faults_are_seeded(emulated):
+    def failures(seed):
+        emulator, key = emulated(build_tenant(users=60, seed=1), fault_rate=0.3, fault_seed=seed)
+        tokens = Client(emulator, key).directory.tokens()
+        failed = []
+        for user_id in emulator.tenant.users:
+            try:
+                tokens.list(userKey=user_id).execute()
+            except HttpError as error:
+                failed.append((user_id, error.resp.status))
+        return failed
+
+    first, again, other = failures(1), failures(1), failures(2)
+    assert first == again and first != other
+    assert 5 < len(first) < 40 and {status for _, status in first} <= {403, 429, 500, 503}
+
+
+def test_tenant_json_round_trip_keeps_tokens_and_events():
+    tenant = build_tenant(users=80, seed=4)
+    tenant.churn(0.1, seed=2)
+    copy = GoogleTenant.from_json(json.loads(json.dumps(tenant.to_json())))
+    assert copy.grants_digest() == tenant.grants_digest()
+    assert [copy.event(i)[:1] + copy.event(i)[2:3] for i in range(len(copy.events))] == \
+        [tenant.event(i)[:1] + tenant.event(i)[2:3] for i in range(len(tenant.events))]
+
+
+def test_churn_records_authorize_and_revoke_events():
+    tenant = build_tenant(users=100, seed=4)
+    before = len(tenant.events)
+    summary = tenant.churn(0.1, seed=3)
+    assert summary["users"] == 10 and summary["authorized"] + summary["revoked"] == 10
+    new = [tenant.event(i).name for i in range(before, len(tenant.events))]
+    assert sorted(new) == sorted(["authorize"] * summary["authorized"] + ["revoke"] * summary["revoked"])
+
+
+def test_child_process_emulator_serves_and_is_controlled(rsa_key):
+    with GoogleEmulatorProcess(build={"users": 40, "seed": 3}, knobs={"latency": 0.01}) as emulator:
+        key = new_service_account_key(token_uri=emulator.token_uri, private_key=rsa_key)
+        emulator.delegate(key)
+        tokens = Client(emulator, key).directory.tokens()
+        users = Client(emulator, key).directory.users().list(customer="my_customer").execute()["users"]
+        holder = next(u for u in users if tokens.list(userKey=u["id"]).execute().get("items"))
+        client_id = tokens.list(userKey=holder["id"]).execute()["items"][0]["clientId"]
+        digest = emulator.digest()
+        assert emulator.mutate([{"op": "revoke", "user": holder["id"], "client": client_id}]) == [True]
+        assert emulator.digest()["grants"] == digest["grants"] - 1
+        stats = emulator.stats()
+        assert stats["calls"]["tokens.list"] >= 2 and stats["tokens_issued"] >= 1
+        assert emulator.set_knobs(fault_rate=0.5)["fault_rate"] == 0.5
+        denied = requests.post(emulator.url + "/_emulator/stats", data="{}")
+        assert denied.status_code == 403  # controls need the key
+        process = emulator._process
+    assert process.poll() is not None  # the child exited when its stdin closed
