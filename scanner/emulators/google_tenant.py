@@ -12,6 +12,23 @@ matching token audit events, as Google does, so incremental scans can be tested.
 
 Memory: a benchmark tenant holds ~800,000 tokens and as many events, so tokens are
 small tuples in per-user lists and the audit log is columnar (`array`s), sorted by time.
+
+Tenant JSON (what `from_json` reads; field names as in the Directory API):
+
+    {"customer_id": "C03az79cb", "domain": "district.example", "org_units": ["/Staff", ...],
+     "users": [{"id": "1180...", "primaryEmail": "...", "name": {"givenName": "...", "familyName": "..."},
+                "orgUnitPath": "/Students/HS", "suspended": false, "isAdmin": false, "aliases": []}],
+     "clients": [{"clientId": "...apps.googleusercontent.com", "displayText": "...", "anonymous": false,
+                  "nativeApp": false, "clientType": "WEB", "scopes": [...]}],
+     "grants": [{"userId": "1180...", "clientId": "...", "scopes": [...],
+                 "authorizedAt": "2026-09-01T10:00:00Z", "lastUsedAt": "2026-11-20T08:00:00Z"}],
+     "events": [{"name": "revoke", "userId": "...", "clientId": "...", "scopes": [...], "time": "..."}],
+     "service_accounts": [{"client_email": "...", "client_id": "...", "public_keys": {"<kid>": "<PEM>"},
+                           "scopes": [...]}]}
+
+Users with `isAdmin` are the admins a service account may impersonate with privileges;
+`authorizedAt` / `lastUsedAt` become `authorize` / `activity` events (the log serves the
+last 180 days of them).
 """
 
 from __future__ import annotations
