@@ -17,6 +17,7 @@ from .providers import ProviderError
 from .scan import ScanLock, ScanLocked, run_scans
 
 DEFAULT_DB = "inventory.db"
+DEMO_DB = "demo.db"
 
 
 class BadInput(click.ClickException):
@@ -180,6 +181,29 @@ def hash_password_command(username):
         f'    it_accounts = {{ {toml_key} = "{variable}" }}',
         err=True,
     )
+
+
+@cli.command()
+@click.option("--users", type=click.IntRange(min=10), default=3000, show_default=True, help="How many accounts the district has.")
+@click.option("--no-serve", is_flag=True, help="Scan and summarize, then exit instead of starting Datasette.")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port for Datasette [default: 8001].")
+@click.pass_context
+def demo(ctx, users, no_serve, port):
+    """Scan a synthetic district through local emulators of Google Workspace and
+    Microsoft 365 with the real providers, then open it in Datasette.
+
+    Writes demo.db unless --db is given; never overwrites a real inventory."""
+    from .demo.run import run_demo
+    from .serve import InventoryNotFound, ServeError
+
+    app: AppContext = ctx.obj
+    explicit = ctx.parent.get_parameter_source("db_path") is click.core.ParameterSource.COMMANDLINE
+    try:
+        run_demo(app.db_path if explicit else DEMO_DB, users=users, serve=not no_serve, port=port, echo=click.echo)
+    except InventoryNotFound as error:
+        raise BadInput(str(error)) from None
+    except (ServeError, RuntimeError) as error:
+        raise RunFailed(str(error)) from None
 
 
 def main() -> None:

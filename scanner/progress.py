@@ -32,6 +32,7 @@ class Progress:
         self._last_draw = 0.0
         self._last_log = self.started
         self._last_logged_tenth = 0
+        self._last_logged = ""
 
     def start(self, total: int | None, unit: str = "users") -> None:
         """Begin (or restart) counting `unit`s, with a total when it is known."""
@@ -58,7 +59,7 @@ class Progress:
             self._draw(force=True)
             self.stream.write("\n")
             self.stream.flush()
-        elif self.enabled:
+        elif self.enabled and self.describe() != self._last_logged:
             log.info("%s", self.describe())
 
     def describe(self) -> str:
@@ -92,4 +93,5 @@ class Progress:
         if force or tenth > self._last_logged_tenth or now - self._last_log >= self.LOG_SECONDS:
             self._last_logged_tenth = max(tenth, self._last_logged_tenth)
             self._last_log = now
-            log.info("%s", self.describe())
+            self._last_logged = self.describe()
+            log.info("%s", self._last_logged)

@@ -92,7 +92,7 @@ def run_scans(
             raise ConfigError(f"--provider {name}: no such provider; installed providers: {', '.join(sorted(available)) or 'none'}")
         if not available[name].is_configured(config):
             raise ConfigError(f"{config.where}: provider {name!r} is not configured; add a [{name}] section (see app-inventory.example.toml)")
-    names = list(only) or [name for name, cls in available.items() if cls.is_configured(config)]
+    names = list(only) or sorted(name for name, cls in available.items() if cls.is_configured(config))
     if not names:
         raise ConfigError(
             f"{config.where}: no provider is configured; add a [google] or [microsoft] section "

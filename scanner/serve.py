@@ -19,13 +19,13 @@ import re
 import socket
 import sqlite3
 from collections.abc import Callable
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from . import datasette_plugin, store
+from .shipped import metadata_file
 from .config import Config, ConfigError
 from .datasette_plugin import DASHBOARD_PATH, DATABASE_NAME, IT_ONLY, IT_ROLE, PLUGIN_NAME, PUBLIC_PAGE_PATH, PUBLIC_VIEW
 
@@ -68,20 +68,12 @@ class InventoryNotFound(ServeError):
 
 # -- metadata ------------------------------------------------------------------------------
 
-def metadata_file() -> Path:
-    """metadata.yml: inside the installed package (the wheel ships it as scanner/metadata.yml),
-    or at the root of a checkout."""
-    packaged = Path(str(files("scanner").joinpath("metadata.yml")))
-    checkout = Path(__file__).resolve().parent.parent / "metadata.yml"
-    for candidate in (packaged, checkout):
-        if candidate.is_file():
-            return candidate
-    raise ServeError(f"metadata.yml not found (looked for {packaged} and {checkout}); reinstall app-inventory")
-
-
 def load_metadata(path: Path | None = None) -> dict[str, Any]:
     """The shipped Datasette metadata, as a dict."""
-    path = path or metadata_file()
+    try:
+        path = path or metadata_file()
+    except FileNotFoundError as error:
+        raise ServeError(str(error)) from None
     try:
         metadata = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as error:

@@ -96,6 +96,13 @@ def build_district(users: int = 3000, *, seed: int = 2026, now: dt.datetime | No
     rng = random.Random(seed)
     people = _people(users, rng)
     grants = [grant for person in people for grant in _grants_of(person, rng, now)]
+    # The first staff account is the IT technician, who used Microsoft's own admin tools.
+    it_technician = people[0]
+    held = {(g.app, g.provider) for g in grants if g.person == it_technician.key}
+    grants += [
+        DemoGrant(it_technician.key, app.name, "microsoft", app.microsoft_scopes, now - dt.timedelta(days=90), now - dt.timedelta(days=2))
+        for app in DEMO_APPS if app.ownership == "first_party" and (app.name, "microsoft") not in held
+    ]
     return District(DISTRICT_NAME, DOMAIN, STUDENT_DOMAIN, people, DEMO_APPS, grants, now)
 
 

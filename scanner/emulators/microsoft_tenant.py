@@ -464,7 +464,7 @@ def build_tenant(
         return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
     people, groups = _people(users, rng, new_id, domain, student_domain, tenant_id)
-    skus = [_subscribed_sku(tenant_id, part, sku_id, rng) for part, sku_id in SKUS.items()]
+    skus = [subscribed_sku(tenant_id, part, sku_id, rng) for part, sku_id in SKUS.items()]
 
     graph = graph_service_principal()
     sharepoint = service_principal(app_id=SHAREPOINT_APP_ID, name="Office 365 SharePoint Online", owner=MICROSOFT_SERVICES_TENANT,
@@ -537,7 +537,7 @@ def build_tenant(
     for sp in sps:
         if sp["appId"] in (GRAPH_APP_ID,) or rng.random() < 0.2:
             continue
-        activities[sp["appId"]] = _sign_in_activity(sp["appId"], now - dt.timedelta(days=rng.randint(0, 90), seconds=rng.randint(0, 86399)), rng)
+        activities[sp["appId"]] = sign_in_activity(sp["appId"], now - dt.timedelta(days=rng.randint(0, 90), seconds=rng.randint(0, 86399)), rng)
 
     return MicrosoftTenant(
         tenant_id=tenant_id, display_name="Springfield Public Schools", domains=[domain, student_domain],
@@ -598,7 +598,7 @@ def _plain(text: str) -> str:
     return "".join(c for c in text.lower().translate(table) if c.isalnum())
 
 
-def _subscribed_sku(tenant_id: str, part: str, sku_id: str, rng: random.Random) -> dict:
+def subscribed_sku(tenant_id: str, part: str, sku_id: str, rng: random.Random) -> dict:
     return {
         "accountId": tenant_id, "accountName": "Springfield Public Schools", "appliesTo": "User",
         "capabilityStatus": "Enabled", "consumedUnits": rng.randint(100, 5000), "id": f"{tenant_id}_{sku_id}",
@@ -607,7 +607,7 @@ def _subscribed_sku(tenant_id: str, part: str, sku_id: str, rng: random.Random) 
     }
 
 
-def _sign_in_activity(app_id: str, last: dt.datetime, rng: random.Random) -> dict:
+def sign_in_activity(app_id: str, last: dt.datetime, rng: random.Random) -> dict:
     def activity(moment: dt.datetime | None) -> dict:
         return {"lastSignInDateTime": _iso(moment) if moment else None,
                 "lastSignInRequestId": str(uuid.UUID(int=rng.getrandbits(128), version=4)) if moment else None}

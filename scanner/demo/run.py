@@ -1,0 +1,198 @@
+"""`app-inventory demo`: a synthetic district, scanned for real, opened in Datasette.
+
+    district -> Google Admin SDK emulator (HTTP) + Microsoft Graph emulator (HTTPS) on 127.0.0.1
+             -> the real providers, through a generated configuration, exactly as `scan` runs them
+             -> example catalog imported, apps matched -> Datasette (unless --no-serve)
+
+Nothing leaves this machine: the service account key, the Entra client secret and the
+emulators' certificate are made for this run and deleted when it ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sqlite3
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from scanner import store
+from scanner.catalog import read_catalog
+from scanner.config import Config, ConfigError, load_config
+from scanner.emulators.google import GoogleEmulator, new_service_account_key
+from scanner.emulators.microsoft import MicrosoftEmulator
+from scanner.scan import ScanLock, run_scans
+from scanner.shipped import example_catalog
+
+from . import tenants
+from .apps import DISTRICT_PROJECT_NUMBER, DISTRICT_TENANT_ID
+from .district import DOMAIN, STUDENT_DOMAIN, District, build_district
+
+DEFAULT_USERS = 3000
+DEMO_IT_USER = "demo"
+DEMO_IT_PASSWORD = "springfield-demo"
+SECRET_ENV = "APP_INVENTORY_DEMO_MS_SECRET"
+HASH_ENV = "APP_INVENTORY_DEMO_HASH"
+
+
+@dataclass
+class DemoResult:
+    district: District
+    config: Config
+    scans: list[dict]
+    seconds: float
+
+
+def run_demo(db_path: str, *, users: int = DEFAULT_USERS, serve: bool = True, port: int | None = None,
+             echo: Callable[[str], None] = print) -> DemoResult:
+    """Build the district, scan it through the emulators into db_path, then serve it (blocks)."""
+    started = time.monotonic()
+    prepare_demo_inventory(db_path)
+    district = build_district(users)
+    echo(f"Demo district: {district.name}, {len(district.people):,} accounts "
+         f"({sum(p.role == 'student' for p in district.people):,} students) in 5 schools, {len(district.apps)} apps.")
+    with tempfile.TemporaryDirectory(prefix="app-inventory-demo-") as folder:
+        workdir = Path(folder)
+        ms_secret = secrets.token_urlsafe(24)
+        with GoogleEmulator(tenants.google_tenant(district)) as google, \
+                MicrosoftEmulator(tenants.microsoft_tenant(district, client_secret=ms_secret)) as microsoft:
+            key = new_service_account_key(token_uri=google.token_uri)
+            google.delegate(key)
+            key_file = workdir / "demo-service-account.json"
+            key_file.write_text(json.dumps(key), encoding="utf-8")
+            key_file.chmod(0o600)
+            config = load_config(write_demo_config(workdir, district, google, microsoft, key_file))
+            echo(f"Emulated Google Workspace at {google.api_root} and Microsoft 365 at {microsoft.graph_url} (127.0.0.1 only).")
+            with environment({SECRET_ENV: ms_secret, "REQUESTS_CA_BUNDLE": microsoft.ca_pem_path}):
+                import_catalog(db_path)
+                outcome = run_scans(db_path, config, force_full=True)
+        for row in outcome.scans:
+            echo(describe(row))
+        if outcome.failures:
+            raise RuntimeError("the demo scan failed: " + "; ".join(outcome.failures))
+        result = DemoResult(district, config, outcome.scans, time.monotonic() - started)
+        echo(summary(db_path, result))
+        if serve:
+            from scanner.serve import hash_password, serve as serve_datasette
+
+            with environment({HASH_ENV: hash_password(DEMO_IT_PASSWORD)}):
+                echo(f"Sign in as IT staff with username {DEMO_IT_USER!r} and password {DEMO_IT_PASSWORD!r}.")
+                serve_datasette(db_path, config, port=port, public=True, echo=echo)
+    return result
+
+
+def prepare_demo_inventory(db_path: str) -> None:
+    """Start the demo from an empty inventory, but never overwrite a real one."""
+    path = Path(db_path)
+    if not path.exists():
+        return
+    if not is_demo_inventory(path):
+        raise ConfigError(
+            f"{db_path} already holds an inventory that is not the demo's; the demo will not overwrite it. "
+            "Pass another file with --db (the demo's default is demo.db)."
+        )
+    with ScanLock(db_path):
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+
+
+def is_demo_inventory(path: Path) -> bool:
+    """True when every account in the inventory belongs to the demo district."""
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
+            domains = {row[0] for row in connection.execute("select distinct substr(email, instr(email, '@') + 1) from users")}
+    except sqlite3.DatabaseError:
+        return False
+    return domains <= {DOMAIN, STUDENT_DOMAIN}
+
+
+def write_demo_config(folder: Path, district: District, google, microsoft, key_file: Path) -> Path:
+    """The configuration a district would write, pointed at the emulators."""
+    path = folder / "app-inventory.toml"
+    path.write_text(f"""
+[google]
+admin_email = "{tenants.admin_email(district)}"
+service_account_file = "{key_file}"
+api_root = "{google.api_root}"
+internal_project_numbers = ["{DISTRICT_PROJECT_NUMBER}"]
+
+[microsoft]
+tenant_id = "{DISTRICT_TENANT_ID}"
+client_id = "{tenants.MICROSOFT_CLIENT_ID}"
+client_secret_env = "{SECRET_ENV}"
+authority_host = "{microsoft.authority_host}"
+graph_url = "{microsoft.graph_url}"
+
+[roles]
+student_domains = ["{district.student_domain}"]
+student_org_units = ["/Students"]
+student_license_skus = ["{tenants.STUDENT_SKU}"]
+
+[serve]
+public = true
+district_name = "{district.name}"
+it_accounts = {{ {DEMO_IT_USER} = "{HASH_ENV}" }}
+public_contact = "https://www.{district.domain}/privacy"
+""", encoding="utf-8")
+    return path
+
+
+def import_catalog(db_path: str) -> None:
+    with ScanLock(db_path):
+        store.replace_catalog(store.open_db(db_path), read_catalog(example_catalog()))
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for a block (the scan reads its secret and CA from them)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def describe(row: dict) -> str:
+    if row["status"] != "succeeded":
+        return f"{row['provider']}: scan failed: {row['error']}"
+    return (f"{row['provider']}: {row['users_seen']:,} accounts, {row['apps_seen']:,} apps, "
+            f"{row['grants_seen']:,} grants, {row['api_calls']:,} API calls")
+
+
+SUMMARY_COUNTS = {
+    "apps": "select count(*) from apps",
+    "unapproved_apps": "select count(*) from apps where ownership = 'third_party' "
+                       "and status in ('unreviewed', 'pending', 'denied') and (users > 0 or tenant_wide = 1)",
+    "unapproved_accounts": "select count(distinct user_id) from unapproved_usage",
+    "scope_creep": "select count(*) from scope_creep",
+    "high_risk": "select count(*) from apps where risk = 'high' and (users > 0 or tenant_wide = 1)",
+    "agreements": "select count(*) from dpa_expiring where days_left < 60",
+    "alerts": "select count(*) from alerts where status = 'pending'",
+}
+
+
+def summary_counts(db_path: str) -> dict[str, int]:
+    db = store.open_db(db_path)
+    return {name: db.execute(sql).fetchone()[0] or 0 for name, sql in SUMMARY_COUNTS.items()}
+
+
+def summary(db_path: str, result: DemoResult) -> str:
+    """What the inventory now shows, in the words of the views IT will open."""
+    n = summary_counts(db_path)
+    return "\n".join([
+        f"Scanned and matched in {result.seconds:.0f} s into {db_path}:",
+        f"  {n['apps']:,} apps; {n['unapproved_apps']:,} third-party apps in use are not approved",
+        f"  {n['unapproved_accounts']:,} accounts use an unapproved app; {n['scope_creep']:,} grants hold more than the catalog approved",
+        f"  {n['high_risk']:,} apps in use hold high-risk scopes; {n['agreements']:,} agreements expired or expire within 60 days",
+        f"  {n['alerts']:,} alerts queued (preview them: app-inventory --db {db_path} alerts send --dry-run)",
+    ])

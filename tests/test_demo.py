@@ -1,0 +1,78 @@
+"""The demo, end to end at small size: emulators on loopback, the real providers, the catalog,
+matching and the summary; then Datasette over the result."""
+
+import re
+import sqlite3
+
+import pytest
+
+from scanner.cli import cli
+from scanner.demo.district import build_district
+from scanner.demo.run import is_demo_inventory
+from scanner.serve import build_datasette
+
+
+@pytest.fixture(scope="module")
+def demo_db(tmp_path_factory):
+    from click.testing import CliRunner
+
+    db_path = str(tmp_path_factory.mktemp("demo") / "demo.db")
+    result = CliRunner().invoke(cli, ["--db", db_path, "demo", "--users", "300", "--no-serve"])
+    assert result.exit_code == 0, result.output
+    return db_path, result.output
+
+
+def test_the_demo_scans_both_providers_for_real(demo_db):
+    db_path, output = demo_db
+    db = sqlite3.connect(db_path)
+    scans = dict(db.execute("select provider, status from scans"))
+    assert scans == {"google": "succeeded", "microsoft": "succeeded"}
+    # Every account of the district is in both directories (plus Google's super admin).
+    district = build_district(300)
+    assert db.execute("select count(*) from users where provider = 'microsoft'").fetchone()[0] == len(district.people)
+    assert db.execute("select count(*) from users where provider = 'google'").fetchone()[0] == len(district.people) + 1
+    expected = {(g.provider, g.app) for g in district.grants}
+    found = set(db.execute("select grants.provider, apps.name from grants join apps on apps.id = grants.app_id where user_id is not null"))
+    assert found == expected
+    assert "Scanned and matched in" in output and "alerts queued" in output
+
+
+def test_the_demo_shows_what_a_district_needs_to_see(demo_db):
+    db_path, _ = demo_db
+    db = sqlite3.connect(db_path)
+    statuses = {row[0] for row in db.execute("select distinct status from apps")}
+    assert statuses == {"approved", "conditional", "denied", "pending", "unreviewed"}
+    assert db.execute("select count(*) from scope_creep").fetchone()[0] > 0
+    tenant_wide = {row[0] for row in db.execute("select apps.name from grants join apps on apps.id = grants.app_id where grants.tenant_wide = 1")}
+    assert {"Clever", "Securly", "GoGuardian Admin", "Springfield SIS Sync"} <= tenant_wide
+    ownership = dict(db.execute("select name, ownership from apps where provider = 'microsoft'"))
+    assert ownership["Graph Explorer"] == "first_party" and ownership["Springfield SIS Sync"] == "internal"
+    assert dict(db.execute("select name, ownership from apps where provider = 'google'"))["Springfield Library Portal"] == "internal"
+    risky = {row[0] for row in db.execute("select name from apps where status = 'unreviewed' and risk = 'high'")}
+    assert {"PDF Merge Pro", "Inbox AI Assistant"} & risky
+    assert db.execute("select count(*) from dpa_expiring where days_left < 0").fetchone()[0] >= 1
+    assert db.execute("select count(*) from apps where last_used is not null").fetchone()[0] > 10
+    assert db.execute("select count(*) from alerts where status = 'pending'").fetchone()[0] > 0
+
+
+async def test_the_demo_inventory_is_served_with_its_public_page(demo_db):
+    from scanner.config import load_config
+
+    db_path, _ = demo_db
+    datasette = build_datasette(db_path, load_config(None), public=True)
+    page = await datasette.client.get("/transparency")
+    assert page.status_code == 200 and "Kahoot!" in page.text
+    assert not re.search(r"[\w.+-]+@[\w-]+\.[\w.]+", page.text), "an email address is on the public page"
+
+
+def test_the_demo_never_overwrites_a_real_inventory(runner, tmp_path, demo_db):
+    real = tmp_path / "inventory.db"
+    db = sqlite3.connect(real)
+    db.execute("create table users (email text)")
+    db.execute("insert into users values ('principal@realdistrict.org')")
+    db.commit()
+    db.close()
+    result = runner.invoke(cli, ["--db", str(real), "demo", "--users", "20", "--no-serve"])
+    assert result.exit_code == 2 and "not the demo's" in result.output
+    assert sqlite3.connect(real).execute("select email from users").fetchall() == [("principal@realdistrict.org",)]
+    assert is_demo_inventory(demo_db[0]) is True
