@@ -202,7 +202,7 @@ class _GoogleScan:
         return User(
             id=user["id"], email=email, name=(user.get("name") or {}).get("fullName", ""),
             role=classify_role(self.roles, email=email, org_unit=org_unit), org_unit=org_unit,
-            suspended=bool(user.get("suspended", False)),
+            suspended=bool(user.get("suspended", False)), is_admin=bool(user.get("isAdmin", False)),
         )
 
     def _take_messages(self, block_for: float | None, changed: _ChangedUsers | None = None) -> Iterator[Record]:

@@ -38,6 +38,7 @@ class User:
     role: str = "unknown"  # "student" | "staff" | "unknown" (see scanner.roles)
     org_unit: str = ""
     suspended: bool = False
+    is_admin: bool | None = None  # an administrator of the tenant (None: the service does not say)
 
 
 @dataclass

@@ -91,6 +91,11 @@ def m0001_initial(db: Database) -> None:
     )
 
 
+
+@migrations(name="0002_users_is_admin")
+def m0002_users_is_admin(db: Database) -> None:
+    db["users"].add_column("is_admin", int)
+
 INDEXES = [
     ("scans", ["provider", "status", "id"]),
     ("users", ["provider"]),

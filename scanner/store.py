@@ -165,6 +165,8 @@ class ScanWriter:
         self._apps_written: set[str] = set()
         self._users: dict[str, dict] = {}
         self._grants: dict[str, dict] = {}
+        self._last_used: list[tuple] = []
+        self._listed: list[tuple] = []
         db.execute("create temp table if not exists _listed_users (user_id text primary key)")
         db.execute("create temp table if not exists _last_used (user_id text, app_id text not null, at text not null)")
         db.execute("delete from temp._listed_users")
@@ -181,10 +183,13 @@ class ScanWriter:
         elif isinstance(record, App):
             self._write_app(record)
         elif isinstance(record, LastUsed):
-            at = normalize_timestamp(record.at)
-            self.db.execute("insert into temp._last_used values (?, ?, ?)", [self._id(record.user_id), self._id(record.app_id), at])
+            self._last_used.append((self._id(record.user_id), self._id(record.app_id), normalize_timestamp(record.at)))
+            if len(self._last_used) >= self.BATCH:
+                self._flush_notes()
         elif isinstance(record, GrantsListed):
-            self.db.execute("insert or ignore into temp._listed_users values (?)", [self._id(record.user_id)])
+            self._listed.append((self._id(record.user_id),))
+            if len(self._listed) >= self.BATCH:
+                self._flush_notes()
         else:
             raise TypeError(f"provider {self.provider} yielded {record!r}; expected User, App, Grant, LastUsed or GrantsListed")
 
@@ -196,6 +201,7 @@ class ScanWriter:
         row = {
             "id": self._id(user.id), "provider": self.provider, "email": user.email, "name": user.name,
             "role": user.role, "org_unit": user.org_unit, "suspended": int(user.suspended),
+            "is_admin": None if user.is_admin is None else int(user.is_admin),
             "first_seen": self.now, "last_seen": self.now,
         }
         if row["id"] not in self._users:
@@ -208,13 +214,21 @@ class ScanWriter:
         if not self._users:
             return
         self.db.conn.executemany(
-            """insert into users (id, provider, email, name, role, org_unit, suspended, first_seen, last_seen)
-               values (:id, :provider, :email, :name, :role, :org_unit, :suspended, :first_seen, :last_seen)
+            """insert into users (id, provider, email, name, role, org_unit, suspended, is_admin, first_seen, last_seen)
+               values (:id, :provider, :email, :name, :role, :org_unit, :suspended, :is_admin, :first_seen, :last_seen)
                on conflict(id) do update set email = excluded.email, name = excluded.name, role = excluded.role,
-                 org_unit = excluded.org_unit, suspended = excluded.suspended, last_seen = excluded.last_seen""",
+                 org_unit = excluded.org_unit, suspended = excluded.suspended, is_admin = excluded.is_admin,
+                 last_seen = excluded.last_seen""",
             list(self._users.values()),
         )
         self._users.clear()
+
+    def _flush_notes(self) -> None:
+        """LastUsed and GrantsListed wait in temp tables until finish() applies them."""
+        self.db.conn.executemany("insert into temp._last_used values (?, ?, ?)", self._last_used)
+        self.db.conn.executemany("insert or ignore into temp._listed_users values (?)", self._listed)
+        self._last_used.clear()
+        self._listed.clear()
 
     # apps -----------------------------------------------------------------------------------
 
@@ -336,6 +350,7 @@ class ScanWriter:
             raise ValueError(f"provider {self.provider} set mode {run.mode!r}; expected full or incremental")
         self._flush_users()
         self._flush_grants()
+        self._flush_notes()
         self._apply_last_used()
         self._revoke_unseen(incremental=run.mode == "incremental")
         refresh_app_stats(self.db, self.provider)

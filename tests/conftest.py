@@ -94,7 +94,7 @@ def runner():
 def district_tenant(tenant: FakeTenant) -> FakeTenant:
     """A small district: two staff, two students, three apps."""
     tenant.users = [
-        User(id="1", email="ms.rivera@district.org", name="Ana Rivera", role="staff", org_unit="/Staff/Lincoln Elementary"),
+        User(id="1", email="ms.rivera@district.org", name="Ana Rivera", role="staff", org_unit="/Staff/Lincoln Elementary", is_admin=True),
         User(id="2", email="mr.okafor@district.org", name="Chidi Okafor", role="staff", org_unit="/Staff/Central High"),
         User(id="3", email="jlee@students.district.org", name="Jamie Lee", role="student", org_unit="/Students/Central High"),
         User(id="4", email="zoë.müller@students.district.org", name="Zoë Müller", role="student", org_unit="/Students/Central High"),

@@ -45,8 +45,10 @@ def test_full_scan_records_exactly_the_tenants_users_apps_and_grants(district):
         row = users[f"google:{user.id}"]
         assert row["email"] == user.primary_email and row["name"] == f"{user.given_name} {user.family_name}"
         assert row["org_unit"] == user.org_unit_path and row["suspended"] == int(user.suspended)
+        assert row["is_admin"] == int(user.is_admin)
         assert row["role"] == ("student" if user.org_unit_path.startswith("/Students/") else "staff")
     assert any(row["suspended"] for row in users.values())
+    assert [row["email"] for row in users.values() if row["is_admin"]] == ["it-admin@district.example"]
 
     # Every call the emulator answered was counted, batch parts included; batches went to the
     # Directory batch endpoint under api_root, in batches of one second of quota.

@@ -57,6 +57,7 @@ def test_first_scan_fills_the_tables_as_design_says(fake_tenant, db_path, clock)
     user = db["users"].get("fake:4")
     assert user["email"] == "zoë.müller@students.district.org" and user["role"] == "student"
     assert user["first_seen"] == user["last_seen"] == "2026-11-02T08:00:00Z"
+    assert (user["is_admin"], db["users"].get("fake:1")["is_admin"]) == (None, 1)  # None: the service did not say
 
     grant = db["grants"].get("fake:2:333-mailer.apps.googleusercontent.com")
     assert grant["user_id"] == "fake:2" and grant["app_id"] == "fake:333-mailer.apps.googleusercontent.com"
