@@ -85,7 +85,7 @@ def configure_logging(*, verbose: bool, quiet: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Client libraries log request details at DEBUG; keep them out of the output.
-    for noisy in ("googleapiclient", "google", "urllib3", "msal", "filelock", "asyncio"):
+    for noisy in ("googleapiclient", "google", "google_auth_httplib2", "urllib3", "msal", "filelock", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

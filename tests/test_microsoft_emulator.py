@@ -300,6 +300,24 @@ def test_build_tenant_is_deterministic_and_scales():
     assert sum(1 for sp in big.service_principals if sp["displayName"].startswith("EdTech Tool")) == 20
 
 
+def test_churn_changes_the_consents_of_a_fraction_of_members_deterministically():
+    tenant = build_tenant(users=500, seed=3)
+    before = {(g.client_id, g.principal_id) for g in tenant.grants if g.consent_type == "Principal"}
+    again = build_tenant(users=500, seed=3)
+    result = tenant.churn(0.02, seed=9)
+    assert result == again.churn(0.02, seed=9)
+    assert result["users"] == 10 and result["authorized"] + result["revoked"] == 10
+    after = {(g.client_id, g.principal_id) for g in tenant.grants if g.consent_type == "Principal"}
+    changed_users = {user for _, user in before ^ after}
+    assert len(before - after) == result["revoked"] and len(after - before) == result["authorized"]
+    assert 0 < len(changed_users) <= 10
+    guests = {u["id"] for u in tenant.users if u.get("userType") == "Guest"}
+    assert not changed_users & guests
+    served = {(g.client_id, g.principal_id) for grants in tenant.grants_by_client.values() for g in grants
+              if g.consent_type == "Principal"}
+    assert served == after  # reindexed: what the emulator serves is the changed tenant
+
+
 def test_child_process_emulator(monkeypatch):
     knobs = {"latency": 0.01}
     with MicrosoftEmulatorProcess(generate={"users": 40, "seed": 2}, knobs=knobs) as process:

@@ -158,7 +158,7 @@ class AppRegistration:
 
 # The changes a child-process emulator accepts by name (MicrosoftEmulatorProcess.mutate_tenant).
 MUTATIONS = frozenset({"add_grant", "revoke_grants", "add_app_permission", "remove_app_permission",
-                       "add_service_principal", "set_premium"})
+                       "add_service_principal", "set_premium", "churn"})
 
 
 @dataclass
@@ -257,6 +257,35 @@ class MicrosoftTenant:
         self.service_principals.append(sp)
         self.reindex()
         return sp
+
+    def churn(self, fraction: float, *, seed: int = 0) -> dict[str, int]:
+        """Change the consents of `fraction` of the member accounts: each consents to one more
+        app, or one of its consents is removed (one reindex for all, as a benchmark needs)."""
+        rng = random.Random(seed)
+        members = sorted(user["id"] for user in self.users if user.get("userType") != "Guest")
+        chosen = set(rng.sample(members, max(1, round(len(members) * fraction)))) if members else set()
+        held: dict[str, list[int]] = defaultdict(list)
+        scopes_of: dict[str, str] = {}  # client -> what a user consents to for it
+        graph = self.sp_by_app_id[GRAPH_APP_ID]["id"]
+        for index, grant in enumerate(self.grants):
+            if grant.consent_type == "Principal" and grant.resource_id == graph:
+                scopes_of.setdefault(grant.client_id, grant.scope)
+                if grant.principal_id in chosen:
+                    held[grant.principal_id].append(index)
+        clients = sorted(scopes_of)
+        dropped, added = set(), []
+        for user in sorted(chosen):
+            if held[user] and rng.random() < 0.5:
+                dropped.add(rng.choice(held[user]))
+                continue
+            holding = {self.grants[index].client_id for index in held[user]}
+            candidates = [client for client in clients if client not in holding]
+            if candidates:
+                client = rng.choice(candidates)
+                added.append(DelegatedGrant(client, "Principal", user, graph, scopes_of[client]))
+        self.grants = [grant for index, grant in enumerate(self.grants) if index not in dropped] + added
+        self.reindex()
+        return {"users": len(chosen), "authorized": len(added), "revoked": len(dropped)}
 
     def set_premium(self, premium: bool) -> None:
         """Entra ID P1/P2 or not: without it, sign-in reports answer 403."""
