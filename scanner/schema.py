@@ -96,6 +96,17 @@ def m0001_initial(db: Database) -> None:
 def m0002_users_is_admin(db: Database) -> None:
     db["users"].add_column("is_admin", int)
 
+
+@migrations(name="0003_unapproved_usage_table")
+def m0003_unapproved_usage_table(db: Database) -> None:
+    """unapproved_usage was a view; Datasette re-ran its joins over every grant for the row
+    count and again for each facet (seconds in a large district). Now it is a table the
+    store refreshes whenever grants, accounts or the catalog change (see UNAPPROVED_USAGE)."""
+    db.execute("drop view if exists unapproved_usage")
+    # A rowid table: a text primary key would double the cost of each refresh.
+    db["unapproved_usage"].create({column: str for column in UNAPPROVED_USAGE_COLUMNS})
+    db.execute(refresh_unapproved_usage_sql())
+
 INDEXES = [
     ("scans", ["provider", "status", "id"]),
     ("users", ["provider"]),
@@ -108,6 +119,10 @@ INDEXES = [
     ("grants", ["user_id", "revoked_at"]),
     ("changes", ["scan_id", "kind"]),
     ("changes", ["detected_at"]),
+    # The unapproved_usage page's facets and the store's per-provider refresh.
+    ("unapproved_usage", ["reason"]),
+    ("unapproved_usage", ["role"]),
+    ("unapproved_usage", ["provider"]),
 ]
 
 # One row an app, counts kept on `apps` by the store after every scan.
@@ -122,7 +137,8 @@ select
 from apps left join catalog on catalog.id = apps.catalog_id
 """
 
-# Who uses a third-party app that is not approved, or a conditional app outside its audience.
+# Who uses a third-party app that is not approved, or a conditional app outside its audience:
+# the rows of the unapproved_usage table (migration 0003), which the store refreshes.
 UNAPPROVED_USAGE = """
 select
   grants.id as grant_id, apps.id as app_id, apps.name as app, apps.provider, apps.status, apps.risk,
@@ -143,6 +159,19 @@ where grants.revoked_at is null
     or (apps.status = 'conditional' and catalog.audience = 'staff' and users.role = 'student')
   )
 """
+
+UNAPPROVED_USAGE_COLUMNS = (
+    "grant_id", "app_id", "app", "provider", "status", "risk", "reason", "user_id", "email", "user_name", "role",
+    "org_unit", "scopes", "first_seen", "last_used", "alternative",
+)
+
+
+def refresh_unapproved_usage_sql(*, provider: bool = False) -> str:
+    """Fill the unapproved_usage table from UNAPPROVED_USAGE (for one provider's apps: a `?` parameter)."""
+    columns = ", ".join(UNAPPROVED_USAGE_COLUMNS)
+    where = " where provider = ?" if provider else ""
+    return f"insert into unapproved_usage ({columns}) select {columns} from ({UNAPPROVED_USAGE}){where}"
+
 
 # Active grants holding scopes the catalog did not approve (an empty approved list means "not reviewed").
 SCOPE_CREEP = """
@@ -224,7 +253,6 @@ from catalog
 
 VIEWS = {
     "app_summary": APP_SUMMARY,
-    "unapproved_usage": UNAPPROVED_USAGE,
     "scope_creep": SCOPE_CREEP,
     "dpa_expiring": DPA_EXPIRING,
     "changes_since_last_scan": CHANGES_SINCE_LAST_SCAN,

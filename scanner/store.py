@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from . import matching, scopes
+from . import matching, schema, scopes
 from .providers import App, Grant, GrantsListed, LastUsed, Record, ScanRun, User
 from .schema import ensure_db_shape
 
@@ -355,6 +355,7 @@ class ScanWriter:
         self._revoke_unseen(incremental=run.mode == "incremental")
         refresh_app_stats(self.db, self.provider)
         apply_matching(self.db)
+        refresh_unapproved_usage(self.db, self.provider)
         scan = {
             "status": "succeeded", "finished_at": self.now, "mode": run.mode, "tenant": run.tenant,
             "users_seen": self.counts["users"], "apps_seen": self.counts["apps"], "grants_seen": self.counts["grants"],
@@ -414,6 +415,17 @@ def refresh_app_stats(db: Database, provider: str) -> None:
            where apps.id = stats.app_id""",
         [provider],
     )
+
+
+def refresh_unapproved_usage(db: Database, provider: str | None = None) -> None:
+    """Rebuild the unapproved_usage table (one provider's rows, or all after a catalog change)
+    from grants, users, apps and the catalog, inside the caller's transaction."""
+    if provider is None:
+        db.execute("delete from unapproved_usage")
+        db.execute(schema.refresh_unapproved_usage_sql())
+    else:
+        db.execute("delete from unapproved_usage where provider = ?", [provider])
+        db.execute(schema.refresh_unapproved_usage_sql(provider=True), [provider])
 
 
 def apply_matching(db: Database) -> None:
@@ -495,4 +507,5 @@ def replace_catalog(db: Database, rows: list[dict[str, Any]]) -> dict[str, int]:
         if added or updated:
             db["catalog"].upsert_all(added + updated, pk="id")
         apply_matching(db)
+        refresh_unapproved_usage(db)
     return counts

@@ -1,6 +1,6 @@
 import json
 
-from scanner import store
+from scanner import schema, store
 from scanner.cli import cli
 from scanner.config import load_config
 from scanner.matching import suggest_catalog_entry
@@ -91,6 +91,50 @@ def test_catalog_import_rematches_existing_apps(fake_tenant, tmp_path, runner, d
     runner.invoke(cli, ["--db", db_path, "catalog", "import", str(smaller)])
     db = store.open_db(db_path)
     assert (db["apps"].get(f"fake:{PADLET}")["status"], db["apps"].get(f"fake:{PADLET}")["catalog_id"]) == ("unreviewed", None)
+
+
+def unapproved(db_path):
+    return {(r["app"], r["email"], r["reason"]) for r in store.open_db(db_path).query("select * from unapproved_usage")}
+
+
+def test_unapproved_usage_follows_every_catalog_import(fake_tenant, tmp_path, runner, db_path):
+    setup_district(fake_tenant, tmp_path, runner, db_path)
+    denied = tmp_path / "denied.csv"
+    denied.write_text(CATALOG.replace("Grammarly,Denied,,", f"Grammarly,Denied,{GRAMMAR},").replace("Teacher use only", "Approved"))
+    assert runner.invoke(cli, ["--db", db_path, "catalog", "import", str(denied)]).exit_code == 0
+    assert unapproved(db_path) == {("Grammarly for Chrome", "kid@students.district.org", "denied")}
+    only_kahoot = tmp_path / "kahoot.csv"
+    only_kahoot.write_text("\n".join(CATALOG.splitlines()[:2]) + "\n")
+    assert runner.invoke(cli, ["--db", db_path, "catalog", "import", str(only_kahoot)]).exit_code == 0
+    assert unapproved(db_path) == {
+        ("Padlet", "teacher@district.org", "unreviewed"), ("Padlet", "kid@students.district.org", "unreviewed"),
+        ("Grammarly for Chrome", "kid@students.district.org", "unreviewed"),
+    }
+
+
+def test_unapproved_usage_is_the_view_it_replaced_after_each_scan(fake_tenant, tmp_path, runner, db_path):
+    db = setup_district(fake_tenant, tmp_path, runner, db_path)
+    fake_tenant.grants = fake_tenant.grants[1:] + [Grant(user_id="t1", app_id=GRAMMAR, scopes=["openid"])]
+    fake_tenant.users[1] = User(id="s1", email="kid@students.district.org", role="staff")  # now staff: Padlet is fine
+    scan(db_path)
+    assert unapproved(db_path) == {
+        ("Grammarly for Chrome", "kid@students.district.org", "unreviewed"),
+        ("Grammarly for Chrome", "teacher@district.org", "unreviewed"),
+    }
+    from_view = {tuple(row) for row in db.execute(f"select * from ({schema.UNAPPROVED_USAGE})")}
+    assert {tuple(row) for row in db.execute("select * from unapproved_usage")} == from_view
+
+
+def test_an_inventory_from_before_the_table_is_migrated(fake_tenant, tmp_path, runner, db_path):
+    """Inventories made before migration 0003 held unapproved_usage as a view: they get the table, filled."""
+    db = setup_district(fake_tenant, tmp_path, runner, db_path)
+    expected = unapproved(db_path)
+    db["unapproved_usage"].drop()
+    db.create_view("unapproved_usage", schema.UNAPPROVED_USAGE)
+    db.execute("delete from _sqlite_migrations where name = '0003_unapproved_usage_table'")
+    db.conn.commit()
+    assert "unapproved_usage" in store.open_db(db_path).table_names()  # a table again
+    assert unapproved(db_path) == expected and expected
 
 
 def test_dpa_expiring_view(tmp_path, runner, db_path):
