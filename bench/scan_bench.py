@@ -1,0 +1,352 @@
+"""Scan an emulated district of --users accounts on Google and Microsoft, and print the figures.
+
+    python bench/scan_bench.py --users 100000 [--latency 0.08] [--google-quota 60000] [--json FILE]
+
+What runs, in this order (the emulators serve from child processes, so the scanner's
+memory is measured alone; every scan is `python -m scanner scan` in a child process too):
+
+1. Google: an Admin SDK emulator with --users accounts (about 8 grants each), --latency
+   seconds added to every request and a quota of --google-quota requests a minute; the
+   scanner is configured with the same requests_per_minute.
+   - a full scan; its wall time against the quota floor (API calls / quota per second);
+   - 2% of accounts authorize or revoke an app, then an incremental scan (its API calls
+     as a share of the full scan's);
+   - the naive baseline: one unbatched tokens.list per account, sequentially, as common
+     admin scripts do, timed on a 1,000-account sample and extrapolated linearly.
+2. Microsoft: a Graph emulator with the same number of accounts and the same latency.
+   - the raw fetch floor: the same Graph responses the scan reads, merely paged through
+     with plain sequential requests (no parsing into records, no database);
+   - a full scan, then 2% of accounts change their consents and a second scan.
+3. Datasette: app_summary and unapproved_usage on the resulting inventory, as signed-in
+   IT staff through Datasette's own client (median of 5).
+
+Not a test: nothing here is asserted; the targets are in the README's "Benchmark" section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import requests
+from googleapiclient.discovery import build
+from google.oauth2 import service_account
+from sqlite_utils import Database
+
+from scanner.config import load_config
+from scanner.emulators.google import GoogleEmulatorProcess, new_service_account_key
+from scanner.emulators.google_tenant import SCANNER_SCOPES
+from scanner.emulators.microsoft import MicrosoftEmulatorProcess
+from plugins.microsoft_records import MICROSOFT_TENANTS, SERVICE_PRINCIPAL_FIELDS, USER_FIELDS
+
+GOOGLE_ADMIN = "it-admin@district.example"
+MICROSOFT_SECRET = "emulator-secret-do-not-use"  # what build_tenant gives the scanner's registration
+SECRET_ENV = "APP_INVENTORY_BENCH_MS_SECRET"
+CHURN = 0.02
+BASELINE_SAMPLE = 1000
+DATASETTE_PAGES = ("app_summary", "unapproved_usage")
+
+
+@dataclass
+class ScanFigures:
+    """One `app-inventory scan` child process, measured from outside."""
+
+    label: str
+    status: str
+    mode: str
+    api_calls: int
+    http_requests: int
+    wall_seconds: float
+    peak_rss_mb: float
+    db_mb: float
+    rows: int  # accounts, apps and grants written
+
+    @property
+    def calls_per_second(self) -> float:
+        return self.api_calls / self.wall_seconds
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.wall_seconds
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=100_000, help="accounts in the district (default 100000)")
+    parser.add_argument("--latency", type=float, default=0.08, help="seconds each emulated request takes (default 0.08)")
+    parser.add_argument("--google-quota", type=int, default=60_000, help="Google requests per minute (default 60000)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument("--workdir", type=Path, help="keep the inventory here (default: a temporary folder)")
+    args = parser.parse_args(argv)
+    if args.users < BASELINE_SAMPLE:
+        parser.error(f"--users must be at least {BASELINE_SAMPLE} (the baseline's sample)")
+    with tempfile.TemporaryDirectory(prefix="scan-bench-") as temporary:
+        workdir = args.workdir or Path(temporary)
+        workdir.mkdir(parents=True, exist_ok=True)
+        db_path = workdir / "bench.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+        google = bench_google(args, workdir, db_path)
+        microsoft = bench_microsoft(args, workdir, db_path)
+        pages = time_datasette(db_path, workdir / "app-inventory.toml")
+    figures = summarize(args, google, microsoft, pages)
+    print_table(args, google, microsoft, pages, figures)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+        print(f"\nFigures written to {args.json}")
+
+
+# --- Google -------------------------------------------------------------------------------
+
+def bench_google(args, workdir: Path, db_path: Path) -> dict:
+    say(f"Google: building a {args.users:,}-account tenant in the emulator process ...")
+    knobs = {"latency": args.latency, "quota_per_minute": args.google_quota}
+    with GoogleEmulatorProcess(build={"users": args.users, "seed": 1, "grants_per_user": 8}, knobs=knobs) as emulator:
+        key = new_service_account_key(token_uri=emulator.token_uri)
+        emulator.delegate(key)
+        key_file = workdir / "service-account.json"
+        key_file.write_text(json.dumps(key), encoding="utf-8")
+        config = write_config(workdir, google=f"""
+[google]
+admin_email = "{GOOGLE_ADMIN}"
+service_account_file = "{key_file}"
+api_root = "{emulator.api_root}"
+requests_per_minute = {args.google_quota}
+""")
+        full = run_scan("Google full scan", db_path, config, "google", full=True, stats=emulator.stats,
+                        reset=emulator.reset_stats)
+        changed = emulator.mutate([{"op": "churn", "fraction": CHURN, "seed": 2}])
+        say(f"Google: {CHURN:.0%} of accounts changed their grants: {changed}")
+        incremental = run_scan("Google incremental scan", db_path, config, "google", full=False, stats=emulator.stats,
+                               reset=emulator.reset_stats)
+        baseline = naive_google_baseline(emulator, key)
+    return {"full": full, "incremental": incremental, "baseline_sample_seconds": baseline}
+
+
+def naive_google_baseline(emulator: GoogleEmulatorProcess, key: dict) -> float:
+    """Seconds for one unbatched tokens.list per account, sequentially, over BASELINE_SAMPLE accounts."""
+    say(f"Google: naive baseline, one tokens.list at a time for {BASELINE_SAMPLE:,} accounts ...")
+    credentials = service_account.Credentials.from_service_account_info(key, scopes=SCANNER_SCOPES, subject=GOOGLE_ADMIN)
+    directory = build("admin", "directory_v1", credentials=credentials, static_discovery=True,
+                      client_options={"api_endpoint": emulator.api_root}, cache_discovery=False)
+    ids: list[str] = []
+    request = directory.users().list(customer="my_customer", maxResults=500, fields="nextPageToken,users(id)")
+    while request is not None and len(ids) < BASELINE_SAMPLE:
+        page = request.execute(num_retries=5)
+        ids += [user["id"] for user in page.get("users", [])]
+        request = directory.users().list_next(request, page)
+    started = time.monotonic()
+    for user_id in ids[:BASELINE_SAMPLE]:
+        directory.tokens().list(userKey=user_id).execute(num_retries=5)
+    return time.monotonic() - started
+
+
+# --- Microsoft ----------------------------------------------------------------------------
+
+def bench_microsoft(args, workdir: Path, db_path: Path) -> dict:
+    say(f"Microsoft: building a {args.users:,}-account tenant in the emulator process ...")
+    generate = {"users": args.users, "seed": 2026, "grants_per_user": 8, "extra_apps": 40}
+    with MicrosoftEmulatorProcess(generate=generate, knobs={"latency": args.latency}, start_timeout=1800) as emulator:
+        os.environ["REQUESTS_CA_BUNDLE"] = emulator.ca_pem_path
+        os.environ[SECRET_ENV] = MICROSOFT_SECRET
+        config = write_config(workdir, microsoft=f"""
+[microsoft]
+tenant_id = "{emulator.tenant_id}"
+client_id = "{emulator.client_id}"
+client_secret_env = "{SECRET_ENV}"
+authority_host = "{emulator.authority_host}"
+graph_url = "{emulator.graph_url}"
+""")
+        floor = microsoft_fetch_floor(emulator)
+        emulator.configure(latency=args.latency)  # a fresh throttling window for the scan
+        full = run_scan("Microsoft full scan", db_path, config, "microsoft", full=True, stats=emulator.stats,
+                        reset=emulator.reset_stats)
+        changed = emulator.mutate_tenant("churn", CHURN, seed=2)
+        say(f"Microsoft: {CHURN:.0%} of accounts changed their consents: {changed}")
+        second = run_scan("Microsoft second scan", db_path, config, "microsoft", full=False, stats=emulator.stats,
+                          reset=emulator.reset_stats)
+    return {"full": full, "second": second, "floor": floor}
+
+
+def microsoft_fetch_floor(emulator: MicrosoftEmulatorProcess) -> dict:
+    """Page through what the scan reads, sequentially, with one plain requests session and nothing else:
+    the organization, licences, service principals, users, the tenant-wide grant census, every
+    non-Microsoft app's delegated grants, their application permissions ($batch of 20) and the
+    sign-in activity report."""
+    say("Microsoft: raw fetch floor (plain sequential requests over the same responses) ...")
+    emulator.reset_stats()
+    session = requests.Session()
+    token = session.post(f"{emulator.authority_host}/{emulator.tenant_id}/oauth2/v2.0/token", data={
+        "grant_type": "client_credentials", "client_id": emulator.client_id, "client_secret": MICROSOFT_SECRET,
+        "scope": f"{emulator.graph_url}/.default"}, timeout=60)
+    token.raise_for_status()
+    session.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+    graph = emulator.graph_url
+    started = time.monotonic()
+
+    def pages(path: str):
+        url = graph + path
+        while url:
+            response = session.get(url, timeout=120)
+            response.raise_for_status()
+            body = response.json()
+            yield body.get("value", [])
+            url = body.get("@odata.nextLink")
+
+    own_tenant = session.get(f"{graph}/v1.0/organization?$select=id", timeout=60).json()["value"][0]["id"]
+    session.get(f"{graph}/v1.0/subscribedSkus?$select=skuId,skuPartNumber", timeout=60).raise_for_status()
+    apps = [sp["id"] for page in pages(f"/v1.0/servicePrincipals?$select={SERVICE_PRINCIPAL_FIELDS}&$top=999")
+            for sp in page if sp.get("appOwnerOrganizationId") not in MICROSOFT_TENANTS]
+    for path in (f"/v1.0/users?$select={USER_FIELDS}&$top=999", "/v1.0/oauth2PermissionGrants?$select=clientId&$top=999"):
+        for _ in pages(path):
+            pass
+    for sp_id in apps:
+        for _ in pages(f"/v1.0/servicePrincipals/{sp_id}/oauth2PermissionGrants?$top=999"):
+            pass
+    for start in range(0, len(apps), 20):
+        batch = [{"id": str(n), "method": "GET", "url": f"/servicePrincipals/{sp_id}/appRoleAssignments?$top=999"}
+                 for n, sp_id in enumerate(apps[start:start + 20])]
+        session.post(f"{graph}/v1.0/$batch", json={"requests": batch}, timeout=120).raise_for_status()
+    for _ in pages("/beta/reports/servicePrincipalSignInActivities"):
+        pass
+    seconds = time.monotonic() - started
+    stats = emulator.stats()
+    say(f"Microsoft: raw fetch floor {seconds:.1f} s, {stats['http_requests']:,} requests "
+        f"({len(apps):,} apps outside Microsoft's tenants, own tenant {own_tenant[:8]}...)")
+    return {"seconds": seconds, "http_requests": stats["http_requests"]}
+
+
+# --- Running a scan -----------------------------------------------------------------------
+
+def write_config(workdir: Path, *, google: str = "", microsoft: str = "") -> Path:
+    """One configuration file that grows as each provider's emulator comes up."""
+    path = workdir / "app-inventory.toml"
+    sections = {"google": google, "microsoft": microsoft}
+    previous = json.loads((workdir / "sections.json").read_text()) if (workdir / "sections.json").exists() else {}
+    sections = {name: text or previous.get(name, "") for name, text in sections.items()}
+    (workdir / "sections.json").write_text(json.dumps(sections))
+    path.write_text("\n".join(sections.values()) + """
+[roles]
+student_domains = ["students.district.example", "students.springfield-schools.example"]
+student_org_units = ["/Students"]
+""", encoding="utf-8")
+    load_config(path)  # fail here, clearly, rather than in the child
+    return path
+
+
+def run_scan(label: str, db_path: Path, config: Path, provider: str, *, full: bool, stats, reset) -> ScanFigures:
+    """`python -m scanner scan` in a child process; its peak RSS from the kernel (wait4)."""
+    say(f"{label} ...")
+    reset()
+    command = [sys.executable, "-m", "scanner", "--db", str(db_path), "--config", str(config),
+               "scan", "--provider", provider] + (["--full"] if full else [])
+    started = time.monotonic()
+    child = subprocess.Popen(command)
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.monotonic() - started
+    child.returncode = os.waitstatus_to_exitcode(status)
+    db = Database(db_path)
+    row = db.execute("select status, mode, api_calls, users_seen + apps_seen + grants_seen from scans "
+                     "where provider = ? order by id desc limit 1", [provider]).fetchone()
+    db.close()
+    if child.returncode != 0 or row[0] != "succeeded":
+        raise SystemExit(f"{label} failed (exit code {child.returncode}, scan {row[0] if row else 'missing'})")
+    size = sum(Path(f"{db_path}{suffix}").stat().st_size for suffix in ("", "-wal") if Path(f"{db_path}{suffix}").exists())
+    figures = ScanFigures(label, row[0], row[1], row[2], stats()["http_requests"], wall, usage.ru_maxrss / 1024,
+                          size / 2**20, row[3])
+    say(f"{label}: {figures.api_calls:,} API calls in {wall:.1f} s, peak {figures.peak_rss_mb:.0f} MB")
+    return figures
+
+
+# --- Datasette ----------------------------------------------------------------------------
+
+def time_datasette(db_path: Path, config_path: Path) -> dict[str, float]:
+    """Median milliseconds for each page, as signed-in IT staff, through Datasette's client."""
+    from scanner.serve import DATABASE_NAME, build_datasette
+
+    say("Datasette: timing app_summary and unapproved_usage ...")
+    datasette = build_datasette(db_path, load_config(config_path))
+
+    async def measure() -> dict[str, float]:
+        cookies = {"ds_actor": datasette.sign({"a": {"id": "bench", "role": "it"}}, "actor")}
+        medians = {}
+        for page in DATASETTE_PAGES:
+            path = f"/{DATABASE_NAME}/{page}"
+            response = await datasette.client.get(path, cookies=cookies)  # warm the page cache
+            if response.status_code != 200:
+                raise SystemExit(f"Datasette answered {path} with {response.status_code}")
+            times = []
+            for _ in range(5):
+                started = time.perf_counter()
+                await datasette.client.get(path, cookies=cookies)
+                times.append((time.perf_counter() - started) * 1000)
+            medians[page] = statistics.median(times)
+        return medians
+
+    return asyncio.run(measure())
+
+
+# --- Report -------------------------------------------------------------------------------
+
+def summarize(args, google: dict, microsoft: dict, pages: dict[str, float]) -> dict:
+    full, incremental = google["full"], google["incremental"]
+    quota_floor = full.api_calls / (args.google_quota / 60)
+    baseline = google["baseline_sample_seconds"] * args.users / BASELINE_SAMPLE
+    scans = [full, incremental, microsoft["full"], microsoft["second"]]
+    return {
+        "users": args.users,
+        "latency_seconds": args.latency,
+        "google_quota_per_minute": args.google_quota,
+        "google_quota_floor_seconds": round(quota_floor, 1),
+        "google_quota_floor_ratio": round(full.wall_seconds / quota_floor, 3),
+        "google_baseline_seconds_extrapolated": round(baseline, 1),
+        "google_baseline_speedup": round(baseline / full.wall_seconds, 1),
+        "incremental_call_percent": round(100 * incremental.api_calls / full.api_calls, 2),
+        "microsoft_fetch_floor_seconds": round(microsoft["floor"]["seconds"], 1),
+        "microsoft_fetch_floor_ratio": round(microsoft["full"].wall_seconds / microsoft["floor"]["seconds"], 3),
+        "peak_rss_mb": round(max(scan.peak_rss_mb for scan in scans), 1),
+        "datasette_ms": {page: round(ms, 1) for page, ms in pages.items()},
+        "scans": [{**asdict(scan), "calls_per_second": round(scan.calls_per_second, 1),
+                   "rows_per_second": round(scan.rows_per_second)} for scan in scans],
+    }
+
+
+def print_table(args, google: dict, microsoft: dict, pages: dict[str, float], figures: dict) -> None:
+    scans = [google["full"], google["incremental"], microsoft["full"], microsoft["second"]]
+    print(f"\n{args.users:,} accounts, {args.latency * 1000:.0f} ms per request, Google quota {args.google_quota:,}/min\n")
+    header = f"{'scan':<26}{'mode':>12}{'API calls':>11}{'HTTP':>9}{'wall s':>9}{'calls/s':>9}{'peak MB':>9}{'db MB':>8}{'rows/s':>9}"
+    print(header)
+    print("-" * len(header))
+    for scan in scans:
+        print(f"{scan.label:<26}{scan.mode:>12}{scan.api_calls:>11,}{scan.http_requests:>9,}{scan.wall_seconds:>9.1f}"
+              f"{scan.calls_per_second:>9,.0f}{scan.peak_rss_mb:>9.0f}{scan.db_mb:>8.0f}{scan.rows_per_second:>9,.0f}")
+    print()
+    rows = [
+        ("Google full scan / quota floor", f"{figures['google_quota_floor_ratio']:.2f}x",
+         f"floor {figures['google_quota_floor_seconds']:.0f} s = calls / quota", "<= 1.15x"),
+        ("Google naive baseline / full scan", f"{figures['google_baseline_speedup']:.1f}x faster",
+         f"baseline {figures['google_baseline_seconds_extrapolated']:,.0f} s from {BASELINE_SAMPLE:,} accounts", ">= 10x"),
+        ("Google incremental calls", f"{figures['incremental_call_percent']:.2f}%", "of the full scan's", "< 5%"),
+        ("Microsoft full scan / fetch floor", f"{figures['microsoft_fetch_floor_ratio']:.2f}x",
+         f"floor {figures['microsoft_fetch_floor_seconds']:.0f} s, {microsoft['floor']['http_requests']:,} requests", "<= 1.5x"),
+        ("Peak memory of a scan", f"{figures['peak_rss_mb']:.0f} MB", "largest RSS of the four", "< 300 MB"),
+    ] + [(f"Datasette {page}", f"{ms:.0f} ms", "median of 5, signed in as IT", "< 200 ms") for page, ms in pages.items()]
+    for name, value, note, target in rows:
+        print(f"{name:<36}{value:>16}   {target:<10} {note}")
+
+
+def say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    main()
