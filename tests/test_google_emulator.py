@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import http.client
 import json
+import re
+import time
 
 import google_auth_httplib2
 import httplib2
@@ -13,7 +16,7 @@ import requests
 from google.auth import exceptions as auth_exceptions
 from google.oauth2 import service_account
 from googleapiclient.discovery import build
-from googleapiclient.errors import HttpError
+from googleapiclient.errors import BatchError, HttpError
 from googleapiclient.http import BatchHttpRequest
 
 from scanner.emulators.google import GoogleEmulator, GoogleEmulatorProcess
@@ -310,3 +313,103 @@ def test_child_process_emulator_serves_and_is_controlled(rsa_key):
         assert denied.status_code == 403  # controls need the key
         process = emulator._process
     assert process.poll() is not None  # the child exited when its stdin closed
+
+
+def test_connection_faults_reset_stall_or_cut_answers_short(emulated):
+    emulator, key = emulated(fault_rate=1.0, fault_kinds=["reset"], stall_seconds=1.0)
+    users = Client(emulator, key).directory.users()
+    with pytest.raises(ConnectionResetError):  # RST, no answer (httplib2 would quietly resend after a clean close)
+        users.list(customer="my_customer").execute()
+
+    emulator.set_knobs(fault_kinds=["timeout"])
+    impatient = Client(emulator, key)
+    impatient.http.http.timeout = 0.3  # the stall outlasts the client's read timeout
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        impatient.directory.users().list(customer="my_customer").execute()
+    assert time.monotonic() - started < 0.9
+
+    # Cut short: either Content-Length promised more and the connection closed (IncompleteRead),
+    # or it matched the cut body and the client hands back text that is not JSON.
+    emulator.set_knobs(fault_kinds=["truncated"])
+    outcomes = set()
+    for size in range(1, 13):
+        try:
+            answer = Client(emulator, key).directory.users().list(customer="my_customer", maxResults=size).execute()
+            assert isinstance(answer, str) and answer.startswith('{"kind":"admin#directory#users"')
+            outcomes.add("broken JSON")
+        except http.client.IncompleteRead:
+            outcomes.add("closed early")
+    assert outcomes == {"broken JSON", "closed early"}
+
+    emulator.set_knobs(fault_rate=0.0, batch_fault_rate=1.0)
+    batch = BatchHttpRequest(callback=lambda *answer: None, batch_uri=impatient.batch_uri)
+    for user_id in list(emulator.tenant.users)[:20]:
+        batch.add(impatient.directory.tokens().list(userKey=user_id), request_id=user_id)
+    with pytest.raises((http.client.IncompleteRead, BatchError, KeyError, TypeError, ValueError, IndexError)):
+        batch.execute(http=Client(emulator, key).http)
+    faults = emulator.stats()["faults"]
+    assert faults["reset"] == 1 and faults["timeout"] == 1 and faults["truncated"] == 12 and faults["batch.truncated"] == 1
+
+
+def test_429_asks_to_retry_after_and_early_retries_are_counted(emulated):
+    emulator, key = emulated(fault_rate=1.0, fault_kinds=["429"], retry_after=3)
+    client = Client(emulator, key)
+    request = client.directory.users().list(customer="my_customer")
+    with pytest.raises(HttpError) as refused:
+        request.execute()
+    assert refused.value.resp.status == 429 and refused.value.resp["retry-after"] == "3"
+    assert error_of(refused.value)["status"] == "RESOURCE_EXHAUSTED"
+    answers = {}
+    batch = BatchHttpRequest(callback=lambda rid, resp, exc: answers.__setitem__(rid, exc), batch_uri=client.batch_uri)
+    batch.add(client.directory.tokens().list(userKey=ADMIN), request_id="admin")
+    batch.execute(http=client.http)
+    assert answers["admin"].resp.status == 429 and answers["admin"].resp["retry-after"] == "3"  # parts say it too
+    emulator.set_knobs(fault_rate=0.0)
+    request.execute()  # at once, not 3 s later
+    assert emulator.stats()["retry_after_ignored"] == 1
+
+
+def test_page_tokens_can_expire(emulated):
+    emulator, key = emulated(build_tenant(users=30, seed=1), expire_page_tokens={"users.list": 1, "activities.list": 1})
+    client = Client(emulator, key)
+    users = client.directory.users()
+    first = users.list(customer="my_customer", maxResults=10).execute()
+    for _ in range(2):  # an expired token stays expired
+        with pytest.raises(HttpError) as expired:
+            users.list(customer="my_customer", maxResults=10, pageToken=first["nextPageToken"]).execute()
+        # What Google documents for a users.list paged through for over an hour.
+        assert expired.value.resp.status == 503
+        assert error_of(expired.value) == {"code": 503, "message": "Service unavailable. Please try again", "errors": [
+            {"message": "Service unavailable. Please try again", "domain": "global", "reason": "backendError"}]}
+    again = users.list(customer="my_customer", maxResults=10).execute()  # a new listing gets live tokens
+    assert users.list(customer="my_customer", maxResults=10, pageToken=again["nextPageToken"]).execute()["users"]
+
+    activities = client.reports.activities()
+    page = activities.list(userKey="all", applicationName="token", maxResults=5).execute()
+    with pytest.raises(HttpError) as invalid:
+        activities.list(userKey="all", applicationName="token", maxResults=5, pageToken=page["nextPageToken"]).execute()
+    assert invalid.value.resp.status == 400 and error_of(invalid.value)["errors"][0]["reason"] == "invalid"
+
+    # Or by age, counted from the listing's first page.
+    emulator.set_knobs(page_token_lifetime=0.3)
+    fresh = users.list(customer="my_customer", maxResults=10).execute()
+    assert users.list(customer="my_customer", maxResults=10, pageToken=fresh["nextPageToken"]).execute()["users"]
+    time.sleep(0.4)
+    with pytest.raises(HttpError):
+        users.list(customer="my_customer", maxResults=10, pageToken=fresh["nextPageToken"]).execute()
+    assert emulator.stats()["expired_page_tokens"] == {"users.list": 3, "activities.list": 1}
+
+
+@pytest.mark.parametrize("knobs, complaint", [
+    ({"fault_rate": 1.5}, "fault_rate must be a number from 0 to 1, not 1.5"),
+    ({"fault_kinds": ["429", "flood"]}, "fault_kinds: 'flood'; use some of 429, 500, 503, 403, reset, timeout, truncated"),
+    ({"stall_seconds": -1}, "stall_seconds must be a number >= 0"),
+    ({"retry_after": 1.5}, "retry_after must be an integer >= 0"),
+    ({"expire_page_tokens": {"tokens.list": 1}}, "expire_page_tokens must map users.list or activities.list to a count"),
+    ({"page_token_lifetime": "1h"}, "page_token_lifetime must be a number >= 0"),
+    ({"fault_ratio": 0.1}, "unknown emulator knob 'fault_ratio'"),
+])
+def test_knobs_are_checked(knobs, complaint):
+    with pytest.raises(ValueError, match=re.escape(complaint)):
+        GoogleEmulator(build_tenant(users=5), knobs=knobs)

@@ -13,8 +13,10 @@ activity, batches) and Google's OAuth token endpoint, over real HTTP on 127.0.0.
         emulator.mutate([{"op": "churn", "fraction": 0.02}])   # change grants, with audit events
 
 The tenant is data (scanner.emulators.google_tenant); the knobs (scanner.emulators.google_api.Knobs)
-set latency, the per-minute quota, seeded faults, token lifetime, an edition without
-`activity` events, a Reports outage, report lag, and users deleted mid-scan.
+set latency, the per-minute quota, seeded faults (error answers, 429 with Retry-After, reset
+connections, stalls past the client's timeout, bodies cut short: on single calls, batches and
+the token endpoint), page tokens that expire, token lifetime, an edition without `activity`
+events, a Reports outage, report lag, and users deleted mid-scan.
 
 For a benchmark that must measure the scanner's memory alone, `GoogleEmulatorProcess`
 runs the same emulator in a child process (`python -m scanner.emulators.google`) from
@@ -26,6 +28,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -35,7 +39,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from .google_api import Answer, GoogleAPI, Knobs, Stats
+from .google_api import HTTP_FAULT_KINDS, Answer, GoogleAPI, Knobs, Stats
 from .google_oauth import TokenService, delegation_for, new_service_account_key
 from .google_tenant import SCANNER_SCOPES, DirectoryUser, GoogleTenant, OAuthClient, ServiceAccount, build_tenant, parse_time
 
@@ -60,9 +64,14 @@ class EmulatorCore:
             self.stats_recorder.add("http.token")
             if method != "POST":
                 return Answer(405, b'{"error":"invalid_request","error_description":"POST only"}')
+            fault = self.api.token_fault()
+            if fault and fault.kind in HTTP_FAULT_KINDS:
+                return _token_endpoint_failure(fault.kind, self.knobs.retry_after)
+            if fault and fault.kind != "truncated":
+                return Answer(0, fault=fault)
             status, payload = self.oauth.exchange(body)
             self.stats_recorder.add("token.issued" if status == 200 else f"token.error.{payload['error']}")
-            return Answer(status, json.dumps(payload).encode())
+            return Answer(status, json.dumps(payload).encode(), fault=fault)
         return self.api.handle(method, target, headers, body)
 
     # -- controls (in process: call directly; child process: POST /_emulator/<op>) ----------
@@ -109,6 +118,16 @@ class EmulatorCore:
         raise ValueError(f"unknown tenant change {op!r}; use authorize, revoke, use, add_user, delete_user or churn")
 
 
+def _token_endpoint_failure(kind: str, retry_after: int) -> Answer:
+    """An injected HTTP fault at the token endpoint, in OAuth's error format (codes google-auth retries)."""
+    if kind == "429":
+        return Answer(429, b'{"error":"rate_limit_exceeded","error_description":"Too many requests"}',
+                      headers={"Retry-After": str(retry_after)})
+    if kind == "500":
+        return Answer(500, b'{"error":"internal_failure","error_description":"Backend Error"}')
+    return Answer(503, b'{"error":"temporarily_unavailable","error_description":"The service is currently unavailable."}')
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as httplib2 expects
     # Headers and body go out in two writes: without TCP_NODELAY, Nagle's algorithm and the
@@ -136,11 +155,31 @@ class _Handler(BaseHTTPRequestHandler):
             answer = server.core.answer(method, self.path, self.headers, body)
             if server.core.knobs.latency:
                 time.sleep(server.core.knobs.latency)
+        fault = answer.fault.kind if answer.fault else None
+        if fault in ("reset", "timeout"):
+            self._drop(fault, server)
+            return
+        body, length = answer.fault.cut(answer.body) if fault == "truncated" else (answer.body, len(answer.body))
         self.send_response(answer.status)
         self.send_header("Content-Type", answer.content_type)
-        self.send_header("Content-Length", str(len(answer.body)))
+        for name, value in answer.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(length))
         self.end_headers()
-        self.wfile.write(answer.body)
+        self.wfile.write(body)
+        if fault == "truncated":
+            self.close_connection = True  # whatever Content-Length said, nothing more comes
+
+    def _drop(self, fault: str, server: _Server) -> None:
+        """Answer nothing: stall past the client's read timeout then close ("timeout"), or reset the connection."""
+        self.close_connection = True
+        if fault == "timeout":
+            server.stopping.wait(server.core.knobs.stall_seconds)
+            return
+        # SO_LINGER 0: closing sends RST, not FIN; the socket really closes when the handler
+        # lets go of its files, before socketserver would shut it down gracefully.
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet: tests and benchmarks print their own
         pass
@@ -153,6 +192,7 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address, core: EmulatorCore, control_key: str):
         super().__init__(address, _Handler)
         self.core, self.control_key = core, control_key
+        self.stopping = threading.Event()  # ends stalls ("timeout" faults) when the emulator stops
 
     def control_answer(self, op: str, key: str | None, body: bytes) -> Answer:
         if not key or not secrets.compare_digest(key, self.control_key):
@@ -188,6 +228,7 @@ class GoogleEmulator:
         return self
 
     def stop(self) -> None:
+        self._server.stopping.set()
         if self._thread:
             self._server.shutdown()
             self._thread.join(timeout=10)

@@ -16,6 +16,32 @@ Every call checks the bearer token (401), the impersonated admin (403 forbidden)
 method's scope (403 insufficientPermissions), a per-admin, per-API quota (a token bucket
 of `quota_per_minute`: Directory answers 403 userRateLimitExceeded, Reports 503), and then
 seeded fault injection. Each batch part is one call for all of these, as at Google.
+
+Fault kinds (`fault_kinds`, drawn by `fault_rate` per call, by `batch_fault_rate` per batch
+request and by `token_fault_rate` per token request):
+
+    "429"        429 RESOURCE_EXHAUSTED with a `Retry-After: <retry_after>` header
+    "500"        500 backendError
+    "503"        503 backendError
+    "403"        403 rateLimitExceeded (usageLimits)
+    "reset"      the connection is reset (RST) without an answer
+    "timeout"    no answer for `stall_seconds` (longer than the client's read timeout), then the
+                 connection closes
+    "truncated"  status and headers go out but the body is cut short: half the time
+                 Content-Length announces the whole body and the connection closes early,
+                 half the time it announces the cut body (broken JSON, or for a batch a cut
+                 multipart body)
+
+A batch part can only fail with the HTTP kinds: a connection fault hits a whole request.
+
+Page tokens carry where the listing started. `page_token_lifetime` refuses tokens of a
+listing older than that; `expire_page_tokens` ({"users.list": 2}) marks the next tokens a
+method hands out as refused. users.list refuses with 503 backendError "Service unavailable.
+Please try again", which Google documents for a users.list paged for over 60 minutes
+(https://developers.google.com/workspace/admin/directory/v1/guides/troubleshoot-error-codes).
+For activities.list the reference (../shared/reference/google-apis.md) and Google's pages
+are silent; the emulator answers as for an unknown token, 400 invalid "Invalid page token"
+(Google answers bad parameters with 400 invalid, e.g. "Invalid Input" for an empty pageToken).
 """
 
 from __future__ import annotations
@@ -30,7 +56,7 @@ import secrets
 import threading
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -43,7 +69,12 @@ USER_SCOPES = {AUTH + "admin.directory.user.readonly", AUTH + "admin.directory.u
 SECURITY_SCOPES = {AUTH + "admin.directory.user.security"}
 REPORTS_SCOPES = {AUTH + "admin.reports.audit.readonly"}
 MAX_BATCH = 1000
-FAULT_KINDS = ("429", "500", "503", "403")
+HTTP_FAULT_KINDS = ("429", "500", "503", "403")  # an error answer
+CONNECTION_FAULT_KINDS = ("reset", "timeout", "truncated")  # no (whole) answer
+FAULT_KINDS = HTTP_FAULT_KINDS + CONNECTION_FAULT_KINDS
+PAGED_METHODS = ("users.list", "activities.list")
+# Google documents this answer for a users.list paged through for over 60 minutes.
+USERS_PAGE_TOKEN_EXPIRED = ("Service unavailable. Please try again", "backendError")
 JSON_TYPE = "application/json; charset=UTF-8"
 
 _USERS = re.compile(r"^/admin/directory/v1/users$")
@@ -67,8 +98,14 @@ class Knobs:
     quota_burst: int | None = None  # bucket size; default a minute's worth
     fault_rate: float = 0.0  # share of API calls (batch parts included) that fail
     fault_seed: int = 0  # the same seed fails the same calls (by path and attempt number)
-    fault_kinds: tuple[str, ...] = FAULT_KINDS  # "429", "500", "503" (backendError), "403" (rateLimitExceeded)
-    batch_fault_rate: float = 0.0  # share of batch HTTP requests answered 503 as a whole
+    # Which faults: HTTP_FAULT_KINDS by default; any of FAULT_KINDS (see the module docstring).
+    fault_kinds: tuple[str, ...] = HTTP_FAULT_KINDS
+    batch_fault_rate: float = 0.0  # share of batch HTTP requests that fail as a whole (any kind)
+    token_fault_rate: float = 0.0  # share of token endpoint requests that fail (any kind but "403")
+    retry_after: int = 1  # seconds the Retry-After header of a "429" fault asks for
+    stall_seconds: float = 130.0  # a "timeout" fault's silence (the scanner's read timeout is 120 s)
+    page_token_lifetime: float | None = None  # seconds a listing's page tokens last (None: forever)
+    expire_page_tokens: dict[str, int] = field(default_factory=dict)  # {"users.list": n}: next n tokens refused
     token_lifetime: float = 3600.0  # seconds an access token is accepted
     token_expires_in: int | None = None  # what the token endpoint announces (default: lifetime - 1)
     activity_events: bool = True  # False: an edition that logs no `activity` token events
@@ -77,19 +114,92 @@ class Knobs:
     delete_after_listed: tuple[str, ...] = ()  # user ids deleted right after users.list returned them
 
     def update(self, **changes: Any) -> None:
-        for name, value in changes.items():
-            if not hasattr(self, name):
-                raise ValueError(f"unknown emulator knob {name!r}; knobs: {', '.join(asdict(self))}")
-            if name in ("fault_kinds", "delete_after_listed"):
-                value = tuple(value)
+        """Change knobs, checking each value first (ValueError names the knob and what it takes)."""
+        checked = {name: _checked_knob(self, name, value) for name, value in changes.items()}
+        for name, value in checked.items():
             setattr(self, name, value)
+
+
+def _checked_knob(knobs: Knobs, name: str, value: Any) -> Any:
+    if not hasattr(knobs, name):
+        raise ValueError(f"unknown emulator knob {name!r}; knobs: {', '.join(asdict(knobs))}")
+
+    def number(low: float, high: float | None = None, *, integer: bool = False) -> Any:
+        ok = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
+        if not ok or value < low or (high is not None and value > high):
+            kind = "an integer" if integer else "a number"
+            limits = f"from {low} to {high}" if high is not None else f">= {low}"
+            raise ValueError(f"emulator knob {name} must be {kind} {limits}, not {value!r}")
+        return value
+
+    if name in ("fault_rate", "batch_fault_rate", "token_fault_rate"):
+        return number(0, 1)
+    if name in ("latency", "report_lag", "stall_seconds", "token_lifetime"):
+        return number(0)
+    if name in ("retry_after", "fault_seed"):
+        return number(0, integer=True)
+    if name == "page_token_lifetime":
+        return None if value is None else number(0)
+    if name == "fault_kinds":
+        kinds = (value,) if isinstance(value, str) else tuple(value)
+        unknown = [kind for kind in kinds if kind not in FAULT_KINDS]
+        if unknown or not kinds:
+            raise ValueError(f"emulator knob fault_kinds: {', '.join(map(repr, unknown)) or 'empty'}; "
+                             f"use some of {', '.join(FAULT_KINDS)}")
+        return kinds
+    if name == "expire_page_tokens":
+        if not isinstance(value, dict) or any(method not in PAGED_METHODS for method in value) or any(
+                not isinstance(n, int) or isinstance(n, bool) or n < 0 for n in value.values()):
+            raise ValueError(f"emulator knob expire_page_tokens must map {' or '.join(PAGED_METHODS)} to a "
+                             f"count >= 0, not {value!r}")
+        return dict(value)
+    if name == "delete_after_listed":
+        return tuple(value)
+    return value
 
 
 @dataclass
 class Answer:
+    """An HTTP answer, or a connection fault for the HTTP server to act out instead."""
+
     status: int
     body: bytes = b""
     content_type: str = JSON_TYPE
+    headers: dict[str, str] = field(default_factory=dict)
+    fault: Fault | None = None  # "reset" / "timeout": no answer; "truncated": the body cut short
+
+
+@dataclass(frozen=True)
+class Fault:
+    """An injected fault: its kind, and (for "truncated") where the body is cut."""
+
+    kind: str
+    share: float = 0.5  # a uniform draw in [0, 1), fixed by the seed
+
+    @property
+    def cut_at(self) -> float:
+        """The share of the body a truncated answer keeps (0.2 to 0.8)."""
+        return 0.2 + 0.6 * self.share
+
+    @property
+    def announces_whole_body(self) -> bool:
+        """True: Content-Length says the whole body and the connection closes early; False: it says the cut body."""
+        return self.share < 0.5
+
+    def cut(self, body: bytes) -> tuple[bytes, int]:
+        """(the bytes sent, the Content-Length announced) for a truncated answer."""
+        kept = body[:max(1, min(len(body) - 1, int(len(body) * self.cut_at)))]
+        return kept, len(body) if self.announces_whole_body else len(kept)
+
+
+@dataclass
+class Reply:
+    """One API call's outcome: status, JSON body (None for 204), extra headers, a connection fault."""
+
+    status: int
+    payload: dict | None
+    headers: dict[str, str] = field(default_factory=dict)
+    fault: Fault | None = None
 
 
 class Stats:
@@ -123,6 +233,9 @@ class Stats:
             "quota_rejected": sum(group("quota.").values()),
             "quota": group("quota."),
             "faults": group("fault."),
+            # Calls that came back before the Retry-After of their 429 had passed.
+            "retry_after_ignored": counts.get("retry_after.ignored", 0),
+            "expired_page_tokens": group("expired."),
             "unauthenticated": counts.get("auth.401", 0),
             "forbidden": counts.get("auth.403", 0),
             "tokens_issued": counts.get("token.issued", 0),
@@ -150,9 +263,9 @@ def error_body(code: int, message: str, reason: str, *, domain: str = "global", 
 class Failure(Exception):
     """An API call answered with an error."""
 
-    def __init__(self, code: int, body: dict[str, Any]):
+    def __init__(self, code: int, body: dict[str, Any], headers: dict[str, str] | None = None):
         super().__init__(code)
-        self.code, self.body = code, body
+        self.code, self.body, self.headers = code, body, headers or {}
 
 
 def _bad_request(message: str = "Bad Request", reason: str = "badRequest") -> Failure:
@@ -184,6 +297,7 @@ class GoogleAPI:
         self.tenant, self.knobs, self.stats, self.tokens = tenant, knobs, stats, tokens
         self._buckets: dict[tuple[str, str], _Bucket] = {}
         self._attempts: Counter[str] = Counter()
+        self._retry_not_before: dict[str, float] = {}  # call -> when its 429's Retry-After has passed
         self._lock = threading.Lock()
         self._etag_salt = secrets.token_hex(4)
 
@@ -195,16 +309,21 @@ class GoogleAPI:
         if method == "POST" and path == "/batch/admin/directory_v1":
             self.stats.add("http.batch")
             return self._batch(headers.get("content-type", ""), headers.get("authorization"), body)
-        status, payload = self.call(method, target, headers.get("authorization"))
+        reply = self.call(method, target, headers.get("authorization"))
         self.stats.add("http." + self._method_name(method, path))
-        return Answer(status, b"" if payload is None else _dump(payload))
+        return Answer(reply.status, b"" if reply.payload is None else _dump(reply.payload), headers=reply.headers,
+                      fault=reply.fault)
 
-    def call(self, method: str, target: str, authorization: str | None, *, api: str | None = None) -> tuple[int, dict | None]:
-        """One API call: (status, JSON body or None for an empty 204)."""
+    def call(self, method: str, target: str, authorization: str | None, *, api: str | None = None,
+             delivered: bool = True) -> Reply:
+        """One API call (`api`: the API of the batch it is a part of; `delivered` False: the
+        client will not get this answer, so a 429's Retry-After binds nobody)."""
         parts = urlsplit(target)
         path, query = parts.path, {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         name = self._method_name(method, path)
         self.stats.add("call." + name)
+        key = f"{method} {target}"
+        self._note_early_retry(key)
         try:
             if name == "unknown":
                 raise _not_found("path")
@@ -215,14 +334,26 @@ class GoogleAPI:
             self._take_quota("reports" if reports else "directory", token)
             if reports and self.knobs.reports_error:
                 raise self._reports_refusal(self.knobs.reports_error)
-            fault = self._fault(f"{method} {target}")
-            if fault:
-                raise fault
-            return self._dispatch(name, method, path, query)
+            # A batch part can fail only with an error answer: the connection is the whole batch's.
+            fault = self._fault(key, self.knobs.fault_rate, HTTP_FAULT_KINDS if api else FAULT_KINDS)
+            if fault and fault.kind in HTTP_FAULT_KINDS:
+                if fault.kind == "429" and delivered:
+                    with self._lock:
+                        self._retry_not_before[key] = time.monotonic() + self.knobs.retry_after
+                raise fault_failure(fault.kind, retry_after=self.knobs.retry_after)
+            if fault and fault.kind != "truncated":
+                return Reply(0, None, fault=fault)  # dropped before it reached the API
+            status, payload = self._dispatch(name, method, path, query)
+            return Reply(status, payload, fault=fault)
         except Failure as failure:
             if failure.code in (401, 403) and failure.body["error"]["errors"][0]["reason"] in ("authError", "forbidden", "insufficientPermissions"):
                 self.stats.add(f"auth.{failure.code}")
-            return failure.code, failure.body
+            return Reply(failure.code, failure.body, headers=failure.headers)
+
+    def token_fault(self) -> Fault | None:
+        """Whether this token endpoint request fails, and how (never with the API's 403 rateLimitExceeded)."""
+        kinds = tuple(kind for kind in FAULT_KINDS if kind != "403")
+        return self._fault("token", self.knobs.token_fault_rate, kinds, counted_as="token.")
 
     @staticmethod
     def _method_name(method: str, path: str) -> str:
@@ -269,9 +400,11 @@ class GoogleAPI:
             raise Failure(503, error_body(503, "Quota exceeded for the current request", "backendError", status="UNAVAILABLE"))
         raise Failure(403, error_body(403, message, "userRateLimitExceeded", domain="usageLimits", status="PERMISSION_DENIED"))
 
-    def _fault(self, key: str) -> Failure | None:
-        rate = self.knobs.fault_rate
-        if rate <= 0:
+    def _fault(self, key: str, rate: float, allowed: tuple[str, ...], counted_as: str = "") -> Fault | None:
+        """Draw whether this attempt at `key` fails (seeded by key and attempt number), and with which
+        of the configured kinds that are `allowed` here."""
+        kinds = tuple(kind for kind in (self.knobs.fault_kinds or HTTP_FAULT_KINDS) if kind in allowed)
+        if rate <= 0 or not kinds:
             return None
         with self._lock:
             self._attempts[key] += 1
@@ -279,10 +412,17 @@ class GoogleAPI:
         draw = _draw(self.knobs.fault_seed, key, attempt)
         if draw >= rate:
             return None
-        kinds = self.knobs.fault_kinds or FAULT_KINDS
-        kind = kinds[min(len(kinds) - 1, int(draw / rate * len(kinds)))]
-        self.stats.add("fault." + kind)
-        return fault_failure(kind)
+        position = draw / rate * len(kinds)  # uniform in [0, len(kinds))
+        index = min(len(kinds) - 1, int(position))
+        self.stats.add("fault." + counted_as + kinds[index])
+        return Fault(kinds[index], position - index)
+
+    def _note_early_retry(self, key: str) -> None:
+        """Count a call that comes back before the Retry-After its 429 asked for."""
+        with self._lock:
+            not_before = self._retry_not_before.pop(key, None)
+        if not_before is not None and time.monotonic() < not_before:
+            self.stats.add("retry_after.ignored")
 
     @staticmethod
     def _reports_refusal(code: int) -> Failure:
@@ -333,13 +473,14 @@ class GoogleAPI:
             raise _bad_request()
         limit = _int_param(query, "maxResults", 100, 1, 500)
         matches = _user_filter(query.get("query", ""), domain)
-        after = _decode_page_token(query["pageToken"])["after"] if query.get("pageToken") else ""
+        position = self._page_position("users.list", query.get("pageToken"))
+        after = position.get("after", "")
         emails = self.tenant.users_by_email()
-        position = bisect.bisect_right(emails, (after, "\uffff"))
+        start = bisect.bisect_right(emails, (after, "\uffff"))
         page: list[DirectoryUser] = []
         more = False
         if query.get("showDeleted") != "true":
-            for email, user_id in emails[position:]:
+            for email, user_id in emails[start:]:
                 user = self.tenant.users.get(user_id)
                 if user is None or not matches(user):
                     continue
@@ -351,7 +492,7 @@ class GoogleAPI:
         if page:
             body["users"] = [self._user_json(user) for user in page]
         if more:
-            body["nextPageToken"] = _encode_page_token({"after": page[-1].primary_email.lower()})
+            body["nextPageToken"] = self._next_page_token("users.list", {"after": page[-1].primary_email.lower()}, position)
         doomed = set(self.knobs.delete_after_listed) & {user.id for user in page}
         for user_id in doomed:  # "deleted by another admin" right after this page was served
             self.tenant.delete_user(user_id)
@@ -390,8 +531,8 @@ class GoogleAPI:
             raise _bad_request("Start time must be earlier than end time", "invalid")
         start = max(start or 0, to_micros(dt.datetime.fromtimestamp(now, dt.timezone.utc) - RETENTION))
         before = None
-        if query.get("pageToken"):
-            position = _decode_page_token(query["pageToken"])
+        position = self._page_position("activities.list", query.get("pageToken"))
+        if position:
             before, end = (position["t"], position["s"]), position["end"]
         end = min(end, now_micros - int(self.knobs.report_lag * 1_000_000) + 1)
         names = set(query["eventName"].split(",")) if query.get("eventName") else None
@@ -430,8 +571,36 @@ class GoogleAPI:
             body["items"] = [self._activity_json(event) for event in items]
         if more:
             last = items[-1]
-            body["nextPageToken"] = _encode_page_token({"t": last.micros, "s": last.seq, "end": end})
+            body["nextPageToken"] = self._next_page_token("activities.list", {"t": last.micros, "s": last.seq, "end": end},
+                                                          position)
         return _mask(body, query.get("fields"))
+
+    # -- page tokens ------------------------------------------------------------------------
+
+    def _page_position(self, method: str, token: str | None) -> dict[str, Any]:
+        """Where a page token says to go on ({} without one); refuses expired tokens."""
+        if not token:
+            return {}
+        position = _decode_page_token(token)
+        lifetime = self.knobs.page_token_lifetime
+        if position.get("refused") or (lifetime is not None and time.time() - position.get("since", 0) > lifetime):
+            self.stats.add("expired." + method)
+            if method == "users.list":
+                message, reason = USERS_PAGE_TOKEN_EXPIRED
+                raise Failure(503, error_body(503, message, reason))
+            raise _bad_request("Invalid page token", "invalid")
+        return position
+
+    def _next_page_token(self, method: str, position: dict[str, Any], previous: dict[str, Any]) -> str:
+        """A page token for `position`, stamped with when the listing began (its first page)."""
+        position["since"] = previous.get("since") or round(time.time(), 3)
+        with self._lock:
+            doomed = self.knobs.expire_page_tokens.get(method, 0)
+            if doomed:
+                self.knobs.expire_page_tokens[method] = doomed - 1
+        if doomed:
+            position["refused"] = 1
+        return _encode_page_token(position)
 
     def _activity_json(self, event: Event) -> dict[str, Any]:
         client, user = event.client, event.user
@@ -475,26 +644,33 @@ class GoogleAPI:
             return Answer(400, _dump(error_body(400, "Invalid multipart request with 0 mime parts.", "badRequest")))
         if len(parts) > MAX_BATCH:
             return Answer(400, _dump(error_body(400, f"A batch request cannot contain more than {MAX_BATCH} requests", "badRequest")))
-        if self.knobs.batch_fault_rate and _draw(self.knobs.fault_seed, "batch", secrets.randbits(64)) < self.knobs.batch_fault_rate:
+        # Batches are drawn for in the order they arrive (the nth batch of a seed fails the same way).
+        fault = self._fault("batch", self.knobs.batch_fault_rate, FAULT_KINDS, counted_as="batch.")
+        if fault:
             self.stats.add("fault.batch")
-            return Answer(503, _dump(fault_failure("503").body))
+            if fault.kind in HTTP_FAULT_KINDS:
+                failure = fault_failure(fault.kind, retry_after=self.knobs.retry_after)
+                return Answer(failure.code, _dump(failure.body), headers=failure.headers)
+            if fault.kind != "truncated":
+                return Answer(0, fault=fault)
         self.stats.add("batch.parts", len(parts))
         out_boundary = "batch_" + secrets.token_hex(12)
         chunks = []
         for content_id, method, target, part_headers in parts:
-            status, payload = self.call(method, target, part_headers.get("authorization") or authorization, api="admin/directory_v1")
-            chunks.append(_response_part(out_boundary, content_id, status, payload))
+            reply = self.call(method, target, part_headers.get("authorization") or authorization, api="admin/directory_v1",
+                              delivered=fault is None)
+            chunks.append(_response_part(out_boundary, content_id, reply))
         chunks.append(f"--{out_boundary}--\r\n".encode())
-        return Answer(200, b"".join(chunks), f"multipart/mixed; boundary={out_boundary}")
+        return Answer(200, b"".join(chunks), f"multipart/mixed; boundary={out_boundary}", fault=fault)
 
 
 # -- helpers -------------------------------------------------------------------------------
 
-def fault_failure(kind: str) -> Failure:
-    """The error an injected fault answers with."""
+def fault_failure(kind: str, *, retry_after: int = 1) -> Failure:
+    """The error an injected HTTP fault answers with."""
     if kind == "429":
         return Failure(429, error_body(429, "Resource has been exhausted (e.g. check quota).", "rateLimitExceeded",
-                                       status="RESOURCE_EXHAUSTED"))
+                                       status="RESOURCE_EXHAUSTED"), headers={"Retry-After": str(retry_after)})
     if kind == "500":
         return Failure(500, error_body(500, "Backend Error", "backendError"))
     if kind == "503":
@@ -503,7 +679,7 @@ def fault_failure(kind: str) -> Failure:
         message = ("Quota exceeded for quota metric 'Queries' and limit 'Queries per minute per user' of service "
                    "'admin.googleapis.com' for consumer 'project_number:1'.")
         return Failure(403, error_body(403, message, "rateLimitExceeded", domain="usageLimits", status="PERMISSION_DENIED"))
-    raise ValueError(f"unknown fault kind {kind!r}; use one of {', '.join(FAULT_KINDS)}")
+    raise ValueError(f"{kind!r} is not an HTTP fault kind; use one of {', '.join(HTTP_FAULT_KINDS)}")
 
 
 def _draw(seed: int, key: str, attempt: int) -> float:
@@ -704,15 +880,17 @@ _REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized
             429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
 
 
-def _response_part(boundary: str, content_id: str | None, status: int, payload: dict | None) -> bytes:
+def _response_part(boundary: str, content_id: str | None, reply: Reply) -> bytes:
     head = f"--{boundary}\r\nContent-Type: application/http\r\n"
     if content_id:
         head += f"Content-ID: <response-{content_id.strip().lstrip('<').rstrip('>')}>\r\n"
-    body = b"" if payload is None else _dump(payload)
-    head += (f"\r\nHTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
-             f"Content-Type: {JSON_TYPE}\r\nVary: Origin\r\nVary: X-Origin\r\nVary: Referer\r\n"
+    body = b"" if reply.payload is None else _dump(reply.payload)
+    extra = "".join(f"{name}: {value}\r\n" for name, value in reply.headers.items())
+    head += (f"\r\nHTTP/1.1 {reply.status} {_REASONS.get(reply.status, 'Error')}\r\n"
+             f"Content-Type: {JSON_TYPE}\r\nVary: Origin\r\nVary: X-Origin\r\nVary: Referer\r\n{extra}"
              f"Content-Length: {len(body)}\r\n\r\n")
     return head.encode() + body + b"\r\n"
 
 
-__all__ = ["Answer", "GoogleAPI", "Knobs", "Stats", "error_body", "fault_failure", "parse_fields"]
+__all__ = ["FAULT_KINDS", "HTTP_FAULT_KINDS", "Answer", "Fault", "GoogleAPI", "Knobs", "Reply", "Stats", "error_body",
+           "fault_failure", "parse_fields"]
