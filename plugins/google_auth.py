@@ -3,11 +3,19 @@ impersonating the configured admin, and what to tell the district admin when it 
 
 Messages name the file, the admin, the service account's client ID and the exact scopes
 to authorize; they never include key material or tokens.
+
+The token endpoint can fail like any other: google-auth retries its 5xx and 429 answers,
+a reset or a timeout reaches the caller as a transport error, and `sign_in()` tries again
+a few times before giving up.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
+import random
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +32,11 @@ SCOPES = (
     "https://www.googleapis.com/auth/admin.reports.audit.readonly",
 )
 HTTP_TIMEOUT = 120  # seconds; a 1000-part batch can take a while at Google
+# What a dropped, reset, stalled or cut-off connection raises (httplib2 wraps some of them,
+# google_auth_httplib2 others; socket.timeout and resets come through bare).
+TRANSPORT_ERRORS = (httplib2.HttpLib2Error, http.client.HTTPException, socket.timeout, ConnectionError, TimeoutError,
+                    auth_exceptions.TransportError)
+SIGN_IN_ATTEMPTS = 4
 _REQUIRED_FIELDS = ("client_email", "private_key", "token_uri", "client_id")
 DELEGATION_PAGE = "Admin console > Security > Access and data control > API controls > Manage Domain Wide Delegation"
 
@@ -38,7 +51,7 @@ class Delegation:
         self.client_id: str = str(info["client_id"])
         self.token_uri: str = info["token_uri"]
         try:
-            credentials = service_account.Credentials.from_service_account_info(info, scopes=list(SCOPES))
+            credentials = _DelegatedCredentials.from_service_account_info(info, scopes=list(SCOPES))
         except (ValueError, TypeError):
             # google-auth could not load the private key; never repeat its text (it may quote the key).
             raise ProviderError(
@@ -48,14 +61,28 @@ class Delegation:
         self.credentials = credentials.with_subject(admin_email)
 
     def sign_in(self) -> None:
-        """Exchange a signed assertion for an access token now, so set-up problems show before any API call."""
-        try:
-            self.credentials.refresh(google_auth_httplib2.Request(httplib2.Http(timeout=HTTP_TIMEOUT)))
-        except auth_exceptions.RefreshError as error:
-            raise self.refresh_error(error) from None
-        except auth_exceptions.TransportError as error:
-            raise ProviderError(f"cannot reach Google's token endpoint {self.token_uri} (from service_account_file "
-                                f"token_uri): {_first_line(error)}") from None
+        """Exchange a signed assertion for an access token now, so set-up problems show before any API call.
+
+        A refusal is reported at once; a failure on the way (reset, timeout, 5xx) is tried again.
+        """
+        for attempt in range(SIGN_IN_ATTEMPTS):
+            connection = httplib2.Http(timeout=HTTP_TIMEOUT)
+            try:
+                self.credentials.refresh(google_auth_httplib2.Request(connection))
+                return
+            except auth_exceptions.RefreshError as error:
+                if not error.retryable:
+                    raise self.refresh_error(error) from None
+                last = _first_line(error)
+            except TRANSPORT_ERRORS as error:
+                last = f"{type(error).__name__}: {_first_line(error)}"
+            finally:
+                connection.close()
+            if attempt + 1 < SIGN_IN_ATTEMPTS:
+                time.sleep(min(8.0, 0.5 * 2**attempt) * random.uniform(1.0, 1.5))
+        raise ProviderError(f"cannot reach Google's token endpoint {self.token_uri} (from service_account_file "
+                            f"token_uri) after {SIGN_IN_ATTEMPTS} attempts: {last}; check this computer can reach "
+                            "it (proxy, firewall) and scan again")
 
     def authorized_http(self) -> google_auth_httplib2.AuthorizedHttp:
         """An HTTP client that adds the access token and refreshes it on 401 (one per thread: httplib2 is not thread-safe)."""
@@ -106,6 +133,22 @@ class Delegation:
 
     def missing_scopes(self, what: str) -> ProviderError:
         return ProviderError(f"Google refused {what} for lack of a scope (insufficientPermissions): {self.delegation_steps()}")
+
+
+class _DelegatedCredentials(service_account.Credentials):
+    """Service account credentials whose refresh survives a token answer cut short.
+
+    google-auth reads a token answer that is not JSON as a string and then indexes it like
+    a dict (TypeError): here that becomes a RefreshError marked retryable, as a transport
+    problem is, so the caller tries again. (with_subject() keeps this class.)
+    """
+
+    def refresh(self, request) -> None:
+        try:
+            super().refresh(request)
+        except (TypeError, ValueError):
+            raise auth_exceptions.RefreshError("Google's token endpoint sent an incomplete answer",
+                                               retryable=True) from None
 
 
 def _read_key_file(path: Path) -> dict[str, Any]:

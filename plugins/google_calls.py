@@ -4,39 +4,45 @@
   minute's worth, so a scan bursts at the start and then runs at the quota without
   hitting it. Every call takes one token; a batch takes one per part (Google counts
   each part as a request).
-- `ApiFailure` / `backoff()`: 403 userRateLimitExceeded / rateLimitExceeded /
-  quotaExceeded, 429, 5xx, 401 and transport errors are retried with exponential
-  backoff and jitter; anything else is not.
+- `ApiFailure` / `retry_wait()`: 403 userRateLimitExceeded / rateLimitExceeded /
+  quotaExceeded, 429, 5xx, 401, transport errors (resets, timeouts, answers cut short)
+  and token endpoint hiccups are retried with exponential backoff and jitter, never
+  sooner than a Retry-After header asks; anything else is not.
 - `GoogleClients`: the Directory and Reports clients (google-api-python-client with its
   shipped discovery documents), one set per thread, pointed at `api_root`.
 - `ApiCaller.execute()`: one paced, counted, retried call (users.list, activities.list).
+  A paged call whose page token Google stopped honouring raises `PageTokenRefused`, so
+  the listing can start again.
 """
 
 from __future__ import annotations
 
-import http.client
+import datetime as dt
+import email.utils
 import json
 import random
-import socket
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-import httplib2
 from google.auth import exceptions as auth_exceptions
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
 from scanner.providers import ProviderError, ScanRun
 
-from .google_auth import Delegation
+from .google_auth import TRANSPORT_ERRORS, Delegation
 
 MAX_ATTEMPTS = 8  # per call; the waits add up to about a minute and a half before giving up
 RETRY_BASE_SECONDS = 0.5
 RETRY_CAP_SECONDS = 32.0
+RETRY_AFTER_CAP_SECONDS = 120.0  # a longer Retry-After is honoured only this far
 RETRYABLE_403_REASONS = {"userRateLimitExceeded", "rateLimitExceeded", "quotaExceeded"}
-TRANSPORT_ERRORS = (httplib2.HttpLib2Error, http.client.HTTPException, socket.timeout, ConnectionError, TimeoutError)
+# A paged call failing this often with 5xx (or once with 400) has lost its page token. Google
+# answers a users.list paged for over an hour with 503 backendError, which only a retry tells
+# apart from a passing outage.
+PAGE_TOKEN_TRIES = 2
 
 
 class Cancelled(Exception):
@@ -110,11 +116,12 @@ class CallCounter:
 
 
 class ApiFailure(Exception):
-    """A call that failed: HTTP status (0 for a transport error), Google's reason and message."""
+    """A call that failed: HTTP status (0 for a transport error), Google's reason and message,
+    and the seconds a Retry-After header asked to wait (None without one)."""
 
-    def __init__(self, status: int, reason: str, message: str):
+    def __init__(self, status: int, reason: str, message: str, retry_after: float | None = None):
         super().__init__(f"{status} {reason}: {message}" if status else message)
-        self.status, self.reason, self.message = status, reason, message
+        self.status, self.reason, self.message, self.retry_after = status, reason, message, retry_after
 
     @property
     def retryable(self) -> bool:
@@ -133,17 +140,56 @@ class ApiFailure(Exception):
             reason = (detail.get("errors") or [{}])[0].get("reason", "") or detail.get("status", "")
         except (ValueError, KeyError, TypeError, AttributeError, IndexError):
             pass
-        return cls(status, reason, str(message)[:300])
+        return cls(status, reason, str(message)[:300], parse_retry_after(error.resp.get("retry-after")))
 
     @classmethod
     def from_transport_error(cls, error: BaseException) -> ApiFailure:
         return cls(0, "transport", f"{type(error).__name__}: {str(error)[:200]}")
+
+    @classmethod
+    def from_refresh_error(cls, error: auth_exceptions.RefreshError) -> ApiFailure:
+        """A token renewal that failed on the way (google-auth marked it retryable)."""
+        return cls(0, "token endpoint", f"renewing the access token failed: {str(error)[:200]}")
+
+    @classmethod
+    def damaged(cls, what: str) -> ApiFailure:
+        """An answer cut short: not the whole JSON (or multipart) body Google sent."""
+        return cls(0, "damaged", f"{what} was cut short")
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds a Retry-After header asks to wait: delay-seconds or an HTTP date (RFC 9110)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return max(0.0, (when - dt.datetime.now(dt.timezone.utc)).total_seconds())
 
 
 def backoff(attempt: int) -> float:
     """Seconds to wait before retry number `attempt` (0-based): exponential, with jitter."""
     base = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2**attempt)
     return base + random.uniform(0, base)
+
+
+def retry_wait(attempt: int, failure: ApiFailure) -> float:
+    """The backoff for retry number `attempt`, but never sooner than the answer's Retry-After asked."""
+    return max(backoff(attempt), min(failure.retry_after or 0.0, RETRY_AFTER_CAP_SECONDS))
+
+
+class PageTokenRefused(Exception):
+    """Google no longer honours a listing's page token (it expired): the listing must start again."""
+
+    def __init__(self, failure: ApiFailure):
+        super().__init__(str(failure))
+        self.failure = failure
 
 
 class GoogleClients:
@@ -192,25 +238,39 @@ class ApiCaller:
     def __init__(self, clients: GoogleClients, limiter: RateLimiter, counter: CallCounter, stop: threading.Event):
         self.clients, self.limiter, self.counter, self.stop = clients, limiter, counter, stop
 
-    def execute(self, make_request: Callable[[Any], Any], *, resource: str) -> dict[str, Any]:
+    def execute(self, make_request: Callable[[Any], Any], *, resource: str, paged: bool = False) -> dict[str, Any]:
         """Run make_request(resource).execute() until it succeeds ("users" or "activities"); raise
-        ApiFailure when it cannot."""
+        ApiFailure when it cannot, or PageTokenRefused when a `paged` call (one with a
+        pageToken) lost its place."""
         service, http = self.clients.resource(resource)
+        refused = 0
         for attempt in range(MAX_ATTEMPTS):
             self.limiter.acquire(1)
             self.counter.call()
             try:
-                return make_request(service).execute(http=http)
+                response = make_request(service).execute(http=http)
+                if isinstance(response, dict):
+                    return response
+                failure = ApiFailure.damaged("the answer")  # the client hands back text it could not parse
             except HttpError as error:
                 failure = ApiFailure.from_http_error(error)
             except auth_exceptions.RefreshError as error:
-                raise self.clients.delegation.refresh_error(error) from None
+                if not error.retryable:
+                    raise self.clients.delegation.refresh_error(error) from None
+                failure = ApiFailure.from_refresh_error(error)
             except TRANSPORT_ERRORS as error:
                 failure = ApiFailure.from_transport_error(error)
+                http.close()  # a timed-out connection could still deliver its late answer to the next call
+            except UnicodeDecodeError:  # a body cut inside a multi-byte character
+                failure = ApiFailure.damaged("the answer")
+            if paged and (failure.status == 400 or failure.status >= 500):
+                refused += 1
+                if failure.status == 400 or refused >= PAGE_TOKEN_TRIES:
+                    raise PageTokenRefused(failure)
             if not failure.retryable or attempt == MAX_ATTEMPTS - 1:
                 raise failure
             self.counter.retry()
-            if self.stop.wait(backoff(attempt)):
+            if self.stop.wait(retry_wait(attempt, failure)):
                 raise Cancelled()
         raise AssertionError("unreachable")
 

@@ -7,20 +7,29 @@ Pages come newest first. `activity` events (an app called an API for the user) a
 `authorize` events (the user granted access) are evidence of use; `authorize` and
 `revoke` events name the users whose grants changed. The log keeps 180 days, lags by
 minutes to hours, and editions without the `activity` event still have the others.
+
+If Google stops honouring a page token, the query starts again with its end moved to the
+oldest event read so far (pages are newest first), so the events of that millisecond are
+read twice (harmless: last-used dates keep the newest) and none is missed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .google_calls import ApiCaller, ApiFailure, Cancelled
+from .google_calls import ApiCaller, ApiFailure, Cancelled, PageTokenRefused
+
+log = logging.getLogger(__name__)
 
 RETENTION = dt.timedelta(days=180)
 ACTIVITY_FIELDS = "nextPageToken,items(id/time,actor(email,profileId),events(name,parameters(name,value)))"
+PAGE_SIZE = 1000  # the most activities.list allows
+MAX_RESTARTS = 3  # in a row, without reaching further back in between
 USE_EVENTS = {"activity", "authorize"}
 CHANGE_EVENTS = {"authorize", "revoke"}
 WINDOWS = 16  # time windows a long stretch of the log is split into
@@ -37,10 +46,13 @@ class ActivityPage:
     last_used: dict[tuple[str | None, str], str] = field(default_factory=dict)  # (user id, client id) -> newest time
     changed_user_ids: set[str] = field(default_factory=set)
     changed_emails: set[str] = field(default_factory=set)
+    oldest: dt.datetime | None = None  # the time of the page's oldest event
 
 
 def rfc3339(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    """Google's timestamp format, to the millisecond: 2026-11-20T13:02:11.123Z."""
+    moment = moment.astimezone(dt.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def read_token_activity(caller: ApiCaller, start: dt.datetime, end: dt.datetime | None = None) -> Iterator[ActivityPage]:
@@ -48,16 +60,36 @@ def read_token_activity(caller: ApiCaller, start: dt.datetime, end: dt.datetime 
     start_time = rfc3339(start)
     end_time = rfc3339(end) if end else None
     page_token = None
+    oldest: dt.datetime | None = None  # of the events read so far
+    resumed_from: dt.datetime | None = None  # `oldest` when the query last started again
+    restarts = 0
     while True:
         try:
             response = caller.execute(
                 lambda activities: activities.list(userKey="all", applicationName="token", startTime=start_time,
-                                                   endTime=end_time, maxResults=1000, pageToken=page_token,
+                                                   endTime=end_time, maxResults=PAGE_SIZE, pageToken=page_token,
                                                    fields=ACTIVITY_FIELDS),
-                resource="activities")
+                resource="activities", paged=page_token is not None)
+        except PageTokenRefused as refused:
+            restarts = 1 if oldest != resumed_from else restarts + 1
+            if restarts > MAX_RESTARTS:
+                raise ReportsUnavailable(f"Google refused the activities.list page token {restarts} times in a row "
+                                         f"without getting further back (last: {refused.failure})") from None
+            resumed_from = oldest
+            if oldest is not None:
+                # endTime may be inclusive or not: one millisecond on, no event of that millisecond is lost.
+                end_time = rfc3339(oldest + dt.timedelta(milliseconds=1))
+            log.warning("google: Google stopped honouring an activities.list page token (%s); reading the token log "
+                        "again from %s back (restart %d of at most %d)", refused.failure, end_time or "now",
+                        restarts, MAX_RESTARTS)
+            page_token = None
+            continue
         except ApiFailure as failure:
             raise ReportsUnavailable(str(failure)) from None
-        yield activity_page(response)
+        page = activity_page(response)
+        if page.oldest is not None and (oldest is None or page.oldest < oldest):
+            oldest = page.oldest
+        yield page
         page_token = response.get("nextPageToken")
         if not page_token:
             return
@@ -80,8 +112,11 @@ def time_windows(since: dt.datetime, now: dt.datetime) -> list[tuple[dt.datetime
 def activity_page(response: dict) -> ActivityPage:
     """Shape one activities.list answer into evidence of use and changed users."""
     page = ActivityPage()
+    oldest = ""
     for item in response.get("items", ()):
         at = (item.get("id") or {}).get("time")
+        if at and (not oldest or at < oldest):  # Google's times are all "...T13:02:11.123Z": text order is time order
+            oldest = at
         actor = item.get("actor") or {}
         user_id, email = actor.get("profileId"), (actor.get("email") or "").lower()
         for event in item.get("events", ()):
@@ -97,7 +132,16 @@ def activity_page(response: dict) -> ActivityPage:
                     key = (user_id, client_id)
                     if at > page.last_used.get(key, ""):
                         page.last_used[key] = at
+    page.oldest = _parse_time(oldest) if oldest else None
     return page
+
+
+def _parse_time(value: str) -> dt.datetime | None:
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
 
 
 class BackgroundReader:

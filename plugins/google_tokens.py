@@ -5,8 +5,10 @@ httplib2 connection: it is not thread-safe) send batches of up to `batch_size` c
 `<api_root>/batch/admin/directory_v1`, after taking one rate-limiter token per part, and
 post a `BatchOutcome` to the outbox. The scan's thread hands each outcome to `settle()`,
 which returns the finished listings and puts failed parts back in the queue after an
-exponential backoff with jitter: the client library's own retries do not cover batch
-parts. A 404 for a user deleted during the scan is a listing with `tokens=None`.
+exponential backoff with jitter (or the Retry-After asked for): the client library's own
+retries do not cover batch parts. A batch that fails as a whole (an error answer, a reset
+or timed-out connection, a multipart body cut short) puts all its parts back. A 404 for a
+user deleted during the scan is a listing with `tokens=None`.
 """
 
 from __future__ import annotations
@@ -21,18 +23,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from google.auth import exceptions as auth_exceptions
-from googleapiclient.errors import HttpError
+from googleapiclient.errors import BatchError, HttpError
 from googleapiclient.http import BatchHttpRequest
 
 from .google_calls import (
-    MAX_ATTEMPTS, TRANSPORT_ERRORS, ApiFailure, CallCounter, Cancelled, GoogleClients, RateLimiter, backoff,
-    describe_failure,
+    MAX_ATTEMPTS, TRANSPORT_ERRORS, ApiFailure, CallCounter, Cancelled, GoogleClients, RateLimiter, describe_failure,
+    retry_wait,
 )
 
 TOKEN_FIELDS = "items(clientId,displayText,anonymous,nativeApp,userKey,scopes)"
 # Google allows 1000 calls a batch, but a 1000-call answer is ~3 MB and the client library
 # holds several copies of it while parsing: 250 keeps a scan's memory low at no cost in time.
 MAX_BATCH = 250
+# What google-api-python-client raises while parsing a multipart answer that was cut short:
+# a missing part (KeyError), a part without its Content-ID (TypeError, BatchError), a status
+# line or headers cut off (ValueError, IndexError), bytes cut inside a character (UnicodeDecodeError).
+DAMAGED_BATCH_ERRORS = (BatchError, KeyError, TypeError, ValueError, IndexError)
 
 
 def batch_size_for(requests_per_minute: int) -> int:
@@ -113,7 +119,8 @@ class TokenLister:
             if not failure.retryable or attempts >= MAX_ATTEMPTS:
                 raise describe_failure(self.clients.delegation, f"tokens.list for user {user_id}", failure)
             self.counter.retry()
-            heapq.heappush(self._waiting, (time.monotonic() + backoff(attempts - 1), next(self._tie), user_id, attempts))
+            ready_at = time.monotonic() + retry_wait(attempts - 1, failure)
+            heapq.heappush(self._waiting, (ready_at, next(self._tie), user_id, attempts))
         return outcome.listings
 
     def close(self) -> None:
@@ -142,22 +149,28 @@ class TokenLister:
             batch.add(tokens.list(userKey=user_id, fields=TOKEN_FIELDS), request_id=user_id)
         self.limiter.acquire(len(items))
         self.counter.call(len(items))
+        # The batch request itself failed: every part is retried.
         try:
             batch.execute(http=http)
-        except HttpError as error:  # the batch request itself failed: every part is retried
-            failure = ApiFailure.from_http_error(error)
-            return BatchOutcome(failed=[(user_id, attempts + 1, failure) for user_id, attempts in items])
+        except HttpError as error:
+            return self._all_failed(items, ApiFailure.from_http_error(error))
         except auth_exceptions.RefreshError as error:
-            return BatchOutcome(fatal=self.clients.delegation.refresh_error(error))
+            if not error.retryable:
+                return BatchOutcome(fatal=self.clients.delegation.refresh_error(error))
+            return self._all_failed(items, ApiFailure.from_refresh_error(error))
         except TRANSPORT_ERRORS as error:
-            failure = ApiFailure.from_transport_error(error)
-            return BatchOutcome(failed=[(user_id, attempts + 1, failure) for user_id, attempts in items])
+            http.close()  # a timed-out connection could still deliver its late answer to the next batch
+            return self._all_failed(items, ApiFailure.from_transport_error(error))
+        except DAMAGED_BATCH_ERRORS:
+            return self._all_failed(items, ApiFailure.damaged("the batch answer"))
         outcome = BatchOutcome()
         for user_id, attempts in items:
             response, exception = answers.get(user_id, (None, None))
             if exception is None and response is None:
                 failure = ApiFailure(0, "missing", "the batch answer had no part for this call")
                 outcome.failed.append((user_id, attempts + 1, failure))
+            elif exception is None and not isinstance(response, dict):  # a part whose JSON was cut short
+                outcome.failed.append((user_id, attempts + 1, ApiFailure.damaged("the answer")))
             elif exception is None:
                 outcome.listings.append(TokenListing(user_id, response.get("items", [])))
             else:
@@ -167,4 +180,8 @@ class TokenLister:
                 else:
                     outcome.failed.append((user_id, attempts + 1, failure))
         return outcome
+
+    @staticmethod
+    def _all_failed(items: list[tuple[str, int]], failure: ApiFailure) -> BatchOutcome:
+        return BatchOutcome(failed=[(user_id, attempts + 1, failure) for user_id, attempts in items])
 

@@ -114,3 +114,16 @@ def key_fragments(key: dict[str, str]) -> list[str]:
     """Pieces of the private key that must never appear in errors or the database."""
     body = "".join(line for line in key["private_key"].splitlines() if "PRIVATE KEY" not in line)
     return [body[i:i + 24] for i in range(0, len(body) - 24, 200)]
+
+
+def inventory_snapshot(db_path: str) -> dict[str, list[dict[str, Any]]]:
+    """Every Google row of users, apps, grants (and the scopes table), without the columns that
+    only say when a scan saw them: two scans of the same tenant must give equal snapshots."""
+    db = Database(db_path)
+    when = {"first_seen", "last_seen", "seen_scan_id"}
+    snapshot = {}
+    for table, where in (("users", "provider = 'google'"), ("apps", "provider = 'google'"),
+                         ("grants", "provider = 'google'"), ("scopes", "1")):
+        columns = ", ".join(c.name for c in db[table].columns if c.name not in when)
+        snapshot[table] = list(db.query(f"select {columns} from {table} where {where} order by 1, 2"))
+    return snapshot
