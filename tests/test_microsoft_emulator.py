@@ -262,6 +262,82 @@ def test_faults_are_seeded_and_each_kind_breaks_the_wire(emulator, graph):
     assert throttled.status_code == 429 and throttled.headers["Retry-After"] == "0.250"
 
 
+def test_timeout_fault_stalls_then_drops_the_connection(emulator, graph):
+    url = f"{emulator.url}/v1.0/organization"
+    emulator.configure(fault_rate=1.0, fault_kinds=["timeout"], fault_stall=0.6, timeout_mid_body=0.0)
+    started = time.monotonic()
+    with pytest.raises(requests.ReadTimeout):  # nothing comes back within the client's read timeout
+        graph.get(url, timeout=(5, 0.2))
+    assert 0.2 <= time.monotonic() - started < 0.6
+    started = time.monotonic()
+    with pytest.raises(requests.ConnectionError):  # a patient client sees the connection dropped after the stall
+        graph.get(url, timeout=(5, 5))
+    assert time.monotonic() - started >= 0.6
+    emulator.configure(timeout_mid_body=1.0)
+    with graph.get(url, timeout=(5, 0.2), stream=True) as response:  # the status line and headers do come
+        assert response.status_code == 200 and int(response.headers["Content-Length"]) > 0
+        with pytest.raises(requests.ConnectionError):  # then half the body, then nothing
+            response.content
+    assert emulator.stats()["faults"] == {"timeout": 2, "timeout mid-body": 1}
+
+
+def test_truncation_hides_no_other_fault_and_spares_text(emulator, tenant, graph):
+    emulator.configure(fault_rate=1.0, fault_kinds=["truncated"])
+    counted = graph.get(f"{emulator.url}/v1.0/users/$count", headers={"ConsistencyLevel": "eventual"})
+    assert counted.text == str(len(tenant.users))  # text cannot be seen to be cut, so it is not
+    envelope = graph.post(f"{emulator.url}/v1.0/$batch", json={"requests": [{"id": "1", "method": "GET", "url": "/organization"}]})
+    with pytest.raises(ValueError):
+        envelope.json()
+    assert emulator.stats()["faults"] == {"truncated": 1}  # and no fault inside the envelope nobody can read
+
+
+def test_aimed_faults_and_a_token_expiring_mid_listing(emulator, graph):
+    emulator.fault_next("/v1.0/organization", "503", times=2)
+    statuses = [graph.get(f"{emulator.url}/v1.0/organization").status_code for _ in range(3)]
+    assert statuses == [503, 503, 200]
+    with pytest.raises(ValueError):
+        emulator.fault_next("/v1.0/organization", "meteor")
+    emulator.expire_tokens_at("/v1.0/users", nth=2)
+    first = graph.get(f"{emulator.url}/v1.0/users?$top=50")
+    assert first.status_code == 200
+    refused = graph.get(first.json()["@odata.nextLink"])
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "InvalidAuthenticationToken"
+    assert graph.get(f"{emulator.url}/v1.0/organization").status_code == 401  # every token issued so far
+
+
+def test_skiptokens_expire_with_graphs_error(emulator, tenant, graph):
+    def expired(response):
+        assert response.status_code == 400
+        error = response.json()["error"]
+        assert error["message"] == "The specified page token value has expired and can no longer be included in your request."
+        return error["code"] == "Directory_ExpiredPageToken"
+
+    emulator.configure(skiptoken_lifetime=0.4)
+    first = graph.get(f"{emulator.url}/v1.0/users?$top=50").json()
+    assert graph.get(first["@odata.nextLink"]).status_code == 200
+    time.sleep(0.5)
+    assert expired(graph.get(first["@odata.nextLink"]))
+    emulator.configure(skiptoken_lifetime=0.0)
+    assert graph.get(first["@odata.nextLink"]).status_code == 200  # lifetime 0: for ever
+
+    kahoot = next(sp["id"] for sp in tenant.service_principals if sp["displayName"] == "Kahoot!")
+    grants = f"/servicePrincipals/{kahoot}/oauth2PermissionGrants"
+    emulator.expire_next_skiptokens(grants)
+    assert graph.get(first["@odata.nextLink"]).status_code == 200  # another listing
+    page = graph.get(f"{emulator.url}/v1.0{grants}?$top=10").json()
+    assert graph.get(f"{emulator.url}/v1.0{grants}?$top=10").status_code == 200  # no token: never expired
+    assert expired(graph.get(page["@odata.nextLink"]))
+    assert graph.get(page["@odata.nextLink"]).status_code == 200  # only the next one
+    emulator.expire_next_skiptokens(grants)
+    batch = graph.post(f"{emulator.url}/v1.0/$batch", json={"requests": [
+        {"id": "1", "method": "GET", "url": page["@odata.nextLink"].split("/v1.0", 1)[1]}]}).json()
+    item = batch["responses"][0]
+    assert item["status"] == 400 and item["body"]["error"]["code"] == "Directory_ExpiredPageToken"
+    assert emulator.stats()["expired_page_tokens"] == 3
+    forged = graph.get(page["@odata.nextLink"].replace("$skiptoken=RFNwd", "$skiptoken=RFNwe"))
+    assert forged.status_code == 400 and forged.json()["error"]["code"] == "Request_BadRequest"
+
+
 def test_tenant_wide_grants_list_misbehaviour(emulator, tenant, graph):
     url = f"{emulator.url}/v1.0/oauth2PermissionGrants?$top=100"
 
@@ -333,6 +409,15 @@ def test_child_process_emulator(monkeypatch):
         stats = process.stats()
         assert stats["endpoints"]["GET /v1.0/users"] == 1 and stats["token_requests"] == 2
         assert process.configure(fault_rate=0.5)["fault_rate"] == 0.5
+        process.configure(fault_rate=0.0)
+        process.fault_next("/v1.0/organization", "504")
+        process.expire_next_skiptokens("/v1.0/users")
+        process.expire_tokens_at("/v1.0/subscribedSkus")
+        headers = {"Authorization": f"Bearer {token['access_token']}"}
+        assert requests.get(f"{process.graph_url}/v1.0/organization", headers=headers).status_code == 504
+        page = requests.get(f"{process.graph_url}/v1.0/users?$top=10", headers=headers).json()
+        assert requests.get(page["@odata.nextLink"], headers=headers).json()["error"]["code"] == "Directory_ExpiredPageToken"
+        assert requests.get(f"{process.graph_url}/v1.0/subscribedSkus", headers=headers).status_code == 401
         kahoot = next(sp["appId"] for sp in process.tenant_json()["service_principals"] if sp["displayName"] == "Kahoot!")
         assert process.mutate_tenant("revoke_grants", kahoot) > 0
         assert process.mutate_tenant("revoke_grants", kahoot) == 0

@@ -13,8 +13,15 @@ credentials) and Graph (`/v1.0`, `/beta`); its certificate comes from a throwawa
 trustme CA made at start-up (nothing is committed), and clients trust it through
 `REQUESTS_CA_BUNDLE=emulator.ca_pem_path`. The knobs (scanner.emulators.microsoft_graph.Knobs)
 set latency, throttling budgets, Retry-After style, seeded faults (429, 500, 503,
-504, connection resets, truncated JSON), the tenant-wide grants list's 503 and
-incomplete pages, and the token lifetime.
+504, connection resets, timeouts, truncated JSON), the tenant-wide grants list's 503
+and incomplete pages, page-token (`$skiptoken`) expiry and the token lifetime.
+Controls aim a fault at the next requests to a path: `throttle_next()`,
+`fault_next()`, `expire_next_skiptokens()`, `expire_tokens_at()`.
+
+A "timeout" fault stalls for the `fault_stall` knob (set it above the client's read
+timeout), either before answering or after the headers and half the body
+(`timeout_mid_body`), then drops the connection. A "truncated" answer is JSON cut in
+half with a matching Content-Length, so only the JSON parser can tell.
 
 For a benchmark that must measure the scanner's memory alone, `MicrosoftEmulatorProcess`
 runs the same emulator in a child process (`python -m scanner.emulators.microsoft`),
@@ -138,6 +145,20 @@ class MicrosoftEmulator:
         """Answer the next `times` Graph requests (or $batch items) whose path contains the text with 429."""
         self.graph.throttle_next(path_contains, retry_after=retry_after, times=times)
 
+    def fault_next(self, path_contains: str, kind: str, *, times: int = 1) -> None:
+        """Break the next `times` Graph HTTP requests whose path contains the text: "429", "500",
+        "503", "504", "reset", "timeout" or "truncated"."""
+        self.graph.fault_next(path_contains, kind, times=times)
+
+    def expire_next_skiptokens(self, path_contains: str = "", *, times: int = 1) -> None:
+        """Answer the next `times` requests carrying a $skiptoken on a path containing the text
+        with 400 Directory_ExpiredPageToken."""
+        self.graph.expire_next_skiptokens(path_contains, times=times)
+
+    def expire_tokens_at(self, path_contains: str, *, nth: int = 1) -> None:
+        """Every access token expires when the nth Graph request from now to a path containing the text arrives."""
+        self.graph.expire_tokens_at(path_contains, nth=nth)
+
     def expire_tokens(self) -> None:
         """Every access token issued so far stops working (Graph answers 401 until a new one is used)."""
         self.signin.expire_all_tokens()
@@ -227,27 +248,37 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(answer.status, answer.body, {"Cache-Control": "no-store, no-cache"}, json_type="application/json; charset=utf-8")
             return
         stats.count("graph_requests")
-        fault = emulator.graph.faults.pick(emulator.knobs.fault_kinds)
-        if fault:
+        graph, knobs = emulator.graph, emulator.knobs
+        fault = graph.forced_fault(parts.path) or graph.faults.pick(knobs.fault_kinds)
+        if fault == "timeout" and graph.faults.chance(knobs.timeout_mid_body):
+            fault = "timeout mid-body"
+        if fault in ("reset", "timeout"):
             stats.fault(fault)
-        if fault == "reset":
+            if fault == "timeout":
+                time.sleep(knobs.fault_stall)  # no answer: the client's read timeout runs out first
             self._reset()
             return
         request = GraphRequest(self.command, parts.path, dict(parse_qsl(parts.query, keep_blank_values=True)), headers, body)
         if fault in FAULT_STATUSES:
-            answer = emulator.graph.injected_failure(fault, headers.get("client-request-id", ""))
+            answer = graph.injected_failure(fault, headers.get("client-request-id", ""))
             stats.record(f"{self.command} {GUID.sub('{id}', parts.path)} (injected)", answer.status, in_batch=False, path=parts.path)
         else:
-            answer = emulator.graph.handle(request)
-        self._send(answer.status, answer.body, answer.headers, truncate=fault == "truncated")
+            answer = graph.handle(request, item_faults=fault is None)
+        if fault == "truncated" and isinstance(answer.body, str):
+            fault = None  # only JSON is cut: a text answer ($count) cut short cannot be told from a whole one
+        if fault:
+            stats.fault(fault)
+        self._send(answer.status, answer.body, answer.headers, cut=fault if fault in ("truncated", "timeout mid-body") else None)
 
-    def _send(self, status: int, body: Any, headers: dict[str, str], *, truncate: bool = False, json_type: str = JSON_TYPE) -> None:
+    def _send(self, status: int, body: Any, headers: dict[str, str], *, cut: str | None = None, json_type: str = JSON_TYPE) -> None:
+        """Answer; `cut="truncated"`: half the body with a matching Content-Length; `cut="timeout mid-body"`:
+        the headers and half the body, then a stall of the fault_stall knob and a dropped connection."""
         if isinstance(body, str):
             data, content_type = body.encode(), "text/plain"
         else:
             data, content_type = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(), json_type
-        if truncate:
-            data = data[: max(1, len(data) // 2)]  # a body cut short, with a matching Content-Length
+        if cut == "truncated":
+            data = data[: max(1, len(data) // 2)]
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
@@ -256,6 +287,12 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
+        if cut == "timeout mid-body":
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            time.sleep(self.server.emulator.knobs.fault_stall)
+            self._reset()
+            return
         self.wfile.write(data)
 
     def _reset(self) -> None:
@@ -282,6 +319,15 @@ class _Handler(BaseHTTPRequestHandler):
                 result = emulator.knobs.to_json()
             elif action == "throttle-next":
                 emulator.throttle_next(data["path_contains"], retry_after=data.get("retry_after", 1.0), times=data.get("times", 1))
+                result = {}
+            elif action == "fault-next":
+                emulator.fault_next(data["path_contains"], data["kind"], times=data.get("times", 1))
+                result = {}
+            elif action == "expire-next-skiptokens":
+                emulator.expire_next_skiptokens(data.get("path_contains", ""), times=data.get("times", 1))
+                result = {}
+            elif action == "expire-tokens-at":
+                emulator.expire_tokens_at(data["path_contains"], nth=data.get("nth", 1))
                 result = {}
             elif action == "expire-tokens":
                 emulator.expire_tokens()
@@ -392,6 +438,15 @@ class MicrosoftEmulatorProcess:
 
     def expire_tokens(self) -> None:
         self._call("POST", "expire-tokens")
+
+    def fault_next(self, path_contains: str, kind: str, *, times: int = 1) -> None:
+        self._call("POST", "fault-next", {"path_contains": path_contains, "kind": kind, "times": times})
+
+    def expire_next_skiptokens(self, path_contains: str = "", *, times: int = 1) -> None:
+        self._call("POST", "expire-next-skiptokens", {"path_contains": path_contains, "times": times})
+
+    def expire_tokens_at(self, path_contains: str, *, nth: int = 1) -> None:
+        self._call("POST", "expire-tokens-at", {"path_contains": path_contains, "nth": nth})
 
     def events_for(self, endpoint_part: str) -> list:
         return self._call("GET", "events", contains=endpoint_part)

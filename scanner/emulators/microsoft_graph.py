@@ -8,6 +8,13 @@ connection resets, truncated bodies). Collections answer with `@odata.context`,
 default 100), `$select`, simple `$filter` (`eq`, joined by `and`) and `$count` are
 honoured; errors have Graph's JSON shape
 `{"error": {"code", "message", "innerError": {"date", "request-id", "client-request-id"}}}`.
+
+Page tokens carry when they were issued. Graph lets a `$skiptoken` expire ("within
+minutes", says a Microsoft Q&A answer; our reference notes are silent on it) and then
+answers HTTP 400 `Directory_ExpiredPageToken`; the emulator does so for tokens older
+than the `skiptoken_lifetime` knob, or for the next tokens `expire_next_skiptokens()`
+names, on every paged collection (users, service principals, grants tenant-wide and
+per app, group members, the sign-in activity report; inside `$batch` too).
 """
 
 from __future__ import annotations
@@ -40,6 +47,13 @@ DEFAULT_PAGE = 100
 MAX_BATCH = 20
 JSON_TYPE = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
 FAULT_STATUSES = ("429", "500", "503", "504")
+FAULT_KINDS = (*FAULT_STATUSES, "reset", "timeout", "truncated")
+# Graph's answer to an expired $skiptoken. Status and code: Microsoft Q&A "How to handle
+# Directory_ExpiredPageToken error in /v1.0/users" (2025) and public Graph clients that map the
+# code (cartography; the Azure AD Graph client library's PageNotAvailableException). The message
+# is the one public code quotes (cartography's tests); shared/reference/microsoft-graph.md is silent.
+EXPIRED_PAGE_TOKEN = "Directory_ExpiredPageToken"
+EXPIRED_PAGE_TOKEN_MESSAGE = "The specified page token value has expired and can no longer be included in your request."
 
 
 @dataclass
@@ -54,8 +68,12 @@ class Knobs:
     retry_after: str = "fractional"  # on 429: "fractional" ("2.128"), "integer" or "absent"
     fault_rate: float = 0.0  # share of Graph requests (and $batch items) that fail
     fault_seed: int = 0
+    # "timeout" is not a default kind: each one costs the client its whole read timeout.
     fault_kinds: tuple[str, ...] = ("429", "500", "503", "504", "reset", "truncated")
     fault_retry_after: float = 0.2  # the Retry-After of an injected 429
+    fault_stall: float = 1.0  # seconds a "timeout" fault stalls before dropping the connection (> the client's read timeout)
+    timeout_mid_body: float = 0.5  # share of "timeout" faults that stall after the headers and half the body, not before answering
+    skiptoken_lifetime: float = 0.0  # seconds a $skiptoken stays valid; 0: for ever
     grants_list_unavailable: bool = False  # GET /oauth2PermissionGrants answers 503, as in large tenants
     grants_list_short_pages: bool = False  # ... returns pages shorter than $top (nothing lost)
     grants_list_drop_rate: float = 0.0  # ... silently leaves out this share of grants (incomplete pages)
@@ -71,9 +89,9 @@ class Knobs:
             if name == "retry_after" and value not in ("fractional", "integer", "absent"):
                 raise ValueError("retry_after must be fractional, integer or absent")
             if name == "fault_kinds":
-                unknown = set(value) - {*FAULT_STATUSES, "reset", "truncated"}
+                unknown = set(value) - set(FAULT_KINDS)
                 if unknown:
-                    raise ValueError(f"unknown fault kinds {sorted(unknown)}")
+                    raise ValueError(f"unknown fault kinds {sorted(unknown)}; kinds: {', '.join(FAULT_KINDS)}")
                 value = tuple(value)
             setattr(self, name, value)
 
@@ -121,7 +139,7 @@ class Stats:
                 "http_requests": self.counts["http_requests"], "token_requests": self.counts["token_requests"],
                 "graph_requests": self.counts["graph_requests"], "batch_envelopes": self.counts["batch_envelopes"],
                 "batch_items": self.counts["batch_items"], "throttled": self.counts["throttled"],
-                "resource_units": self.counts["resource_units"],
+                "resource_units": self.counts["resource_units"], "expired_page_tokens": self.counts["expired_page_tokens"],
                 "faults": dict(self.faults), "endpoints": dict(self.endpoints), "statuses": dict(self.statuses),
             }
 
@@ -262,9 +280,50 @@ class FaultPicker:
                 return None
             return self._rng.choice(list(kinds))
 
+    def chance(self, share: float) -> bool:
+        """True for about this share of calls (seeded)."""
+        if share <= 0:
+            return False
+        with self._lock:
+            return self._rng.random() < share
+
     def shuffle(self, items: list) -> None:
         with self._lock:
             self._rng.shuffle(items)
+
+
+@dataclass
+class _PathRule:
+    path_contains: str
+    times: int  # requests it still applies to
+    payload: Any
+    skip: int  # matching requests to let through first
+
+
+class PathRules:
+    """Countdowns for test controls, "the next N requests whose path contains X (after the first K)"; thread-safe."""
+
+    def __init__(self):
+        self._rules: list[_PathRule] = []
+        self._lock = threading.Lock()
+
+    def add(self, path_contains: str, times: int, payload: Any = True, *, skip: int = 0) -> None:
+        with self._lock:
+            self._rules.append(_PathRule(path_contains, times, payload, skip))
+
+    def take(self, path: str) -> Any:
+        """The payload of the first rule that applies to this request (one fewer left), else None."""
+        with self._lock:
+            for rule in self._rules:
+                if rule.path_contains not in path:
+                    continue
+                if rule.skip > 0:
+                    rule.skip -= 1
+                    continue
+                rule.times -= 1
+                self._rules = [r for r in self._rules if r.times > 0]
+                return rule.payload
+        return None
 
 
 class GraphService:
@@ -275,8 +334,10 @@ class GraphService:
         self.signin, self.knobs, self.stats, self.tenant = signin, knobs, stats, tenant
         self.faults = FaultPicker(knobs)
         self._skiptoken_key = secrets.token_bytes(16)
-        self._forced: list[list] = []  # [path text, times left, retry_after]
-        self._forced_lock = threading.Lock()
+        self._forced_429 = PathRules()  # payload: the Retry-After, or "absent"
+        self._forced_faults = PathRules()  # payload: the fault kind
+        self._expiring_skiptokens = PathRules()
+        self._token_expiries = PathRules()
         self.apply_knobs()
 
     def apply_knobs(self) -> None:
@@ -287,14 +348,39 @@ class GraphService:
 
     def throttle_next(self, path_contains: str, *, retry_after: float | None = 1.0, times: int = 1) -> None:
         """Answer the next `times` requests (or $batch items) whose path contains the text with 429."""
-        with self._forced_lock:
-            self._forced.append([path_contains, times, retry_after])
+        self._forced_429.add(path_contains, times, "absent" if retry_after is None else retry_after)
+
+    def fault_next(self, path_contains: str, kind: str, *, times: int = 1) -> None:
+        """Break the next `times` HTTP requests whose path contains the text with a fault kind
+        (see FAULT_KINDS; where a "timeout" stalls follows the timeout_mid_body knob)."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; kinds: {', '.join(FAULT_KINDS)}")
+        self._forced_faults.add(path_contains, times, kind)
+
+    def forced_fault(self, path: str) -> str | None:
+        """The fault that fault_next() asked for on this request, if any (used up by asking)."""
+        return self._forced_faults.take(path)
+
+    def expire_next_skiptokens(self, path_contains: str = "", *, times: int = 1) -> None:
+        """Refuse the next `times` $skiptokens presented on a path containing the text as expired."""
+        self._expiring_skiptokens.add(path_contains, times)
+
+    def expire_tokens_at(self, path_contains: str, *, nth: int = 1) -> None:
+        """When the nth request from now whose path contains the text arrives, every access token
+        issued so far expires (that request is the first to get 401): a token expiring mid-listing."""
+        if nth < 1:
+            raise ValueError("nth counts from 1")
+        self._token_expiries.add(path_contains, 1, skip=nth - 1)
 
     # -- entry points ----------------------------------------------------------------------
 
-    def handle(self, request: GraphRequest) -> GraphAnswer:
-        """A request that arrived over HTTP (a $batch envelope or a single request)."""
+    def handle(self, request: GraphRequest, *, item_faults: bool = True) -> GraphAnswer:
+        """A request that arrived over HTTP (a $batch envelope or a single request).
+        `item_faults=False`: no $batch item fails on its own (the envelope itself is about to
+        break, so nobody would see those faults)."""
         client_request_id = request.headers.get("client-request-id") or str(uuid.uuid4())
+        if self._token_expiries.take(request.path):
+            self.signin.expire_all_tokens()
         token, problem = self.signin.check(request.headers.get("authorization"))
         if token is None:
             answer = self._error(401, "InvalidAuthenticationToken", problem, client_request_id)
@@ -306,7 +392,7 @@ class GraphService:
             if request.method != "POST":
                 return self._error(405, "Request_BadRequest", "The $batch endpoint accepts POST only.", client_request_id)
             self.stats.count("batch_envelopes")
-            answer = self._batch(request, version, token, client_request_id)
+            answer = self._batch(request, version, token, client_request_id, item_faults=item_faults)
             self.stats.record(f"POST /{version}/$batch", answer.status, in_batch=False, path=request.path)
             return answer
         return self._dispatch(request, token, client_request_id, in_batch=False)
@@ -343,12 +429,9 @@ class GraphService:
         raise GraphError(400, "BadRequest", f"Resource not found for the segment '{segment}'.")
 
     def _throttle(self, request: GraphRequest, route: _Route) -> None:
-        with self._forced_lock:
-            for rule in self._forced:
-                if rule[0] in request.path and rule[1] > 0:
-                    rule[1] -= 1
-                    self._forced = [r for r in self._forced if r[1] > 0]
-                    raise self._too_many(rule[2], "Tenant_Application/Read")
+        forced = self._forced_429.take(request.path)
+        if forced is not None:
+            raise self._too_many(None if forced == "absent" else forced, "Tenant_Application/Read")
         if route.kind == "reports":
             wait = self.reports.take(1)
         else:
@@ -393,7 +476,8 @@ class GraphService:
 
     # -- $batch ----------------------------------------------------------------------------
 
-    def _batch(self, request: GraphRequest, version: str, token: IssuedToken, client_request_id: str) -> GraphAnswer:
+    def _batch(self, request: GraphRequest, version: str, token: IssuedToken, client_request_id: str, *,
+               item_faults: bool) -> GraphAnswer:
         try:
             payload = json.loads(request.body or b"{}")
             items = payload["requests"]
@@ -423,7 +507,7 @@ class GraphService:
                 return self._error(400, "BadRequest", "Batch requests have circular dependencies.", client_request_id)
             for item in ready:
                 pending.remove(item)
-                answer = self._batch_item(item, version, token, statuses)
+                answer = self._batch_item(item, version, token, statuses, item_faults=item_faults)
                 statuses[str(item["id"]).lower()] = answer.status
                 headers = {"Content-Type": JSON_TYPE if not isinstance(answer.body, str) else "text/plain"}
                 headers.update({k: v for k, v in answer.headers.items() if k in ("Retry-After", "x-ms-resource-unit", "x-ms-throttle-scope", "x-ms-throttle-information")})
@@ -431,7 +515,8 @@ class GraphService:
         self.faults.shuffle(responses)  # Graph answers in any order
         return GraphAnswer(200, {"responses": responses})
 
-    def _batch_item(self, item: dict, version: str, token: IssuedToken, statuses: dict[str, int]) -> GraphAnswer:
+    def _batch_item(self, item: dict, version: str, token: IssuedToken, statuses: dict[str, int], *,
+                    item_faults: bool) -> GraphAnswer:
         item_id = str(item["id"])
         failed = [d for d in item.get("dependsOn") or [] if statuses.get(str(d).lower(), 200) >= 400]
         if failed:
@@ -441,7 +526,7 @@ class GraphService:
             return self._error(400, "BadRequest", "Batch request urls must be relative.", item_id)
         headers = {k.lower(): str(v) for k, v in (item.get("headers") or {}).items()}
         inner = GraphRequest.from_url(str(item.get("method", "GET")).upper(), f"/{version}/{url.lstrip('/')}", headers)
-        fault = self.faults.pick([k for k in self.knobs.fault_kinds if k in FAULT_STATUSES])
+        fault = self.faults.pick([k for k in self.knobs.fault_kinds if k in FAULT_STATUSES]) if item_faults else None
         if fault:
             self.stats.fault(f"batch item {fault}")
             answer = self.injected_failure(fault, item_id)
@@ -456,7 +541,7 @@ class GraphService:
                     short_pages: bool = False, drop_rate: float = 0.0) -> GraphAnswer:
         query = request.query
         top = _page_size(query.get("$top"))
-        offset = self._read_skiptoken(query.get("$skiptoken"))
+        offset = self._read_skiptoken(query.get("$skiptoken"), request.path)
         selected = _selection(query.get("$select"), properties, entity)
         if "$filter" in query:
             items = _apply_filter(items, query["$filter"], render, properties, request.headers, query)
@@ -487,21 +572,31 @@ class GraphService:
         return f"{self.base_url}{request.path}?{query}"
 
     def _skiptoken(self, offset: int) -> str:
-        raw = b"\x02" + offset.to_bytes(8, "big")
+        # Opaque to clients: version, offset, when issued (ms, monotonic), and a MAC so it cannot be forged.
+        raw = b"\x03" + offset.to_bytes(8, "big") + (time.monotonic_ns() // 1_000_000).to_bytes(8, "big")
         mac = hmac.new(self._skiptoken_key, raw, hashlib.sha256).digest()[:10]
         return "RFNwd" + base64.urlsafe_b64encode(raw + mac).decode().rstrip("=")
 
-    def _read_skiptoken(self, token: str | None) -> int:
+    def _read_skiptoken(self, token: str | None, path: str) -> int:
+        """The offset a $skiptoken stands for; 400 if it is not ours, or has expired."""
         if token is None:
             return 0
         try:
             data = base64.urlsafe_b64decode(token[5:] + "=" * (-len(token[5:]) % 4))
-            raw, mac = data[:9], data[9:]
-            if token[:5] == "RFNwd" and hmac.compare_digest(mac, hmac.new(self._skiptoken_key, raw, hashlib.sha256).digest()[:10]):
-                return int.from_bytes(raw[1:], "big")
-        except (ValueError, IndexError):
-            pass
-        raise GraphError(400, "Request_BadRequest", "The specified page token value has expired and can no longer be included in your request.")
+        except ValueError:
+            data = b""
+        raw, mac = data[:17], data[17:]
+        if token[:5] != "RFNwd" or len(raw) != 17 or not hmac.compare_digest(
+                mac, hmac.new(self._skiptoken_key, raw, hashlib.sha256).digest()[:10]):
+            # The emulator's wording: what Graph says about a token it never issued is not documented.
+            raise GraphError(400, "Request_BadRequest", "The $skiptoken value is not valid.")
+        offset, issued_ms = int.from_bytes(raw[1:9], "big"), int.from_bytes(raw[9:], "big")
+        lifetime = self.knobs.skiptoken_lifetime
+        too_old = lifetime > 0 and time.monotonic_ns() // 1_000_000 - issued_ms > lifetime * 1000
+        if too_old or self._expiring_skiptokens.take(path):
+            self.stats.count("expired_page_tokens")
+            raise GraphError(400, EXPIRED_PAGE_TOKEN, EXPIRED_PAGE_TOKEN_MESSAGE)
+        return offset
 
     # -- handlers --------------------------------------------------------------------------
 
