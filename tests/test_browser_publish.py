@@ -95,6 +95,21 @@ def test_it_staff_facet_the_app_summary_by_status(page, server, tmp_path):
     page.screenshot(path=str(tmp_path / "app_summary_unreviewed.png"), full_page=True)
 
 
+def test_it_staff_break_unapproved_usage_down_by_reason_and_role(page, server):
+    sign_in(page, server.url)
+    page.goto(f"{server.url}/inventory/unapproved_usage")
+    assert page.locator(".facet-info").count() == 0  # no default facets: they count every row
+    rows = page.locator("table.rows-and-columns tbody tr").count()
+    page.get_by_role("link", name="by reason and role").click()
+    page.wait_for_url(re.compile(r"_facet=reason&_facet=role"))
+    counts = {}
+    for column in ("reason", "role"):
+        facet = page.locator(f".facet-info[data-column={column}]")
+        items = facet.locator("ul.tight-bullets li:not(.facet-truncated)").all_inner_texts()  # "unreviewed 14"
+        counts[column] = sum(int(item.split()[-1].replace(",", "")) for item in items)
+    assert counts == {"reason": rows, "role": rows}  # every row counted once in each breakdown
+
+
 def test_the_public_page_renders_without_any_email_address(page, server, tmp_path):
     page.goto(f"{server.url}/")
     page.wait_for_url(f"{server.url}/transparency")
