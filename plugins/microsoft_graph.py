@@ -1,11 +1,17 @@
 """Talking to Microsoft Graph: one requests Session, one retry policy, paging and $batch.
 
-Retries are urllib3's `Retry` (429, 500, 502, 503, 504 and dropped connections),
-honouring Graph's `Retry-After` even when it is fractional ("2.128", which urllib3
-itself rejects) and backing off exponentially when it is absent. Two things urllib3
-cannot see are retried here: a body cut short (broken JSON) and an expired access
-token (401, renewed once). Items of a `$batch` carry their own status: throttled or
-failed items are sent again in a new batch after the longest Retry-After among them.
+Retries are urllib3's `Retry` (429, 500, 502, 503, 504, dropped connections and
+read timeouts, for GETs and for `$batch` POSTs, which only read), honouring Graph's
+`Retry-After` even when it is fractional ("2.128", which urllib3 itself rejects) and
+backing off exponentially when it is absent. What urllib3 cannot see is retried here:
+a body cut short (broken JSON, or a connection that stalls or drops mid-body) and an
+expired access token (401: a new token, at most twice). Items of a `$batch` carry
+their own status: throttled or failed items are sent again in a new batch after the
+longest Retry-After among them. Closing the client ends every wait to retry at once.
+
+A page token (`$skiptoken` in a nextLink) that Graph says has expired (400
+`Directory_ExpiredPageToken`) cannot be sent again: the listing starts over from its
+first page, skipping the items already handed out (by id), a few times at most.
 
 A Graph error that remains becomes a `GraphCallError` holding Graph's own code,
 message and request-id; it never holds the token.
@@ -18,8 +24,8 @@ import random
 import threading
 import time
 import uuid
-from collections import defaultdict
-from collections.abc import Iterator
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import takewhile
 from typing import Any
@@ -33,14 +39,44 @@ log = logging.getLogger(__name__)
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 MAX_BATCH = 20
-BODY_ATTEMPTS = 6  # tries for a response whose JSON arrives broken
+BODY_ATTEMPTS = 6  # tries for a response whose body arrives broken
+TOKEN_RENEWALS = 2  # new access tokens per request after a 401 (twice: a new token revoked at once)
 BATCH_ROUNDS = 8  # rounds in a row with no $batch item getting through before giving up
 TIMEOUT = (10, 120)  # connect, read (seconds)
 MAX_RETRY_AFTER = 120.0  # seconds; a longer Retry-After is waited this long, then tried again
+EXPIRED_PAGE_TOKEN = "Directory_ExpiredPageToken"  # Graph's 400 for a $skiptoken it no longer honours
+PAGE_TOKEN_RESTARTS = 3  # fresh starts of one listing after expired page tokens, before giving up
+
+
+class GraphClosed(Exception):
+    """The client was closed (the scan ended or failed): a request still waiting to retry gives up."""
+
+
+def wait_unless_closed(closed: threading.Event | None, seconds: float) -> None:
+    """Sleep, but raise GraphClosed at once if the client is (or gets) closed meanwhile."""
+    if closed is None:
+        time.sleep(max(0.0, seconds))
+    elif closed.wait(max(0.0, seconds)):
+        raise GraphClosed("the Graph client was closed")
 
 
 class GraphRetry(Retry):
-    """urllib3's Retry, with Graph's fractional Retry-After and backoff from the first retry."""
+    """urllib3's Retry, with Graph's fractional Retry-After, backoff from the first retry, and
+    waits that end when the client is closed (so a failed scan's other requests stop at once)."""
+
+    def __init__(self, *args: Any, closed: threading.Event | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.closed = closed
+
+    def new(self, **kw: Any) -> GraphRetry:
+        retry = super().new(**kw)
+        retry.closed = self.closed
+        return retry
+
+    def sleep(self, response=None) -> None:
+        # urllib3's order: the server's Retry-After if it sent one, else the backoff.
+        wait = self.get_retry_after(response) if self.respect_retry_after_header and response else None
+        wait_unless_closed(self.closed, wait or self.get_backoff_time())
 
     def parse_retry_after(self, retry_after: str) -> float:
         try:
@@ -67,12 +103,12 @@ class _QuietGraphRetries(logging.Filter):
 logging.getLogger("urllib3.connectionpool").addFilter(_QuietGraphRetries())
 
 
-def retry_policy(total: int, backoff: float) -> GraphRetry:
+def retry_policy(total: int, backoff: float, closed: threading.Event | None = None) -> GraphRetry:
     return GraphRetry(
         total=total, connect=total, read=total, status=total, other=0, redirect=0,
         status_forcelist=RETRY_STATUSES, allowed_methods=frozenset({"GET", "POST"}),  # our POSTs are $batch reads
         backoff_factor=backoff, backoff_max=30, backoff_jitter=backoff / 2,
-        respect_retry_after_header=True, raise_on_status=False,
+        respect_retry_after_header=True, raise_on_status=False, closed=closed,
     )
 
 
@@ -88,6 +124,10 @@ class GraphCallError(Exception):
         parts = urlsplit(self.url)
         return parts.path + (f"?{parts.query}" if parts.query else "")
 
+    @property
+    def expired_page_token(self) -> bool:
+        return self.status == 400 and self.code == EXPIRED_PAGE_TOKEN
+
     def describe(self) -> str:
         status = f"HTTP {self.status} " if self.status else ""
         request_id = f" (request-id {self.request_id})" if self.request_id else ""
@@ -102,12 +142,14 @@ class EndpointTiming:
 
 @dataclass
 class GraphStats:
-    """What the scan cost: calls (a $batch item counts as one), HTTP requests, retries, time by endpoint."""
+    """What the scan cost: calls (a $batch item counts as one), HTTP requests, retries (listings
+    started over after an expired page token included), time by endpoint."""
 
     calls: int = 0
     http_requests: int = 0
     retries: int = 0
     batch_envelopes: int = 0
+    page_restarts: int = 0
     endpoints: dict[str, EndpointTiming] = field(default_factory=lambda: defaultdict(EndpointTiming))
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -125,11 +167,16 @@ class GraphStats:
         with self._lock:
             self.retries += n
 
+    def add_page_restart(self) -> None:
+        with self._lock:
+            self.page_restarts += 1
+            self.retries += 1
+
     def summary(self) -> dict[str, Any]:
         with self._lock:
             return {
                 "calls": self.calls, "http_requests": self.http_requests, "retries": self.retries,
-                "batch_envelopes": self.batch_envelopes,
+                "batch_envelopes": self.batch_envelopes, "page_restarts": self.page_restarts,
                 "endpoints": {name: {"requests": t.requests, "seconds": round(t.seconds, 3)} for name, t in sorted(self.endpoints.items())},
             }
 
@@ -142,16 +189,19 @@ class GraphClient:
         self.token = token
         self.backoff = backoff
         self.stats = GraphStats()
+        self._closed = threading.Event()
         self.session = requests.Session()  # trust_env: honours REQUESTS_CA_BUNDLE and proxies
-        adapter = HTTPAdapter(max_retries=retry_policy(retries, backoff), pool_connections=2, pool_maxsize=pool_size)
+        adapter = HTTPAdapter(max_retries=retry_policy(retries, backoff, self._closed), pool_connections=2, pool_maxsize=pool_size)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
         # The tenant-wide grants list has a fallback (per-app lists), so give up on it sooner.
-        quick = HTTPAdapter(max_retries=retry_policy(2, backoff), pool_connections=1, pool_maxsize=2)
+        quick = HTTPAdapter(max_retries=retry_policy(2, backoff, self._closed), pool_connections=1, pool_maxsize=2)
         for version in ("v1.0", "beta"):
             self.session.mount(f"{self.base}/{version}/oauth2PermissionGrants", quick)
 
     def close(self) -> None:
+        """Stop: requests of other threads that wait to retry raise GraphClosed instead."""
+        self._closed.set()
         self.session.close()
 
     def url(self, path: str) -> str:
@@ -163,47 +213,118 @@ class GraphClient:
         """GET a Graph URL (or a path like "/v1.0/users?..."): the JSON body, or text for $count."""
         return self._request("GET", self.url(path), headers=headers)
 
-    def pages(self, path: str, *, headers: dict[str, str] | None = None) -> Iterator[list[dict]]:
-        """Each page's `value` of a collection, following @odata.nextLink verbatim."""
-        url: str | None = self.url(path)
+    def pages(self, path: str, *, headers: dict[str, str] | None = None, interval: float = 0.0,
+              on_restart: Callable[[], None] | None = None) -> Iterator[list[dict]]:
+        """Each page's `value` of a collection (empty pages left out), following @odata.nextLink
+        verbatim, at most one request per `interval` seconds.
+
+        When Graph says a nextLink's page token has expired, the listing starts again from its
+        first page (at most PAGE_TOKEN_RESTARTS times, then the error is raised). Items already
+        yielded are skipped, by id: nothing is yielded twice and nothing is lost. A caller that
+        only tallies can pass `on_restart` instead: it is called (to forget the tally) and every
+        item is yielded again, which spares keeping the ids.
+        """
+        first = self.url(path)
+        url: str | None = first
+        # The ids handed out, for a fresh start to skip: about 13 MB for 100,000 users.
+        yielded: set[str] | None = set() if on_restart is None else None
+        restarts = items_read = 0
+        last_request: float | None = None
         while url:
-            body = self._request("GET", url, headers=headers)  # headers (ConsistencyLevel) are resent on every page
-            yield body.get("value") or []
+            if interval and last_request is not None:
+                wait_unless_closed(self._closed, interval - (time.monotonic() - last_request))
+            last_request = time.monotonic()
+            try:
+                body = self._request("GET", url, headers=headers)  # headers (ConsistencyLevel) are resent on every page
+            except GraphCallError as error:
+                if not error.expired_page_token or url == first:
+                    raise
+                restarts += 1
+                self._page_token_expired(first, restarts, items_read, skipping=yielded is not None)
+                if on_restart is not None:
+                    on_restart()
+                    items_read = 0
+                url = first
+                continue
+            items = body.get("value") or []
+            if yielded is not None:
+                items = [item for item in items if item.get("id") is None or item["id"] not in yielded]
+                yielded.update(item["id"] for item in items if item.get("id") is not None)
+            items_read += len(items)
+            if items:
+                yield items
             url = body.get("@odata.nextLink")
+
+    def _page_token_expired(self, first_url: str, restarts: int, items_read: int, *, skipping: bool) -> None:
+        """Count and report a fresh start of a listing; raise once there have been too many."""
+        listing = urlsplit(first_url).path
+        if restarts > PAGE_TOKEN_RESTARTS:
+            raise GraphCallError("GET", first_url, 400, EXPIRED_PAGE_TOKEN,
+                                 f"the list was read again from its first page {PAGE_TOKEN_RESTARTS} times, and each "
+                                 "time a page token expired before the next page was read")
+        self.stats.add_page_restart()
+        log.warning("microsoft: Graph's page token for %s expired after %s items were read; reading the list again "
+                    "from its first page%s (fresh start %d of at most %d)",
+                    listing, f"{items_read:,}", " and skipping those" if skipping else "", restarts, PAGE_TOKEN_RESTARTS)
 
     def _request(self, method: str, url: str, *, headers: dict[str, str] | None = None, json_body: Any = None,
                  calls: int = 1, endpoint: str | None = None) -> Any:
         endpoint = endpoint or endpoint_name(method, url)
-        renewed = False
+        renewals = 0
         for attempt in range(1, BODY_ATTEMPTS + 1):
+            if self._closed.is_set():
+                raise GraphClosed("the Graph client was closed")
+            last = attempt == BODY_ATTEMPTS
             sent = {"Authorization": f"Bearer {self.token.get()}", "client-request-id": str(uuid.uuid4()),
                     "Accept": "application/json", **(headers or {})}
             started = time.monotonic()
             try:
-                response = self.session.request(method, url, headers=sent, json=json_body, timeout=TIMEOUT)
+                # urllib3 retries until the headers arrive. The body is read below (stream=True), so that
+                # a body that breaks off is retried here without losing urllib3's count of its retries.
+                response = self.session.request(method, url, headers=sent, json=json_body, timeout=TIMEOUT, stream=True)
             except requests.RequestException as error:
                 self.stats.add(endpoint, http_requests=1, calls=calls, retries=0, seconds=time.monotonic() - started, batch=method == "POST")
                 raise GraphCallError(method, url, None, type(error).__name__, _connection_problem(error)) from None
             retried = len(response.raw.retries.history) if getattr(response.raw, "retries", None) else 0
+            try:
+                response.content  # noqa: B018 (reads the whole body)
+                body_complete = True
+            except requests.RequestException:  # the connection dropped, or stalled past the read timeout, mid-body
+                body_complete = False
+            finally:
+                response.close()
             self.stats.add(endpoint, http_requests=1 + retried, calls=calls * (1 + retried), retries=retried,
                            seconds=time.monotonic() - started, batch=method == "POST")
-            if response.status_code == 401 and not renewed:
-                renewed = True  # the token expired or was revoked early: get a new one, once
+            if not body_complete:
+                if last:
+                    break
+                self._retry_after_broken_body(attempt)
+                continue
+            if response.status_code == 401 and renewals < TOKEN_RENEWALS:
+                renewals += 1  # the token expired or was revoked early: get a new one
                 self.stats.add_retries(1)
                 self.token.renew()
                 continue
             if response.status_code >= 400:
-                raise graph_error(method, url, response.status_code, _json_or_none(response), response.headers)
+                body = _json_or_none(response)
+                if body is None and _says_json(response) and not last:  # an error we cannot read: ask again
+                    self._retry_after_broken_body(attempt)
+                    continue
+                raise graph_error(method, url, response.status_code, body, response.headers)
             if response.headers.get("Content-Type", "").startswith("text/plain"):
                 return response.text
             try:
                 return response.json()
             except ValueError:
-                if attempt == BODY_ATTEMPTS:
+                if last:
                     break
-                self.stats.add_retries(1)
-                time.sleep(self._backoff(attempt))
-        raise GraphCallError(method, url, None, "BrokenResponse", f"the response was not complete JSON after {BODY_ATTEMPTS} tries")
+                self._retry_after_broken_body(attempt)
+        raise GraphCallError(method, url, None, "BrokenResponse",
+                             f"the answer was cut short (broken JSON, or the connection dropped mid-answer) {BODY_ATTEMPTS} times")
+
+    def _retry_after_broken_body(self, attempt: int) -> None:
+        self.stats.add_retries(1)
+        wait_unless_closed(self._closed, self._backoff(attempt))
 
     def _backoff(self, attempt: int) -> float:
         return min(30.0, self.backoff * 2 ** (attempt - 1) + random.random() * self.backoff / 2)
@@ -212,14 +333,22 @@ class GraphClient:
 
     def batch_collect(self, urls: dict[str, str]) -> Iterator[tuple[str, list[dict] | None]]:
         """GET many collections through $batch: yields (key, every item across pages), or
-        (key, None) when the object is gone (404). `urls` are relative to /v1.0."""
+        (key, None) when the object is gone (404). `urls` are relative to /v1.0. A collection
+        whose page token expires is collected again from its first page."""
         collected: dict[str, list[dict]] = defaultdict(list)
+        restarts: Counter[str] = Counter()
         pending = dict(urls)
         while pending:
             follow: dict[str, str] = {}
             for key, status, body in self._batch_round(pending):
                 if status == 404:
                     yield key, None
+                    continue
+                if status == 400:  # the page token of a nextLink expired (_batch_round raises any other 400)
+                    restarts[key] += 1
+                    self._page_token_expired(f"{self.base}/v1.0{urls[key]}", restarts[key], len(collected.pop(key, [])),
+                                             skipping=False)
+                    follow[key] = urls[key]
                     continue
                 collected[key].extend(body.get("value") or [])
                 next_link = body.get("@odata.nextLink")
@@ -255,7 +384,8 @@ class GraphClient:
                         waits.append(_item_retry_after(answer))
                         continue
                     body = answer.get("body")
-                    if status >= 400 and status != 404:
+                    expired = "$skiptoken=" in urls[key] and status == 400 and _error_code(body) == EXPIRED_PAGE_TOKEN
+                    if status >= 400 and status != 404 and not expired:
                         raise graph_error("GET", f"{self.base}/v1.0{urls[key]}", status, body if isinstance(body, dict) else None,
                                           answer.get("headers") or {})
                     yield key, status, body if isinstance(body, dict) else {}
@@ -268,7 +398,7 @@ class GraphClient:
                                          f"{len(again)} $batch item(s) were still throttled or failing after {BATCH_ROUNDS} tries")
                 self.stats.add_retries(len(again))
                 known = [w for w in waits if w is not None]
-                time.sleep(max(known) if known else self._backoff(stalled + 1))
+                wait_unless_closed(self._closed, max(known) if known else self._backoff(stalled + 1))
                 pending = again
 
 
@@ -294,6 +424,15 @@ def graph_error(method: str, url: str, status: int, body: dict | None, headers) 
     request_id = inner.get("request-id") or (headers.get("request-id") if headers else "") or ""
     return GraphCallError(method, url, status, error.get("code") or f"HTTP{status}",
                           error.get("message") or "no error details in the response", request_id)
+
+
+def _error_code(body: Any) -> str | None:
+    error = body.get("error") if isinstance(body, dict) else None
+    return error.get("code") if isinstance(error, dict) else None
+
+
+def _says_json(response: requests.Response) -> bool:
+    return "json" in response.headers.get("Content-Type", "") and bool(response.content)
 
 
 def _json_or_none(response: requests.Response) -> dict | None:

@@ -18,6 +18,10 @@ bounded queue to the one thread that yields records (so memory stays flat):
   ids resolved to names through each resource's `appRoles`;
 - last sign-in per app from the beta sign-in activity report (Entra ID P1), paced
   to its limit of 5 requests per 10 seconds; without P1 it is skipped with a warning.
+
+Every listing survives Graph's page tokens expiring mid-way: GraphClient.pages reads
+it again from the first page and skips what it already handed out (the grant census
+counts afresh instead), so nothing is recorded twice or missed.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import urlsplit
 
 from scanner.config import Config
 from scanner.providers import App, Grant, ProviderError, Record, ScanRun
@@ -223,10 +228,11 @@ class TenantScan:
     def _fetch_grant_census(self, emit: Callable) -> None:
         counts: Counter[str] = Counter()
         try:
-            for page in self.graph.pages("/v1.0/oauth2PermissionGrants?$select=clientId&$top=999"):
+            # After an expired page token the list is read again from the start: count afresh.
+            for page in self.graph.pages("/v1.0/oauth2PermissionGrants?$select=clientId&$top=999", on_restart=counts.clear):
                 counts.update(grant.get("clientId", "") for grant in page)
         except GraphCallError as error:
-            if error.status in (400, 401, 403, 404):
+            if error.status in (400, 401, 403, 404) and not error.expired_page_token:
                 raise  # a real problem (permissions), not the list's known unreliability
             emit("tenant_list_failed", error)
             return
@@ -258,18 +264,14 @@ class TenantScan:
             emit("grants", grants)
 
     def _fetch_last_use(self, emit: Callable) -> None:
-        url: str | None = self.graph.url("/beta/reports/servicePrincipalSignInActivities")
         try:
-            while url:
-                started = time.monotonic()
-                body = self.graph.get(url)
-                records = [r for r in map(last_used, body.get("value") or []) if r and r.app_id in self.apps]
+            for page in self.graph.pages("/beta/reports/servicePrincipalSignInActivities", interval=REPORT_INTERVAL):
+                records = [r for r in map(last_used, page) if r and r.app_id in self.apps]
                 if records:
                     emit("last_used", records)
-                url = body.get("@odata.nextLink")
-                if url:
-                    time.sleep(max(0.0, REPORT_INTERVAL - (time.monotonic() - started)))
         except GraphCallError as error:
+            if error.expired_page_token:
+                raise
             if error.status == 403 and error.code == NON_PREMIUM:
                 emit("warning", "microsoft: last use is not recorded: the tenant has no Microsoft Entra ID P1 or P2 licence, "
                                 "which Graph requires for sign-in activity (common with A1 licences); everything else is")
@@ -353,8 +355,9 @@ class TenantScan:
         # At debug level: on a terminal, the progress line is still being drawn.
         summary = self.summary()
         fallback = f"; the per-app fallback took {summary['fallback_seconds']:.1f} s" if summary["fallback_seconds"] is not None else ""
-        log.debug("microsoft: %d Graph calls in %d HTTP requests (%d $batch), %d retries, %.1f s%s",
-                 summary["calls"], summary["http_requests"], summary["batch_envelopes"], summary["retries"],
+        restarts = f" ({summary['page_restarts']} lists read again after an expired page token)" if summary["page_restarts"] else ""
+        log.debug("microsoft: %d Graph calls in %d HTTP requests (%d $batch), %d retries%s, %.1f s%s",
+                 summary["calls"], summary["http_requests"], summary["batch_envelopes"], summary["retries"], restarts,
                  summary["seconds"], fallback)
         for endpoint, timing in summary["endpoints"].items():
             log.debug("microsoft: %s: %d requests, %.1f s", endpoint, timing["requests"], timing["seconds"])
@@ -372,6 +375,10 @@ class TenantScan:
         if error.status == 429:
             return (f"Microsoft Graph kept throttling the scan ({error.describe()}); try again later, or lower "
                     "[microsoft] concurrent_requests")
+        if error.expired_page_token:
+            return (f"Microsoft Graph's page token for {urlsplit(error.url).path} kept expiring: {error.message} "
+                    f"(HTTP 400 {error.code}); this happens when Graph is slow or throttling hard: run the scan again "
+                    "later, or lower [microsoft] concurrent_requests")
         if error.status is None:
             return f"cannot talk to Microsoft Graph at {self.settings['graph_url']}: {error.describe()}"
         return f"Microsoft Graph failed: {error.describe()}"
