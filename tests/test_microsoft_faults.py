@@ -37,7 +37,7 @@ from .microsoft_fixtures import (  # noqa: F401 (fixtures)
 
 READ_TIMEOUT = 0.5  # the client's read timeout in these tests (the scanner's default is 120 s)
 STALL = 1.2  # how long a "timeout" fault stalls: longer than the read timeout
-KAHOOT = stable_guid("app", "Kahoot!")  # the app with the most grants: its grant list has two pages of 50
+KAHOOT = stable_guid("app", "Kahoot!")  # the app with the most grants: its grant list has several pages
 
 
 @pytest.fixture(autouse=True)
@@ -159,7 +159,7 @@ def test_page_tokens_expiring_mid_listings_are_recovered(ms_emulator, ms_tenant,
     grants = [(r.user_id, r.app_id, r.resource, r.grant_type, tuple(r.scopes)) for r in yielded if isinstance(r, Grant)]
     assert len(grants) == len(set(grants))
     kahoot = [g for g in grants if g[1] == KAHOOT and g[3] == "delegated"]
-    assert len(kahoot) == len(ms_tenant.grants_by_client[ms_tenant.sp_by_app_id[KAHOOT]["id"]]) == 90
+    assert len(kahoot) == len(ms_tenant.grants_by_client[ms_tenant.sp_by_app_id[KAHOOT]["id"]]) > 20  # it paged
     assert row["retries"] >= len(listings)
 
 
@@ -211,7 +211,8 @@ def test_access_token_expiring_between_pages_is_renewed(ms_emulator, ms_tenant, 
     users = [e[2] for e in ms_emulator.events_for("/v1.0/users") if e[4] == "/v1.0/users"]
     assert users[0] == 200 and 401 in users and users[-1] == 200 and users.count(200) == -(-len(ms_tenant.users) // 50)
     kahoot = [e[2] for e in ms_emulator.events_for(kahoot_grants)]
-    assert kahoot[0] == 200 and 401 in kahoot and kahoot.count(200) == 2
+    kahoot_pages = -(-len(ms_tenant.grants_by_client[ms_tenant.sp_by_app_id[KAHOOT]["id"]]) // 50)
+    assert kahoot_pages >= 2 and kahoot[0] == 200 and 401 in kahoot and kahoot.count(200) == kahoot_pages
     assert ms_emulator.stats()["token_requests"] >= 4  # openid-configuration, the first token, and renewals
 
 
