@@ -8,6 +8,7 @@ import http.client
 import json
 import re
 import time
+from collections import Counter
 
 import google_auth_httplib2
 import httplib2
@@ -413,3 +414,12 @@ def test_page_tokens_can_expire(emulated):
 def test_knobs_are_checked(knobs, complaint):
     with pytest.raises(ValueError, match=re.escape(complaint)):
         GoogleEmulator(build_tenant(users=5), knobs=knobs)
+
+
+def test_synthetic_district_has_about_the_asked_grants_per_account_with_a_long_tail():
+    tenant = build_tenant(users=3000, seed=4, grants_per_user=8, extra_apps=40)
+    assert tenant.to_json() == build_tenant(users=3000, seed=4, grants_per_user=8, extra_apps=40).to_json()
+    per_user = Counter(user_id for user_id, _ in tenant.all_tokens())
+    assert 7.5 < sum(per_user.values()) / 3001 < 8.5
+    assert 30 <= max(per_user.values()) <= 40  # heavy users, capped at 40
+    assert sum(1 for client in tenant.clients.values() if client.display_text.startswith("EdTech Tool")) == 40

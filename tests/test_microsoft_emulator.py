@@ -7,6 +7,7 @@ import json
 import re
 import time
 import uuid
+from collections import Counter
 
 import msal
 import pytest
@@ -14,6 +15,7 @@ import requests
 
 from scanner.emulators.microsoft import MicrosoftEmulator, MicrosoftEmulatorProcess
 from scanner.emulators.microsoft_tenant import (
+    GRAPH_APP_ID,
     MicrosoftTenant,
     build_tenant,
     delegated_grant_id,
@@ -371,9 +373,12 @@ def test_tenant_json_round_trip(tenant):
 
 def test_build_tenant_is_deterministic_and_scales():
     assert build_tenant(users=50, seed=1).to_json() == build_tenant(users=50, seed=1).to_json()
-    big = build_tenant(users=1000, seed=1, grants_per_user=8, extra_apps=20)
-    assert 6 < len(big.grants) / len(big.users) < 10
-    assert sum(1 for sp in big.service_principals if sp["displayName"].startswith("EdTech Tool")) == 20
+    big = build_tenant(users=3000, seed=1, grants_per_user=8, extra_apps=40)
+    assert 7 < len(big.grants) / len(big.users) < 9
+    consents = Counter(grant.principal_id for grant in big.grants
+                       if grant.consent_type == "Principal" and grant.resource_id == big.sp_by_app_id[GRAPH_APP_ID]["id"])
+    assert 25 <= max(consents.values()) <= 40  # a long tail of heavy users, capped
+    assert sum(1 for sp in big.service_principals if sp["displayName"].startswith("EdTech Tool")) == 40
 
 
 def test_churn_changes_the_consents_of_a_fraction_of_members_deterministically():

@@ -36,6 +36,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import hashlib
+import math
 import random
 import threading
 from array import array
@@ -522,8 +523,9 @@ def synthetic_client_id(name: str, project: int, salt: str = "") -> str:
     return f"{project}-{suffix}.apps.googleusercontent.com"
 
 
-def synthetic_clients(internal_project: int = 123456789012) -> list[tuple[OAuthClient, tuple[str, ...], int]]:
-    """(client, scopes, weight) of the synthetic apps; the district's own apps use internal_project."""
+def synthetic_clients(internal_project: int = 123456789012, extra_apps: int = 0) -> list[tuple[OAuthClient, tuple[str, ...], int]]:
+    """(client, scopes, weight) of the synthetic apps; the district's own apps use internal_project;
+    `extra_apps` small third-party apps are added, as large districts have."""
     clients = []
     for position, (name, extra, weight, anonymous, native, client_type) in enumerate(SYNTHETIC_APPS):
         project = 100000000000 + int(hashlib.sha256(f"{name}{position}".encode()).hexdigest()[:8], 16) % 899999999999
@@ -532,16 +534,32 @@ def synthetic_clients(internal_project: int = 123456789012) -> list[tuple[OAuthC
     for name, extra, weight in INTERNAL_APPS:
         client = OAuthClient(synthetic_client_id(name, internal_project), name)
         clients.append((client, _PROFILE + extra, weight))
+    for n in range(1, extra_apps + 1):
+        name = f"EdTech Tool {n}"
+        project = 100000000000 + int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % 899999999999
+        clients.append((OAuthClient(synthetic_client_id(name, project, "extra"), name), _PROFILE + (_AUTH + "drive.file",), 1))
     return clients
+
+
+MAX_GRANTS_PER_USER = 40
+
+
+def grant_count(rng: random.Random, mean: float, apps: int) -> int:
+    """How many apps one account granted: long-tailed (log-normal) around `mean`, up to 40."""
+    if mean <= 0:
+        return 0
+    sigma = 0.75
+    return min(apps, MAX_GRANTS_PER_USER, round(rng.lognormvariate(math.log(mean) - sigma * sigma / 2, sigma)))
 
 
 def build_tenant(users: int = 200, *, seed: int = 1, domain: str = "district.example",
                  student_domain: str | None = None, admin_email: str | None = None, grants_per_user: float = 4.0,
-                 internal_project: int = 123456789012, now: dt.datetime | None = None) -> GoogleTenant:
+                 internal_project: int = 123456789012, extra_apps: int = 0, now: dt.datetime | None = None) -> GoogleTenant:
     """A synthetic district of `users` accounts (plus one super admin), deterministic for a seed.
 
     About 1 in 12 accounts is staff (/Staff/<school>), the rest students (/Students/<school>/Grade N,
-    on `student_domain`). Each account holds about `grants_per_user` tokens; each token has an
+    on `student_domain`). Each account holds about `grants_per_user` tokens (a long tail, up to
+    40 when there are that many apps: see `extra_apps`); each token has an
     `authorize` event in the last 400 days (the log keeps 180) and, for 70%, an `activity`
     event in the last 60 days. Names are Unicode; two different apps share one name.
     """
@@ -550,7 +568,7 @@ def build_tenant(users: int = 200, *, seed: int = 1, domain: str = "district.exa
     admin_email = admin_email or f"it-admin@{domain}"
     rng = random.Random(seed)
     tenant = GoogleTenant(domain=domain, org_units=["/", "/Staff", "/Students", "/IT"])
-    clients = synthetic_clients(internal_project)
+    clients = synthetic_clients(internal_project, extra_apps)
     for client, scopes, _ in clients:
         tenant.add_client(client)
         tenant.requested_scopes[client.client_id] = scopes
@@ -569,7 +587,7 @@ def build_tenant(users: int = 200, *, seed: int = 1, domain: str = "district.exa
         ou = f"/Staff/{school}" if staff else f"/Students/{school}/Grade {rng.randint(1, 12)}"
         user = tenant.add_user(DirectoryUser(ids[n + 1], email, given, family, ou, suspended=rng.random() < 0.01))
         person = tenant._person_index[user.id]
-        count = min(len(clients), max(0, round(rng.gauss(grants_per_user, grants_per_user / 2))))
+        count = grant_count(rng, grants_per_user, len(clients))
         chosen: set[int] = set()
         while len(chosen) < count:
             chosen.add(rng.choice(weighted))

@@ -18,11 +18,13 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import math
 import random
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
 from typing import Any, NamedTuple
 
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
@@ -463,6 +465,10 @@ SCANNER_APP_NAME = "District App Inventory"
 SCANNER_PERMISSIONS = ("Directory.Read.All", "DelegatedPermissionGrant.Read.All", "Application.Read.All", "AuditLog.Read.All")
 
 
+APPETITE_SIGMA = 0.75
+MAX_CONSENTS_PER_USER = 40
+
+
 def build_tenant(
     users: int = 2000,
     *,
@@ -542,8 +548,7 @@ def build_tenant(
     scale = 1.0
     if grants_per_user:
         staff_share = sum(1 for p in people if p["jobTitle"] != "Student") / max(1, len(people))
-        expected = sum(a.staff_rate * staff_share + a.student_rate * (1 - staff_share) for a in apps)
-        scale = grants_per_user / expected if expected else 1.0
+        scale = _consent_scale(apps, staff_share, grants_per_user)
     consenting = [(sp["id"], app, sharepoint["id"] if app.sharepoint_scopes else None) for app, sp in app_sps
                   if app.student_rate or app.staff_rate]
     # The district's first IT account used Microsoft's admin tools, as IT staff do.
@@ -555,9 +560,16 @@ def build_tenant(
         if person.get("userType") == "Guest":
             continue
         student = person["jobTitle"] == "Student"
+        # With grants_per_user, how eager each person is varies (log-normal, mean 1): a long
+        # tail of heavy users, up to MAX_CONSENTS_PER_USER apps, as a benchmark district has.
+        appetite = rng.lognormvariate(-APPETITE_SIGMA ** 2 / 2, APPETITE_SIGMA) if grants_per_user else 1.0
+        consents = 0
         for client, app, second_resource in consenting:
-            if rng.random() >= min(1.0, (app.student_rate if student else app.staff_rate) * scale):
+            if consents >= MAX_CONSENTS_PER_USER:
+                break
+            if rng.random() >= min(1.0, (app.student_rate if student else app.staff_rate) * scale * appetite):
                 continue
+            consents += 1
             grants.append(DelegatedGrant(client, "Principal", person["id"], graph["id"], app.scopes))
             if second_resource:
                 grants.append(DelegatedGrant(client, "Principal", person["id"], second_resource, app.sharepoint_scopes))
@@ -574,6 +586,26 @@ def build_tenant(
         premium=premium, users=people, groups=groups, subscribed_skus=skus, service_principals=sps,
         grants=grants, assignments=assignments, sign_in_activities=activities,
     )
+
+
+def _consent_scale(apps: list[_App], staff_share: float, grants_per_user: float) -> float:
+    """The factor on every consent rate that gives `grants_per_user` consents per account on
+    average, given that a rate times a person's appetite is capped at 1 (bisection over an
+    even grid of appetite quantiles)."""
+    appetites = [math.exp(NormalDist(-APPETITE_SIGMA ** 2 / 2, APPETITE_SIGMA).inv_cdf((i + 0.5) / 50)) for i in range(50)]
+
+    def expected(scale: float) -> float:
+        return sum(min(1.0, rate * scale * a) * share for app in apps
+                   for rate, share in ((app.staff_rate, staff_share), (app.student_rate, 1 - staff_share))
+                   for a in appetites) / len(appetites)
+
+    low, high = 0.0, 1.0
+    while expected(high) < grants_per_user and high < 1e6:
+        high *= 2
+    for _ in range(50):
+        middle = (low + high) / 2
+        low, high = (middle, high) if expected(middle) < grants_per_user else (low, middle)
+    return high
 
 
 def _people(count: int, rng: random.Random, new_id, domain: str, student_domain: str, tenant_id: str) -> tuple[list[dict], list[dict]]:
