@@ -417,8 +417,9 @@ def test_knobs_are_checked(knobs, complaint):
 
 
 def test_synthetic_district_has_about_the_asked_grants_per_account_with_a_long_tail():
-    tenant = build_tenant(users=3000, seed=4, grants_per_user=8, extra_apps=40)
-    assert tenant.to_json() == build_tenant(users=3000, seed=4, grants_per_user=8, extra_apps=40).to_json()
+    now = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.timezone.utc)
+    tenant = build_tenant(users=3000, seed=4, grants_per_user=8, extra_apps=40, now=now)
+    assert tenant.to_json() == build_tenant(users=3000, seed=4, grants_per_user=8, extra_apps=40, now=now).to_json()
     per_user = Counter(user_id for user_id, _ in tenant.all_tokens())
     assert 7.5 < sum(per_user.values()) / 3001 < 8.5
     assert 30 <= max(per_user.values()) <= 40  # heavy users, capped at 40
