@@ -5,22 +5,23 @@
 What runs, in this order (the emulators serve from child processes, so the scanner's
 memory is measured alone; every scan is `python -m scanner scan` in a child process too):
 
-1. Google: an Admin SDK emulator with --users accounts (about 8 grants each), --latency
-   seconds added to every request and a quota of --google-quota requests a minute; the
-   scanner is configured with the same requests_per_minute.
+1. Google: an Admin SDK emulator with --users accounts (about 8 grants each, a long tail
+   up to 40, over 72 apps), --latency seconds added to every request and a quota of
+   --google-quota requests a minute; the scanner is configured with the same
+   requests_per_minute.
    - a full scan; its wall time against the quota floor (API calls / quota per second);
    - 2% of accounts authorize or revoke an app, then an incremental scan (its API calls
      as a share of the full scan's);
    - the naive baseline: one unbatched tokens.list per account, sequentially, as common
      admin scripts do, timed on a 1,000-account sample and extrapolated linearly.
-2. Microsoft: a Graph emulator with the same number of accounts and the same latency.
+2. Microsoft: a Graph emulator with the same number of accounts, grants and latency.
    - the raw fetch floor: the same Graph responses the scan reads, merely paged through
      with plain sequential requests (no parsing into records, no database);
    - a full scan, then 2% of accounts change their consents and a second scan.
 3. Datasette: app_summary and unapproved_usage on the resulting inventory, as signed-in
    IT staff through Datasette's own client (median of 5).
 
-Not a test: nothing here is asserted; the targets are in the README's "Benchmark" section.
+Not a test: nothing here is asserted; the targets are in the README's "Scale and failures".
 """
 
 from __future__ import annotations
@@ -110,7 +111,8 @@ def main(argv: list[str] | None = None) -> None:
 def bench_google(args, workdir: Path, db_path: Path) -> dict:
     say(f"Google: building a {args.users:,}-account tenant in the emulator process ...")
     knobs = {"latency": args.latency, "quota_per_minute": args.google_quota}
-    with GoogleEmulatorProcess(build={"users": args.users, "seed": 1, "grants_per_user": 8}, knobs=knobs) as emulator:
+    build = {"users": args.users, "seed": 1, "grants_per_user": 8, "extra_apps": 40}
+    with GoogleEmulatorProcess(build=build, knobs=knobs) as emulator:
         key = new_service_account_key(token_uri=emulator.token_uri)
         emulator.delegate(key)
         key_file = workdir / "service-account.json"
