@@ -21,6 +21,12 @@ memory is measured alone; every scan is `python -m scanner scan` in a child proc
 3. Datasette: app_summary and unapproved_usage on the resulting inventory, as signed-in
    IT staff through Datasette's own client (median of 5).
 
+The district has a catalog, as districts running this tool do: the example catalog's
+decisions (examples/catalog.csv: most popular apps approved, some denied or pending),
+given the emulated apps' ids by name. --no-catalog scans a district that reviewed
+nothing yet, where every third-party grant is unapproved and alerts (the worst case
+for the work after each scan).
+
 Not a test: nothing here is asserted; the targets are in the README's "Scale and failures".
 """
 
@@ -28,6 +34,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
+import io
 import json
 import os
 import statistics
@@ -45,7 +53,8 @@ from sqlite_utils import Database
 
 from scanner.config import load_config
 from scanner.emulators.google import GoogleEmulatorProcess, new_service_account_key
-from scanner.emulators.google_tenant import SCANNER_SCOPES
+from scanner.emulators.google_tenant import SCANNER_SCOPES, synthetic_clients
+from scanner.shipped import example_catalog
 from scanner.emulators.microsoft import MicrosoftEmulatorProcess
 from plugins.microsoft_records import MICROSOFT_TENANTS, SERVICE_PRINCIPAL_FIELDS, USER_FIELDS
 
@@ -54,6 +63,7 @@ MICROSOFT_SECRET = "emulator-secret-do-not-use"  # what build_tenant gives the s
 SECRET_ENV = "APP_INVENTORY_BENCH_MS_SECRET"
 CHURN = 0.02
 BASELINE_SAMPLE = 1000
+GOOGLE_EXTRA_APPS = 40
 DATASETTE_PAGES = ("app_summary", "unapproved_usage")
 
 
@@ -87,6 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--google-quota", type=int, default=60_000, help="Google requests per minute (default 60000)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.add_argument("--workdir", type=Path, help="keep the inventory here (default: a temporary folder)")
+    parser.add_argument("--no-catalog", action="store_true", help="scan a district that has reviewed no app yet")
     args = parser.parse_args(argv)
     if args.users < BASELINE_SAMPLE:
         parser.error(f"--users must be at least {BASELINE_SAMPLE} (the baseline's sample)")
@@ -111,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
 def bench_google(args, workdir: Path, db_path: Path) -> dict:
     say(f"Google: building a {args.users:,}-account tenant in the emulator process ...")
     knobs = {"latency": args.latency, "quota_per_minute": args.google_quota}
-    build = {"users": args.users, "seed": 1, "grants_per_user": 8, "extra_apps": 40}
+    build = {"users": args.users, "seed": 1, "grants_per_user": 8, "extra_apps": GOOGLE_EXTRA_APPS}
     with GoogleEmulatorProcess(build=build, knobs=knobs) as emulator:
         key = new_service_account_key(token_uri=emulator.token_uri)
         emulator.delegate(key)
@@ -124,6 +135,9 @@ service_account_file = "{key_file}"
 api_root = "{emulator.api_root}"
 requests_per_minute = {args.google_quota}
 """)
+        if not args.no_catalog:
+            import_catalog(db_path, config, google={client.display_text: client.client_id
+                                                    for client, _, _ in synthetic_clients(extra_apps=GOOGLE_EXTRA_APPS)})
         full = run_scan("Google full scan", db_path, config, "google", full=True, stats=emulator.stats,
                         reset=emulator.reset_stats)
         changed = emulator.mutate([{"op": "churn", "fraction": CHURN, "seed": 2}])
@@ -169,6 +183,10 @@ authority_host = "{emulator.authority_host}"
 graph_url = "{emulator.graph_url}"
 """)
         floor = microsoft_fetch_floor(emulator)
+        if not args.no_catalog:
+            import_catalog(db_path, config, google={client.display_text: client.client_id
+                                                    for client, _, _ in synthetic_clients(extra_apps=GOOGLE_EXTRA_APPS)},
+                           microsoft={sp["displayName"]: sp["appId"] for sp in emulator.tenant_json()["service_principals"]})
         emulator.configure(latency=args.latency)  # a fresh throttling window for the scan
         full = run_scan("Microsoft full scan", db_path, config, "microsoft", full=True, stats=emulator.stats,
                         reset=emulator.reset_stats)
@@ -245,6 +263,21 @@ student_org_units = ["/Students"]
     return path
 
 
+def import_catalog(db_path: Path, config: Path, *, google: dict[str, str], microsoft: dict[str, str] | None = None) -> None:
+    """The example catalog's decisions, with the ids the emulated apps of the same name have."""
+    rows = list(csv.DictReader(io.StringIO(example_catalog().read_text(encoding="utf-8"))))
+    for row in rows:
+        row["google_client_ids"] = google.get(row["name"], "")
+        row["microsoft_app_ids"] = (microsoft or {}).get(row["name"], "")
+    path = config.parent / "bench-catalog.csv"
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    subprocess.run([sys.executable, "-m", "scanner", "--db", str(db_path), "--config", str(config), "catalog", "import",
+                    str(path)], check=True)
+
+
 def run_scan(label: str, db_path: Path, config: Path, provider: str, *, full: bool, stats, reset) -> ScanFigures:
     """`python -m scanner scan` in a child process; its peak RSS from the kernel (wait4)."""
     say(f"{label} ...")
@@ -306,6 +339,7 @@ def summarize(args, google: dict, microsoft: dict, pages: dict[str, float]) -> d
     scans = [full, incremental, microsoft["full"], microsoft["second"]]
     return {
         "users": args.users,
+        "catalog": not args.no_catalog,
         "latency_seconds": args.latency,
         "google_quota_per_minute": args.google_quota,
         "google_quota_floor_seconds": round(quota_floor, 1),
@@ -324,7 +358,9 @@ def summarize(args, google: dict, microsoft: dict, pages: dict[str, float]) -> d
 
 def print_table(args, google: dict, microsoft: dict, pages: dict[str, float], figures: dict) -> None:
     scans = [google["full"], google["incremental"], microsoft["full"], microsoft["second"]]
-    print(f"\n{args.users:,} accounts, {args.latency * 1000:.0f} ms per request, Google quota {args.google_quota:,}/min\n")
+    catalog = "no catalog (nothing reviewed yet)" if args.no_catalog else "the example catalog's decisions"
+    print(f"\n{args.users:,} accounts, {args.latency * 1000:.0f} ms per request, Google quota {args.google_quota:,}/min, "
+          f"{catalog}\n")
     header = f"{'scan':<26}{'mode':>12}{'API calls':>11}{'HTTP':>9}{'wall s':>9}{'calls/s':>9}{'peak MB':>9}{'db MB':>8}{'rows/s':>9}"
     print(header)
     print("-" * len(header))

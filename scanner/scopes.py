@@ -46,10 +46,16 @@ def scope_risk(provider: str, scope: str) -> str:
 
 def grant_risk(provider: str, scopes: Iterable[str], *, reaches_everyone: bool = False) -> str:
     """Risk of one grant; `reaches_everyone` for application permissions and tenant-wide consents."""
-    risk = highest_risk(scope_risk(provider, scope) for scope in scopes)
+    risk = _scopes_risk(provider, tuple(scopes))
     if reaches_everyone:
         risk = RISKS[min(RISK_RANK[risk] + 1, len(RISKS) - 1)]
     return risk
+
+
+@lru_cache(maxsize=4096)
+def _scopes_risk(provider: str, scopes: tuple[str, ...]) -> str:
+    """The highest risk of a set of scopes (a large scan sees the same few sets a million times)."""
+    return highest_risk(scope_risk(provider, scope) for scope in scopes)
 
 
 def expand_scope(scope: str) -> str:

@@ -340,3 +340,20 @@ def test_schema_is_idempotent(db_path):
     assert first == second
     assert store.open_db(db_path).journal_mode == "wal"
     assert store.open_db(db_path)["scopes"].count >= 60
+
+
+@pytest.mark.parametrize("sent, stored", [
+    ("2026-11-20T13:02:11.123Z", "2026-11-20T13:02:11Z"),  # Google (fast path)
+    ("2026-11-20T13:02:11.1234567Z", "2026-11-20T13:02:11Z"),  # Microsoft (fast path)
+    ("2026-11-20T13:02:11Z", "2026-11-20T13:02:11Z"),
+    ("2026-11-20T05:02:11-8:00", "2026-11-20T13:02:11Z"),
+    ("2026-11-20T14:02:11.5+01:00", "2026-11-20T13:02:11Z"),
+    ("2026-11-20T13:02:11", "2026-11-20T13:02:11Z"),  # no zone: UTC
+])
+def test_timestamps_from_apis_are_stored_in_one_format(sent, stored):
+    assert store.normalize_timestamp(sent) == stored
+
+
+def test_a_timestamp_that_is_not_one_is_refused():
+    with pytest.raises(ValueError, match="not an ISO 8601 timestamp: '2026-13-45T99:00:00Z'"):
+        store.normalize_timestamp("2026-13-45T99:00:00Z")
