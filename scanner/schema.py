@@ -107,6 +107,7 @@ def m0003_unapproved_usage_table(db: Database) -> None:
     db["unapproved_usage"].create({column: str for column in UNAPPROVED_USAGE_COLUMNS})
     db.execute(refresh_unapproved_usage_sql())
 
+
 INDEXES = [
     ("scans", ["provider", "status", "id"]),
     ("users", ["provider"]),
