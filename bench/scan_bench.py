@@ -186,7 +186,7 @@ graph_url = "{emulator.graph_url}"
         if not args.no_catalog:
             import_catalog(db_path, config, google={client.display_text: client.client_id
                                                     for client, _, _ in synthetic_clients(extra_apps=GOOGLE_EXTRA_APPS)},
-                           microsoft={sp["displayName"]: sp["appId"] for sp in emulator.tenant_json()["service_principals"]})
+                           microsoft=floor["app_ids"])
         emulator.configure(latency=args.latency)  # a fresh throttling window for the scan
         full = run_scan("Microsoft full scan", db_path, config, "microsoft", full=True, stats=emulator.stats,
                         reset=emulator.reset_stats)
@@ -224,8 +224,8 @@ def microsoft_fetch_floor(emulator: MicrosoftEmulatorProcess) -> dict:
 
     own_tenant = session.get(f"{graph}/v1.0/organization?$select=id", timeout=60).json()["value"][0]["id"]
     session.get(f"{graph}/v1.0/subscribedSkus?$select=skuId,skuPartNumber", timeout=60).raise_for_status()
-    apps = [sp["id"] for page in pages(f"/v1.0/servicePrincipals?$select={SERVICE_PRINCIPAL_FIELDS}&$top=999")
-            for sp in page if sp.get("appOwnerOrganizationId") not in MICROSOFT_TENANTS]
+    principals = [sp for page in pages(f"/v1.0/servicePrincipals?$select={SERVICE_PRINCIPAL_FIELDS}&$top=999") for sp in page]
+    apps = [sp["id"] for sp in principals if sp.get("appOwnerOrganizationId") not in MICROSOFT_TENANTS]
     for path in (f"/v1.0/users?$select={USER_FIELDS}&$top=999", "/v1.0/oauth2PermissionGrants?$select=clientId&$top=999"):
         for _ in pages(path):
             pass
@@ -242,7 +242,8 @@ def microsoft_fetch_floor(emulator: MicrosoftEmulatorProcess) -> dict:
     stats = emulator.stats()
     say(f"Microsoft: raw fetch floor {seconds:.1f} s, {stats['http_requests']:,} requests "
         f"({len(apps):,} apps outside Microsoft's tenants, own tenant {own_tenant[:8]}...)")
-    return {"seconds": seconds, "http_requests": stats["http_requests"]}
+    return {"seconds": seconds, "http_requests": stats["http_requests"],
+            "app_ids": {sp["displayName"]: sp["appId"] for sp in principals}}
 
 
 # --- Running a scan -----------------------------------------------------------------------
@@ -279,7 +280,10 @@ def import_catalog(db_path: Path, config: Path, *, google: dict[str, str], micro
 
 
 def run_scan(label: str, db_path: Path, config: Path, provider: str, *, full: bool, stats, reset) -> ScanFigures:
-    """`python -m scanner scan` in a child process; its peak RSS from the kernel (wait4)."""
+    """`python -m scanner scan` in a child process; its peak RSS from the kernel (wait4).
+
+    Linux keeps the high-water mark across exec, so a child forked from a large process
+    would report that process's size: this one must stay small (never hold a tenant)."""
     say(f"{label} ...")
     reset()
     command = [sys.executable, "-m", "scanner", "--db", str(db_path), "--config", str(config),
