@@ -1,7 +1,7 @@
 """The `alerts` table: which findings are waiting, sent, failed or suppressed.
 
 One row per (user, app, kind). The plugin is the only writer. Rows come from the
-inventory's own views (`unapproved_usage`, `scope_creep`), so the alerts follow
+inventory's own `unapproved_usage` table and `scope_creep` view, so the alerts follow
 exactly the rules IT sees in Datasette:
 
     unapproved        an unreviewed or pending third-party app
