@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db_path}{suffix}").unlink(missing_ok=True)
         google = bench_google(args, workdir, db_path)
-        microsoft = bench_microsoft(args, workdir, db_path)
+        microsoft = bench_microsoft(args, workdir, db_path, google["config_section"])
         pages = time_datasette(db_path, workdir / "app-inventory.toml")
     figures = summarize(args, google, microsoft, pages)
     print_table(args, google, microsoft, pages, figures)
@@ -128,16 +128,16 @@ def bench_google(args, workdir: Path, db_path: Path) -> dict:
         emulator.delegate(key)
         key_file = workdir / "service-account.json"
         key_file.write_text(json.dumps(key), encoding="utf-8")
-        config = write_config(workdir, google=f"""
+        section = f"""
 [google]
 admin_email = "{GOOGLE_ADMIN}"
 service_account_file = "{key_file}"
 api_root = "{emulator.api_root}"
 requests_per_minute = {args.google_quota}
-""")
+"""
+        config = write_config(workdir, section)
         if not args.no_catalog:
-            import_catalog(db_path, config, google={client.display_text: client.client_id
-                                                    for client, _, _ in synthetic_clients(extra_apps=GOOGLE_EXTRA_APPS)})
+            import_catalog(db_path, config, google=google_app_ids())
         full = run_scan("Google full scan", db_path, config, "google", full=True, stats=emulator.stats,
                         reset=emulator.reset_stats)
         changed = emulator.mutate([{"op": "churn", "fraction": CHURN, "seed": 2}])
@@ -145,7 +145,12 @@ requests_per_minute = {args.google_quota}
         incremental = run_scan("Google incremental scan", db_path, config, "google", full=False, stats=emulator.stats,
                                reset=emulator.reset_stats)
         baseline = naive_google_baseline(emulator, key)
-    return {"full": full, "incremental": incremental, "baseline_sample_seconds": baseline}
+    return {"full": full, "incremental": incremental, "baseline_sample_seconds": baseline, "config_section": section}
+
+
+def google_app_ids() -> dict[str, str]:
+    """Name -> client id of the apps the emulated Google district holds."""
+    return {client.display_text: client.client_id for client, _, _ in synthetic_clients(extra_apps=GOOGLE_EXTRA_APPS)}
 
 
 def naive_google_baseline(emulator: GoogleEmulatorProcess, key: dict) -> float:
@@ -168,13 +173,13 @@ def naive_google_baseline(emulator: GoogleEmulatorProcess, key: dict) -> float:
 
 # --- Microsoft ----------------------------------------------------------------------------
 
-def bench_microsoft(args, workdir: Path, db_path: Path) -> dict:
+def bench_microsoft(args, workdir: Path, db_path: Path, google_section: str) -> dict:
     say(f"Microsoft: building a {args.users:,}-account tenant in the emulator process ...")
     generate = {"users": args.users, "seed": 2026, "grants_per_user": 8, "extra_apps": 40}
     with MicrosoftEmulatorProcess(generate=generate, knobs={"latency": args.latency}, start_timeout=1800) as emulator:
         os.environ["REQUESTS_CA_BUNDLE"] = emulator.ca_pem_path
         os.environ[SECRET_ENV] = MICROSOFT_SECRET
-        config = write_config(workdir, microsoft=f"""
+        config = write_config(workdir, google_section, f"""
 [microsoft]
 tenant_id = "{emulator.tenant_id}"
 client_id = "{emulator.client_id}"
@@ -184,9 +189,7 @@ graph_url = "{emulator.graph_url}"
 """)
         floor = microsoft_fetch_floor(emulator)
         if not args.no_catalog:
-            import_catalog(db_path, config, google={client.display_text: client.client_id
-                                                    for client, _, _ in synthetic_clients(extra_apps=GOOGLE_EXTRA_APPS)},
-                           microsoft=floor["app_ids"])
+            import_catalog(db_path, config, google=google_app_ids(), microsoft=floor["app_ids"])
         emulator.configure(latency=args.latency)  # a fresh throttling window for the scan
         full = run_scan("Microsoft full scan", db_path, config, "microsoft", full=True, stats=emulator.stats,
                         reset=emulator.reset_stats)
@@ -248,14 +251,10 @@ def microsoft_fetch_floor(emulator: MicrosoftEmulatorProcess) -> dict:
 
 # --- Running a scan -----------------------------------------------------------------------
 
-def write_config(workdir: Path, *, google: str = "", microsoft: str = "") -> Path:
-    """One configuration file that grows as each provider's emulator comes up."""
+def write_config(workdir: Path, *sections: str) -> Path:
+    """The configuration file: the providers' sections given, and the district's roles."""
     path = workdir / "app-inventory.toml"
-    sections = {"google": google, "microsoft": microsoft}
-    previous = json.loads((workdir / "sections.json").read_text()) if (workdir / "sections.json").exists() else {}
-    sections = {name: text or previous.get(name, "") for name, text in sections.items()}
-    (workdir / "sections.json").write_text(json.dumps(sections))
-    path.write_text("\n".join(sections.values()) + """
+    path.write_text("\n".join(sections) + """
 [roles]
 student_domains = ["students.district.example", "students.springfield-schools.example"]
 student_org_units = ["/Students"]
