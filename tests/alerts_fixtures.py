@@ -6,7 +6,6 @@ import email
 import json
 import os
 import signal
-import socket
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
@@ -19,6 +18,7 @@ from scanner import store
 from scanner.config import load_config
 from scanner.providers import App, Grant, User
 from scanner.scan import run_scans
+from tests.conftest import free_port  # noqa: F401  (the alerts tests import it from here)
 
 KAHOOT = "111-kahoot.apps.googleusercontent.com"
 QUIZLET = "222-quizlet.apps.googleusercontent.com"
@@ -89,12 +89,6 @@ class Recorder:
     @property
     def people(self) -> list[Received]:
         return [r for r in self.received if "privacy-team@district.org" not in r.rcpt_tos]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

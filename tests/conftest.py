@@ -1,3 +1,5 @@
+import contextlib
+import socket
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -51,9 +53,9 @@ class FakeTenant:
                 run.progress.advance()
 
 
-@pytest.fixture
-def fake_tenant():
-    tenant = FakeTenant()
+@contextlib.contextmanager
+def registered_tenant(tenant: FakeTenant) -> Iterator[FakeTenant]:
+    """Serve `tenant` as the "fake" provider for the duration (usable outside function fixtures)."""
 
     class FakeProvider(Provider):
         name = "fake"
@@ -73,12 +75,24 @@ def fake_tenant():
         def register_providers(self, register):
             register(FakeProvider)
 
-    plugin = FakePlugin()
-    pm.register(plugin, name="undo-fake-provider")
+    pm.register(FakePlugin(), name="undo-fake-provider")
     try:
         yield tenant
     finally:
         pm.unregister(name="undo-fake-provider")
+
+
+@pytest.fixture
+def fake_tenant():
+    with registered_tenant(FakeTenant()) as tenant:
+        yield tenant
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 @pytest.fixture

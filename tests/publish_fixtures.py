@@ -22,11 +22,9 @@ from datasette_auth_passwords.utils import hash_password
 from scanner import store
 from scanner.catalog import read_catalog
 from scanner.config import Config
-from scanner.hookspecs import hookimpl
-from scanner.plugin_manager import pm
-from scanner.providers import App, Grant, Provider, User
+from scanner.providers import App, Grant, User
 from scanner.scan import run_scans
-from tests.conftest import FakeTenant
+from tests.conftest import FakeTenant, free_port, registered_tenant
 
 PROFILE = ["openid", "https://www.googleapis.com/auth/userinfo.email"]
 DRIVE = "https://www.googleapis.com/auth/drive"
@@ -114,35 +112,6 @@ def catalog_csv(today: dt.date) -> str:
     ]) + "\n"
 
 
-@contextlib.contextmanager
-def registered_tenant(tenant: FakeTenant) -> Iterator[FakeTenant]:
-    """Serve `tenant` as the "fake" provider for the duration (usable outside function fixtures)."""
-
-    class FakeProvider(Provider):
-        name = "fake"
-        label = "Fake Workspace"
-
-        @classmethod
-        def is_configured(cls, config):
-            return True
-
-        def scan(self, run):
-            return tenant.scan(run)
-
-    class PublishTestPlugin:
-        __name__ = "PublishTestPlugin"
-
-        @hookimpl
-        def register_providers(self, register):
-            register(FakeProvider)
-
-    pm.register(PublishTestPlugin(), name="publish-test-provider")
-    try:
-        yield tenant
-    finally:
-        pm.unregister(name="publish-test-provider")
-
-
 def build_inventory(directory: Path, *, filename: str = "district.db") -> Inventory:
     """Two real scans of the fake district (the second finds a new app) and a real catalog import."""
     db_path = directory / filename
@@ -174,12 +143,6 @@ def write_config(directory: Path, *, public: bool, accounts: bool = True, contac
     path = directory / ("public.toml" if public else "private.toml")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass

@@ -108,7 +108,6 @@ def build_district(users: int = 3000, *, seed: int = 2026, now: dt.datetime | No
 
 def _people(users: int, rng: random.Random) -> list[Person]:
     staff_total = max(len(SCHOOLS), users // (STAFF_PER_STUDENTS + 1))
-    students_total = users - staff_total
     people: list[Person] = []
     emails: set[str] = set()
 
