@@ -175,12 +175,17 @@ def refresh_unapproved_usage_sql(*, provider: bool = False) -> str:
 
 
 # Active grants holding scopes the catalog did not approve (an empty approved list means "not reviewed").
+# The approved (entry, scope) pairs are read once, not once a grant: seconds in a large district.
 SCOPE_CREEP = """
+with approved as materialized (
+  select catalog.id as catalog_id, approved.value as scope
+  from catalog, json_each(catalog.approved_scopes) as approved
+)
 select
   grants.id as grant_id, apps.id as app_id, apps.name as app, apps.provider, apps.status,
   grants.user_id, users.email, users.role, users.org_unit, grants.tenant_wide,
   (select json_group_array(granted.value) from json_each(grants.scopes) as granted
-    where granted.value not in (select approved.value from json_each(catalog.approved_scopes) as approved)
+    where not exists (select 1 from approved where approved.catalog_id = catalog.id and approved.scope = granted.value)
   ) as extra_scopes,
   catalog.approved_scopes, grants.scopes, grants.first_seen
 from grants
@@ -191,7 +196,7 @@ where grants.revoked_at is null
   and json_array_length(catalog.approved_scopes) > 0
   and exists (
     select 1 from json_each(grants.scopes) as granted
-    where granted.value not in (select approved.value from json_each(catalog.approved_scopes) as approved)
+    where not exists (select 1 from approved where approved.catalog_id = catalog.id and approved.scope = granted.value)
   )
 """
 
