@@ -141,11 +141,7 @@ def sync_alerts(db: Database, now: str, kinds: Sequence[str]) -> dict[str, int]:
         db.execute("create index if not exists temp._alert_findings_key on _alert_findings (app_id, user_key, kind)")
         db.execute("delete from temp._alert_findings")
         stage_findings(db, kinds)
-        queued = db.execute(
-            """insert or ignore into alerts (user_id, app_id, kind, status, grant_id, details, first_detected, last_detected, attempts, unconfirmed)
-               select user_id, app_id, kind, 'pending', grant_id, details, ?, ?, 0, 0 from temp._alert_findings""",
-            [now, now],
-        ).rowcount
+        # Existing rows first, so the new ones (already current) are not written twice.
         db.execute(
             """update alerts set last_detected = ?, grant_id = f.grant_id, details = f.details
                from temp._alert_findings as f
@@ -153,6 +149,11 @@ def sync_alerts(db: Database, now: str, kinds: Sequence[str]) -> dict[str, int]:
                  and f.kind = replace(alerts.kind, '_reminder', '')""",
             [now],
         )
+        queued = db.execute(
+            """insert or ignore into alerts (user_id, app_id, kind, status, grant_id, details, first_detected, last_detected, attempts, unconfirmed)
+               select user_id, app_id, kind, 'pending', grant_id, details, ?, ?, 0, 0 from temp._alert_findings""",
+            [now, now],
+        ).rowcount
         suppressed = db.execute(
             f"""update alerts set status = 'suppressed', suppressed_at = ?,
                   note = case when exists (
