@@ -102,6 +102,7 @@ def run_scans(
     history_days = config.section("retention")["history_days"]
     with ScanLock(db_path):
         db = store.open_db(str(db_path))
+        db.execute("pragma wal_autocheckpoint = 0")  # checkpoints run beside the plugins (store.checkpoint_alongside)
         if store.mark_interrupted_scans(db, store.utc_now()):
             log.warning("an earlier scan was interrupted; it is marked failed and changed nothing")
         for name in names:
@@ -152,7 +153,8 @@ def _scan_one(db: Database, provider_class: type[Provider], config: Config, *, f
         name, scan["mode"], scan["users_seen"], scan["apps_seen"], scan["grants_seen"], scan["api_calls"],
         ", ".join(f"{count} {kind}" for kind, count in sorted(changes.counts.items())) or "none",
     )
-    call_each("scan_finished", db=db, scan=scan, changes=changes, config=config)
+    with store.checkpoint_alongside(db):
+        call_each("scan_finished", db=db, scan=scan, changes=changes, config=config)
     return scan
 
 

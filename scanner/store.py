@@ -14,8 +14,11 @@ import datetime as dt
 import json
 import logging
 import re
+import sqlite3
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +80,34 @@ def open_db(path: str) -> Database:
     ensure_db_shape(db)
     sync_scopes(db)
     return db
+
+
+@contextmanager
+def checkpoint_alongside(db: Database) -> Iterator[None]:
+    """Copy what the last commit put in the WAL into the database file on another thread
+    while the body runs, then checkpoint what the body wrote.
+
+    For a scan's connection, opened with `PRAGMA wal_autocheckpoint = 0`: a full scan of a
+    large district commits a WAL of a gigabyte or more, and SQLite's automatic checkpoint
+    would copy it on the scan's thread before the plugins could start. A passive
+    checkpoint never blocks a writer or a reader, so the plugins write meanwhile.
+    """
+    path = db.execute("pragma database_list").fetchone()[2]
+
+    def checkpoint() -> None:
+        connection = sqlite3.connect(path, timeout=10)
+        try:
+            connection.execute("pragma wal_checkpoint(passive)")
+        finally:
+            connection.close()
+
+    copying = threading.Thread(target=checkpoint, name="checkpoint", daemon=True)
+    copying.start()
+    try:
+        yield
+    finally:
+        copying.join()
+        db.execute("pragma wal_checkpoint(passive)")
 
 
 def sync_scopes(db: Database) -> None:
@@ -175,9 +206,10 @@ class ScanWriter:
         self._users: dict[str, dict] = {}
         self._grants: dict[str, dict] = {}
         self._last_used: list[tuple] = []
+        self._app_last_used: dict[str, str] = {}
         self._listed: list[tuple] = []
         db.execute("create temp table if not exists _listed_users (user_id text primary key)")
-        db.execute("create temp table if not exists _last_used (user_id text, app_id text not null, at text not null)")
+        db.execute("create temp table if not exists _last_used (user_id text not null, app_id text not null, at text not null)")
         db.execute("delete from temp._listed_users")
         db.execute("delete from temp._last_used")
 
@@ -192,7 +224,13 @@ class ScanWriter:
         elif isinstance(record, App):
             self._write_app(record)
         elif isinstance(record, LastUsed):
-            self._last_used.append((self._id(record.user_id), self._id(record.app_id), normalize_timestamp(record.at)))
+            app_id, at = self._id(record.app_id), normalize_timestamp(record.at)
+            if at is None:
+                raise ValueError(f"provider {self.provider} reported a use of app {record.app_id} without a time")
+            if at > self._app_last_used.get(app_id, ""):
+                self._app_last_used[app_id] = at
+            if record.user_id is not None:
+                self._last_used.append((self._id(record.user_id), app_id, at))
             if len(self._last_used) >= self.BATCH:
                 self._flush_notes()
         elif isinstance(record, GrantsListed):
@@ -378,14 +416,13 @@ class ScanWriter:
     def _apply_last_used(self) -> None:
         self.db.execute(
             """update grants set last_used = latest.at
-               from (select user_id, app_id, max(at) as at from temp._last_used where user_id is not null group by 1, 2) as latest
+               from (select user_id, app_id, max(at) as at from temp._last_used group by 1, 2) as latest
                where grants.user_id = latest.user_id and grants.app_id = latest.app_id
                  and (grants.last_used is null or grants.last_used < latest.at)"""
         )
-        self.db.execute(
-            """update apps set last_used = latest.at
-               from (select app_id, max(at) as at from temp._last_used group by 1) as latest
-               where apps.id = latest.app_id and (apps.last_used is null or apps.last_used < latest.at)"""
+        self.db.conn.executemany(
+            "update apps set last_used = ? where id = ? and (last_used is null or last_used < ?)",
+            [(at, app_id, at) for app_id, at in self._app_last_used.items()],
         )
 
     def _revoke_unseen(self, *, incremental: bool) -> None:

@@ -1,5 +1,7 @@
 import datetime as dt
 import json
+import shutil
+import sqlite3
 
 import pytest
 
@@ -163,6 +165,33 @@ def test_scan_finished_is_called_after_success_only(fake_tenant, db_path, clock)
     finally:
         pm.unregister(name="undo-listener")
     assert calls == [("succeeded", {"new_app": 3}, ["new_app"] * 3)]
+
+
+def test_the_scan_and_its_plugins_writes_reach_the_database_file(fake_tenant, db_path, clock, tmp_path):
+    """Scans turn SQLite's automatic checkpoint off and copy the WAL beside the plugins
+    (store.checkpoint_alongside): afterwards the file alone, without its WAL, has everything."""
+
+    class Marker:
+        __name__ = "Marker"
+
+        @hookimpl
+        def scan_finished(self, db, scan):
+            db["plugin_marks"].insert({"scan_id": scan["id"]})
+
+    pm.register(Marker(), name="marker")
+    try:
+        district_tenant(fake_tenant)
+        scan(db_path)
+    finally:
+        pm.unregister(name="marker")
+    expected = store.open_db(db_path).execute("select count(*) from grants").fetchone()[0]
+    file_only = tmp_path / "file-only.db"
+    shutil.copyfile(db_path, file_only)
+    copy = sqlite3.connect(file_only)
+    assert expected > 0
+    assert copy.execute("select count(*) from grants").fetchone()[0] == expected
+    assert copy.execute("select count(*) from plugin_marks").fetchone()[0] == 1
+    copy.close()
 
 
 def test_a_failing_plugin_does_not_stop_the_others(fake_tenant, db_path, clock):
