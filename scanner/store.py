@@ -209,7 +209,10 @@ class ScanWriter:
         self._app_last_used: dict[str, str] = {}
         self._listed: list[tuple] = []
         db.execute("create temp table if not exists _listed_users (user_id text primary key)")
-        db.execute("create temp table if not exists _last_used (user_id text not null, app_id text not null, at text not null)")
+        # The latest use of each (user, app), kept as reports come: the upserts run while the
+        # provider waits on the network, and finish() need not sort every event.
+        db.execute("create temp table if not exists _last_used (user_id text not null, app_id text not null, "
+                   "at text not null, primary key (user_id, app_id)) without rowid")
         db.execute("delete from temp._listed_users")
         db.execute("delete from temp._last_used")
 
@@ -272,7 +275,10 @@ class ScanWriter:
 
     def _flush_notes(self) -> None:
         """LastUsed and GrantsListed wait in temp tables until finish() applies them."""
-        self.db.conn.executemany("insert into temp._last_used values (?, ?, ?)", self._last_used)
+        self.db.conn.executemany(
+            "insert into temp._last_used values (?, ?, ?) on conflict do update set at = excluded.at where excluded.at > at",
+            self._last_used,
+        )
         self.db.conn.executemany("insert or ignore into temp._listed_users values (?)", self._listed)
         self._last_used.clear()
         self._listed.clear()
@@ -415,8 +421,7 @@ class ScanWriter:
 
     def _apply_last_used(self) -> None:
         self.db.execute(
-            """update grants set last_used = latest.at
-               from (select user_id, app_id, max(at) as at from temp._last_used group by 1, 2) as latest
+            """update grants set last_used = latest.at from temp._last_used as latest
                where grants.user_id = latest.user_id and grants.app_id = latest.app_id
                  and (grants.last_used is null or grants.last_used < latest.at)"""
         )
