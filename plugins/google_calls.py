@@ -26,9 +26,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from google.auth import exceptions as auth_exceptions
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
+from googleapiclient.model import JsonModel
 
 from scanner.providers import ProviderError, ScanRun
 
@@ -192,6 +194,27 @@ class PageTokenRefused(Exception):
         self.failure = failure
 
 
+class OrjsonModel(JsonModel):
+    """The client library's JSON model, decoding answers with orjson.
+
+    A full scan of a 100,000-account district decodes about half a gigabyte of token log.
+    With the standard library's decoder that took a quarter of the time Python's lock was
+    held while the API calls ran; orjson does it in a fraction. An answer orjson refuses (not
+    JSON, cut short, NaN) goes to JsonModel, which decides as it always did. One difference:
+    orjson reads an integer beyond 64 bits as a float, and Google's APIs never send one (their
+    JSON carries int64 values as strings).
+    """
+
+    def deserialize(self, content):
+        try:
+            body = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            return super().deserialize(content)
+        if self._data_wrapper and isinstance(body, dict) and "data" in body:
+            body = body["data"]
+        return body
+
+
 class GoogleClients:
     """The Directory and Reports clients, built once from the shipped discovery documents, and one
     authorized HTTP connection per thread (httplib2 is not thread-safe: requests built from the
@@ -206,9 +229,9 @@ class GoogleClients:
         # Requests built from these carry this connection's credentials (for batch parts and 401 refreshes).
         template = delegation.authorized_http()
         directory = build("admin", "directory_v1", http=template, client_options=options, static_discovery=True,
-                          cache_discovery=False)
+                          cache_discovery=False, model=OrjsonModel())
         reports = build("admin", "reports_v1", http=template, client_options=options, static_discovery=True,
-                        cache_discovery=False)
+                        cache_discovery=False, model=OrjsonModel())
         # service.tokens() builds a new Resource from the discovery document on every call (0.4 ms): keep them.
         self._resources = {"users": directory.users(), "tokens": directory.tokens(), "activities": reports.activities()}
         self._local = threading.local()

@@ -9,6 +9,7 @@ import email.utils
 import logging
 
 import pytest
+from googleapiclient.model import JsonModel
 
 import plugins.google_auth as google_auth
 import plugins.google_calls as google_calls
@@ -166,3 +167,16 @@ def test_retry_after_is_read_as_seconds_or_an_http_date():
     later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=30)
     assert 25 <= parse_retry_after(email.utils.format_datetime(later, usegmt=True)) <= 30
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # already past
+
+
+@pytest.mark.parametrize("content", [
+    b'{"items": [{"clientId": "1-a.apps.googleusercontent.com", "displayText": "\\u00c9cole"}], "n": 1.5}',
+    b'{"largest": 18446744073709551615, "smallest": -9223372036854775808}',
+    b'{"x": NaN}',
+    b'{"cut": [1, 2',  # an answer cut short
+    b"<html>Service Unavailable</html>",
+    b"",
+])
+def test_answers_decode_as_the_client_library_would(content):
+    expected = JsonModel().deserialize(content)
+    assert repr(google_calls.OrjsonModel().deserialize(content)) == repr(expected)
