@@ -24,8 +24,8 @@ from typing import Any
 
 from google.auth import exceptions as auth_exceptions
 from googleapiclient.errors import BatchError, HttpError
-from googleapiclient.http import BatchHttpRequest
 
+from .google_batch import PlainBatchHttpRequest
 from .google_calls import (
     MAX_ATTEMPTS, TRANSPORT_ERRORS, ApiFailure, CallCounter, Cancelled, GoogleClients, RateLimiter, describe_failure,
     retry_wait,
@@ -144,7 +144,7 @@ class TokenLister:
         def collect(request_id: str, response: Any, exception: HttpError | None) -> None:
             answers[request_id] = (response, exception)
 
-        batch = BatchHttpRequest(callback=collect, batch_uri=self.clients.batch_uri)
+        batch = PlainBatchHttpRequest(callback=collect, batch_uri=self.clients.batch_uri)
         for user_id, _ in items:
             batch.add(tokens.list(userKey=user_id, fields=TOKEN_FIELDS), request_id=user_id)
         self.limiter.acquire(len(items))
@@ -152,6 +152,8 @@ class TokenLister:
         # The batch request itself failed: every part is retried.
         try:
             batch.execute(http=http)
+        except DAMAGED_BATCH_ERRORS:  # first: a BatchError is an HttpError too
+            return self._all_failed(items, ApiFailure.damaged("the batch answer"))
         except HttpError as error:
             return self._all_failed(items, ApiFailure.from_http_error(error))
         except auth_exceptions.RefreshError as error:
@@ -161,8 +163,6 @@ class TokenLister:
         except TRANSPORT_ERRORS as error:
             http.close()  # a timed-out connection could still deliver its late answer to the next batch
             return self._all_failed(items, ApiFailure.from_transport_error(error))
-        except DAMAGED_BATCH_ERRORS:
-            return self._all_failed(items, ApiFailure.damaged("the batch answer"))
         outcome = BatchOutcome()
         for user_id, attempts in items:
             response, exception = answers.get(user_id, (None, None))
