@@ -55,17 +55,16 @@ class PlainBatchHttpRequest(BatchHttpRequest):
     """`BatchHttpRequest` with the request written, and the answer read, as plain text."""
 
     def _serialize_request(self, request) -> str:
-        content_type = request.headers.get("content-type", "application/json")
-        if not (content_type.count("/") == 1 and _is_plain_body(request.body)
-                and all(_is_plain_header(name, value) for name, value in request.headers.items())):
-            return super()._serialize_request(request)
-        parsed = urllib.parse.urlparse(request.uri)
-        request_line = urllib.parse.urlunparse(("", "", parsed.path, parsed.params, parsed.query, ""))
         headers = request.headers.copy()
         credentials = _auth.get_credentials_from_http(request.http) if request.http is not None else None
         if credentials is not None:
             _auth.apply_credentials(credentials, headers)
-        headers.pop("content-type", None)
+        content_type = headers.pop("content-type", "application/json")
+        if not (content_type.count("/") == 1 and _is_plain_header("content-type", content_type)
+                and _is_plain_body(request.body) and all(_is_plain_header(name, value) for name, value in headers.items())):
+            return super()._serialize_request(request)
+        parsed = urllib.parse.urlparse(request.uri)
+        request_line = urllib.parse.urlunparse(("", "", parsed.path, parsed.params, parsed.query, ""))
         lines = [f"{request.method} {request_line} HTTP/1.1", f"Content-Type: {content_type}", "MIME-Version: 1.0"]
         lines.extend(f"{name}: {value}" for name, value in headers.items())
         lines.append(f"Host: {parsed.netloc}")
