@@ -35,9 +35,10 @@ TOKEN_FIELDS = "items(clientId,displayText,anonymous,nativeApp,userKey,scopes)"
 # Google allows 1000 calls a batch, but a 1000-call answer is ~3 MB and the client library
 # holds several copies of it while parsing: 250 keeps a scan's memory low at no cost in time.
 MAX_BATCH = 250
-# What google-api-python-client raises while parsing a multipart answer that was cut short:
-# a missing part (KeyError), a part without its Content-ID (TypeError, BatchError), a status
-# line or headers cut off (ValueError, IndexError), bytes cut inside a character (UnicodeDecodeError).
+# What a multipart answer that was cut short or garbled raises: PlainBatchHttpRequest's reading
+# (BatchError: no closing boundary, a part without Content-ID or HTTP head; ValueError: a bad
+# status line, bytes cut inside a character), the library's execute() when a part is missing
+# (KeyError), and what the library's own parser raises should a part go to it (TypeError, IndexError).
 DAMAGED_BATCH_ERRORS = (BatchError, KeyError, TypeError, ValueError, IndexError)
 
 
