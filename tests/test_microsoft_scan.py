@@ -290,9 +290,10 @@ def test_missing_audit_log_permission_only_costs_last_use(ms_emulator, ms_tenant
     assert any("AuditLog.Read.All" in r.getMessage() for r in caplog.records)
 
 
-def test_ten_percent_faults_give_the_same_inventory(ms_tenant, tmp_path, monkeypatch):
+def test_ten_percent_faults_give_the_same_inventory(ms_tenant, tmp_path, monkeypatch, caplog):
     inventories = []
     for rate in (0.0, 0.1):
+        caplog.clear()
         with MicrosoftEmulator(ms_tenant, knobs={"max_page_size": 50, "fault_rate": rate, "fault_seed": 4,
                                                  "fault_retry_after": 0.05}) as emulator:
             monkeypatch.setenv("REQUESTS_CA_BUNDLE", emulator.ca_pem_path)
@@ -303,7 +304,10 @@ def test_ten_percent_faults_give_the_same_inventory(ms_tenant, tmp_path, monkeyp
             inventories.append((recorded_inventory(db_path), _users_and_apps(db_path)))
             faults = sum(emulator.stats()["faults"].values())
         if rate:
-            assert faults >= 3 and row["retries"] >= faults
+            # Every fault is retried, except that the tenant-wide grants list gives up after three
+            # in a row and the per-app lists take over (its last fault is then not retried).
+            gave_up = sum("the tenant-wide grants list failed" in r.getMessage() for r in caplog.records)
+            assert faults >= 3 and row["retries"] + gave_up >= faults
     assert inventories[0] == inventories[1]
     assert inventories[0][0] == expected_inventory(ms_tenant)
 
