@@ -57,9 +57,12 @@ import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+import orjson
 
 from .google_oauth import AccessToken, TokenService
 from .google_tenant import RETENTION, DirectoryUser, Event, GoogleTenant, rfc3339, to_micros
@@ -568,7 +571,8 @@ class GoogleAPI:
                     break
                 items.append(event or tenant.event(index))
         if items:
-            body["items"] = [self._activity_json(event) for event in items]
+            fields = _wanted(parse_fields(query["fields"]), "items") if query.get("fields") else None
+            body["items"] = [self._activity_json(event, fields) for event in items]
         if more:
             last = items[-1]
             body["nextPageToken"] = self._next_page_token("activities.list", {"t": last.micros, "s": last.seq, "end": end},
@@ -602,32 +606,45 @@ class GoogleAPI:
             position["refused"] = 1
         return _encode_page_token(position)
 
-    def _activity_json(self, event: Event) -> dict[str, Any]:
-        client, user = event.client, event.user
+    def _activity_json(self, event: Event, fields: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One activity; with `fields` (the mask's `items` tree), only the parts the mask keeps:
+        the caller still applies the mask, this only skips work whose result it would drop."""
+        user = event.user
+        body: dict[str, Any] = {"kind": "admin#reports#activity"}
+        id_fields = _wanted(fields, "id")
+        if id_fields is not None:
+            body["id"] = {"time": rfc3339(event.micros)}
+            if _wanted(id_fields, "uniqueQualifier") is not None:
+                digest = hashlib.blake2b(f"{event.seq}|{event.micros}".encode(), digest_size=8).digest()
+                body["id"]["uniqueQualifier"] = str(int.from_bytes(digest, "big", signed=True))
+            body["id"].update(applicationName="token", customerId=self.tenant.customer_id)
+        if _wanted(fields, "etag") is not None:
+            body["etag"] = self._etag("event", event.seq)
+        body["actor"] = {"callerType": "USER", "email": user.primary_email, "profileId": user.id}
+        if _wanted(fields, "ipAddress") is not None:
+            body["ipAddress"] = f"10.{event.seq % 250}.{(event.seq // 250) % 250}.{1 + event.seq % 200}"
+        events = _wanted(fields, "events")
+        if events is not None:
+            body["events"] = [{"type": "auth", "name": event.name, "parameters": self._parameters(event, _wanted(events, "parameters"))}]
+        return body
+
+    @staticmethod
+    def _parameters(event: Event, fields: dict[str, Any] | None) -> list[dict[str, Any]]:
+        client = event.client
         common = [{"name": "client_id", "value": client.client_id}, {"name": "app_name", "value": client.display_text},
                   {"name": "client_type", "value": client.client_type}]
         if event.name == "activity":
             bucket = _product_bucket(event.scopes)
-            parameters = [{"name": "api_name", "value": _API_NAMES.get(bucket, "oauth2")},
-                          {"name": "method_name", "value": _API_NAMES.get(bucket, "oauth2") + ".list"},
-                          *common[:1], {"name": "num_response_bytes", "intValue": str(200 + event.seq % 5000)},
-                          {"name": "product_bucket", "value": bucket}, *common[1:]]
-        else:
-            parameters = [*common, {"name": "scope", "multiValue": list(event.scopes)},
-                          {"name": "scope_data", "multiMessageValue": [
-                              {"parameter": [{"name": "scope_name", "value": scope},
-                                             {"name": "product_bucket", "multiValue": [_product_bucket((scope,))]}]}
-                              for scope in event.scopes]}]
-        qualifier = int.from_bytes(hashlib.blake2b(f"{event.seq}|{event.micros}".encode(), digest_size=8).digest(), "big", signed=True)
-        return {
-            "kind": "admin#reports#activity",
-            "id": {"time": rfc3339(event.micros), "uniqueQualifier": str(qualifier), "applicationName": "token",
-                   "customerId": self.tenant.customer_id},
-            "etag": self._etag("event", event.seq),
-            "actor": {"callerType": "USER", "email": user.primary_email, "profileId": user.id},
-            "ipAddress": f"10.{event.seq % 250}.{(event.seq // 250) % 250}.{1 + event.seq % 200}",
-            "events": [{"type": "auth", "name": event.name, "parameters": parameters}],
-        }
+            return [{"name": "api_name", "value": _API_NAMES.get(bucket, "oauth2")},
+                    {"name": "method_name", "value": _API_NAMES.get(bucket, "oauth2") + ".list"},
+                    *common[:1], {"name": "num_response_bytes", "intValue": str(200 + event.seq % 5000)},
+                    {"name": "product_bucket", "value": bucket}, *common[1:]]
+        scope_data = [] if _wanted(fields, "multiMessageValue") is None else [
+            {"parameter": [{"name": "scope_name", "value": scope},
+                           {"name": "product_bucket", "multiValue": [_product_bucket((scope,))]}]}
+            for scope in event.scopes]
+        return [*common, {"name": "scope", "multiValue": list(event.scopes)},
+                {"name": "scope_data", "multiMessageValue": scope_data}]
 
     def _etag(self, *parts: Any) -> str:
         digest = hashlib.blake2b("|".join(map(str, (self._etag_salt, *parts))).encode(), digest_size=12).digest()
@@ -688,7 +705,7 @@ def _draw(seed: int, key: str, attempt: int) -> float:
 
 
 def _dump(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return orjson.dumps(payload)  # compact UTF-8, as Google sends
 
 
 def _int_param(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -766,6 +783,7 @@ _API_NAMES = {"GMAIL": "gmail", "DRIVE": "drive", "CALENDAR": "calendar", "CLASS
               "CONTACTS": "people", "GSUITE_ADMIN": "admin", "IDENTITY": "oauth2"}
 
 
+@lru_cache(maxsize=4096)
 def _product_bucket(scopes: tuple[str, ...]) -> str:
     found = "OTHER"
     for scope in scopes:
@@ -817,17 +835,36 @@ def _parse_field_list(spec: str, position: int, tree: dict[str, Any]) -> int:
 def _mask(value: Any, spec: str | None) -> Any:
     if not spec:
         return value
-    return _apply(value, parse_fields(spec))
+    return _masker(spec)(value)
 
 
-def _apply(value: Any, tree: dict[str, Any]) -> Any:
+def _wanted(tree: dict[str, Any] | None, key: str) -> dict[str, Any] | None:
+    """The part of a parsed mask for `key`: {} for all of it, None when the mask leaves it out."""
     if not tree or "*" in tree:
+        return {}
+    return tree.get(key)
+
+
+@lru_cache(maxsize=256)
+def _masker(spec: str) -> Callable[[Any], Any]:
+    """The mask as a function, built once a spec (a page of a thousand activities is masked often)."""
+    return _compile(parse_fields(spec)) or (lambda value: value)
+
+
+def _compile(tree: dict[str, Any]) -> Callable[[Any], Any] | None:
+    """None for "all of it"; else a function keeping the tree's keys of a dict (of each item of a list)."""
+    if not tree or "*" in tree:
+        return None
+    keep = [(key, _compile(sub)) for key, sub in tree.items()]
+
+    def apply(value: Any) -> Any:
+        if isinstance(value, list):
+            return [apply(item) for item in value]
+        if isinstance(value, dict):
+            return {key: value[key] if sub is None else sub(value[key]) for key, sub in keep if key in value}
         return value
-    if isinstance(value, list):
-        return [_apply(item, tree) for item in value]
-    if isinstance(value, dict):
-        return {key: _apply(value[key], sub) for key, sub in tree.items() if key in value}
-    return value
+
+    return apply
 
 
 # -- multipart batches ---------------------------------------------------------------------
