@@ -386,3 +386,18 @@ def test_timestamps_from_apis_are_stored_in_one_format(sent, stored):
 def test_a_timestamp_that_is_not_one_is_refused():
     with pytest.raises(ValueError, match="not an ISO 8601 timestamp: '2026-13-45T99:00:00Z'"):
         store.normalize_timestamp("2026-13-45T99:00:00Z")
+
+
+def test_insert_rows_writes_every_row_in_chunks_the_variable_limit_allows():
+    conn = sqlite3.connect(":memory:")
+    conn.execute("create table notes (user_id text primary key, app_id text, at text)")
+    conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 10)  # three rows of three a statement
+    rows = [(f"u{i}", "app", f"2026-01-{i + 1:02d}") for i in range(10)] + [("u3", "app", "2026-02-01"), ("u4", "app", "2025-01-01")]
+
+    store.insert_rows(conn, "insert into notes (user_id, app_id, at)", rows,
+                      "on conflict do update set at = excluded.at where excluded.at > at")
+    store.insert_rows(conn, "insert into notes (user_id, app_id, at)", [])
+
+    got = dict(conn.execute("select user_id, at from notes"))
+    assert len(got) == 10 and got["u9"] == "2026-01-10"
+    assert got["u3"] == "2026-02-01" and got["u4"] == "2026-01-05"  # the later time wins, across chunks too
