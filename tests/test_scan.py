@@ -401,3 +401,18 @@ def test_insert_rows_writes_every_row_in_chunks_the_variable_limit_allows():
     got = dict(conn.execute("select user_id, at from notes"))
     assert len(got) == 10 and got["u9"] == "2026-01-10"
     assert got["u3"] == "2026-02-01" and got["u4"] == "2026-01-05"  # the later time wins, across chunks too
+
+
+def test_app_counts_take_each_account_once_whatever_its_grants(fake_tenant, db_path, clock):
+    district_tenant(fake_tenant)
+    kahoot = "111-kahoot.apps.googleusercontent.com"
+    fake_tenant.grants += [  # a second resource for two accounts, and a consent for everyone
+        Grant(user_id="3", app_id=kahoot, scopes=["User.Read"], resource="Microsoft Graph"),
+        Grant(user_id="1", app_id=kahoot, scopes=["Mail.Read"], resource="Office 365 Exchange Online"),
+        Grant(user_id=None, app_id=kahoot, scopes=["User.Read"]),
+        Grant(user_id="4", app_id=kahoot, scopes=["openid"]),
+    ]
+    scan(db_path)
+    app = store.open_db(db_path)["apps"].get(f"fake:{kahoot}")
+    assert (app["users"], app["students"], app["staff"], app["tenant_wide"]) == (3, 2, 1, 1)
+    assert app["risk"] == "high"  # Mail.Read
