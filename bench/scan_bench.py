@@ -52,11 +52,11 @@ from google.oauth2 import service_account
 from sqlite_utils import Database
 
 from scanner.config import load_config
-from scanner.emulators.google import GoogleEmulatorProcess, new_service_account_key
-from scanner.emulators.google_tenant import SCANNER_SCOPES, synthetic_clients
+from emulators.google.server import GoogleEmulatorProcess, new_service_account_key
+from emulators.google.tenant import SCANNER_SCOPES, synthetic_clients
 from scanner.shipped import example_catalog
-from scanner.emulators.microsoft import MicrosoftEmulatorProcess
-from plugins.microsoft_records import MICROSOFT_TENANTS, SERVICE_PRINCIPAL_FIELDS, USER_FIELDS
+from emulators.microsoft.server import MicrosoftEmulatorProcess
+from plugins.microsoft.records import MICROSOFT_TENANTS, SERVICE_PRINCIPAL_FIELDS, USER_FIELDS
 
 GOOGLE_ADMIN = "it-admin@district.example"
 MICROSOFT_SECRET = "emulator-secret-do-not-use"  # what build_tenant gives the scanner's registration

@@ -1,11 +1,11 @@
-"""The configuration file: one TOML file, loaded once and validated against SCHEMA.
+"""The configuration file: one TOML file, loaded once and validated section by section.
 
-Every key the tool reads is declared in SCHEMA, with its type and default, so the
-README, `app-inventory.example.toml` and the validation all describe the same thing.
-Secrets never live in the file: a key ending in `_env` names the environment
-variable that holds the secret, read with `Config.secret()` only when needed.
-Third-party plugins keep their settings under `[plugins.<name>]`, which is passed
-through unvalidated.
+The core declares its own sections (CORE_SECTIONS: [roles], [retention], [serve]);
+every plugin, built-in or third-party, declares its own through the
+`register_config_sections` hook, so each key the tool reads has a type and a default
+in one place, and the example file, the docs and the validation all describe the
+same thing. Secrets never live in the file: a key ending in `_env` names the
+environment variable that holds the secret, read with `Config.secret()` only when needed.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from collections.abc import Callable
 
 DEFAULT_CONFIG_PATH = "app-inventory.toml"
 CONFIG_ENV_VAR = "APP_INVENTORY_CONFIG"
@@ -25,7 +26,7 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True)
-class Key:
+class ConfigKey:
     """One configuration key: its type, default and limits."""
 
     kind: str  # "str", "int", "bool", "path", "email", "url", "list[str]", "choice", "table[str]"
@@ -35,66 +36,60 @@ class Key:
     choices: tuple[str, ...] = ()
 
 
-SCHEMA: dict[str, dict[str, Key]] = {
-    "google": {
-        "admin_email": Key("email", required=True),
-        "service_account_file": Key("path", required=True),
-        "customer": Key("str", "my_customer"),
-        "api_root": Key("url", "https://admin.googleapis.com/"),
-        "requests_per_minute": Key("int", 2400, minimum=1),
-        # GCP project numbers of the district's own OAuth clients (marked internal).
-        "internal_project_numbers": Key("list[str]", []),
-    },
-    "microsoft": {
-        "tenant_id": Key("str", required=True),
-        "client_id": Key("str", required=True),
-        "client_secret_env": Key("str"),
-        "certificate_file": Key("path"),
-        "certificate_thumbprint": Key("str"),
-        "authority_host": Key("url", "https://login.microsoftonline.com"),
-        "graph_url": Key("url", "https://graph.microsoft.com"),
-        # How many Graph requests a scan keeps in flight at once.
-        "concurrent_requests": Key("int", 6, minimum=1),
-    },
-    "roles": {
-        "student_domains": Key("list[str]", []),
-        "student_org_units": Key("list[str]", []),
-        "student_license_skus": Key("list[str]", []),
-        "student_groups": Key("list[str]", []),
-    },
-    "retention": {
-        "history_days": Key("int", 400, minimum=1),
-    },
-    "alerts": {
-        "smtp_host": Key("str", "localhost"),
-        "smtp_port": Key("int", 587, minimum=1),
-        "smtp_security": Key("choice", "starttls", choices=("starttls", "ssl", "none")),
-        "smtp_username": Key("str"),
-        "smtp_password_env": Key("str"),
-        "smtp_timeout": Key("int", 30, minimum=1),
-        "from_address": Key("str"),
-        "reply_to": Key("str"),
-        "it_digest_to": Key("list[str]", []),
-        "notify_students": Key("bool", False),
-        "request_form_url": Key("url"),
-        "contact": Key("str"),
-        "template_dir": Key("path"),
-        "max_attempts": Key("int", 5, minimum=1),
-        "reminder_days": Key("int", 0, minimum=0),
-        "alert_outside_audience": Key("bool", True),
-    },
-    "serve": {
-        "host": Key("str", "127.0.0.1"),
-        "port": Key("int", 8001, minimum=1),
-        "public": Key("bool", False),
+@dataclass(frozen=True)
+class ConfigSection:
+    """A section's keys, and an optional check of rules that span keys.
+
+    check(values, where) receives the section's validated values (defaults not filled
+    in) and `where` ("app-inventory.toml: [name]"); it raises ConfigError to refuse.
+    """
+
+    keys: dict[str, ConfigKey]
+    check: Callable[[dict[str, Any], str], None] | None = None
+
+
+# The core's own sections. Plugins declare theirs through `register_config_sections`.
+CORE_SECTIONS: dict[str, ConfigSection] = {
+    "roles": ConfigSection({
+        "student_domains": ConfigKey("list[str]", []),
+        "student_org_units": ConfigKey("list[str]", []),
+        "student_license_skus": ConfigKey("list[str]", []),
+        "student_groups": ConfigKey("list[str]", []),
+    }),
+    "retention": ConfigSection({
+        "history_days": ConfigKey("int", 400, minimum=1),
+    }),
+    "serve": ConfigSection({
+        "host": ConfigKey("str", "127.0.0.1"),
+        "port": ConfigKey("int", 8001, minimum=1),
+        "public": ConfigKey("bool", False),
         # IT staff who can sign in: username -> environment variable holding the
         # password hash made by `app-inventory hash-password`.
-        "it_accounts": Key("table[str]", {}),
-        "district_name": Key("str", "Our district"),
+        "it_accounts": ConfigKey("table[str]", {}),
+        "district_name": ConfigKey("str", "Our district"),
         # Shown on the public page: who parents can ask about student data privacy.
-        "public_contact": Key("str"),
-    },
+        "public_contact": ConfigKey("str"),
+    }),
 }
+
+
+def config_sections() -> dict[str, ConfigSection]:
+    """Every section the configuration may hold: the core's and the loaded plugins'."""
+    from .plugin_manager import load_plugins
+
+    sections = dict(CORE_SECTIONS)
+
+    def register(name: str, keys: dict[str, ConfigKey], check: Callable[[dict[str, Any], str], None] | None = None) -> None:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise TypeError(f"a configuration section name must be a plain word, got {name!r}")
+        if name in sections:
+            raise TypeError(f"configuration section [{name}] is declared twice (by the core or another plugin)")
+        if not all(isinstance(key, ConfigKey) for key in keys.values()):
+            raise TypeError(f"configuration section [{name}]: every key must be a scanner.ConfigKey")
+        sections[name] = ConfigSection(dict(keys), check)
+
+    load_plugins().hook.register_config_sections(register=register)
+    return sections
 
 
 @dataclass
@@ -103,7 +98,7 @@ class Config:
 
     path: Path | None
     sections: dict[str, dict[str, Any]]
-    plugins: dict[str, dict[str, Any]]
+    schema: dict[str, ConfigSection]
 
     def has(self, section: str) -> bool:
         """True when the file has this section (a provider is configured)."""
@@ -111,7 +106,7 @@ class Config:
 
     def section(self, name: str) -> dict[str, Any]:
         """The section's keys with defaults filled in (empty section if absent)."""
-        values = {key: spec.default for key, spec in SCHEMA[name].items()}
+        values = {key: spec.default for key, spec in self.schema[name].keys.items()}
         values.update(self.sections.get(name, {}))
         return values
 
@@ -144,54 +139,48 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
     if not file.exists():
         if named:
             raise ConfigError(f"{file}: configuration file not found (copy app-inventory.example.toml and edit it)")
-        return Config(path=None, sections={}, plugins={})
+        return Config(path=None, sections={}, schema=config_sections())
     try:
         raw = tomllib.loads(file.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{file}: not valid TOML: {error}") from None
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"{file}: cannot read: {error}") from None
-    return Config(path=file, **_validate(raw, file))
+    schema = config_sections()
+    return Config(path=file, sections=_validate(raw, file, schema), schema=schema)
 
 
-def _validate(raw: dict[str, Any], file: Path) -> dict[str, Any]:
+def _validate(raw: dict[str, Any], file: Path, schema: dict[str, ConfigSection]) -> dict[str, dict[str, Any]]:
     sections: dict[str, dict[str, Any]] = {}
-    plugins: dict[str, dict[str, Any]] = {}
     for name, table in raw.items():
-        if name == "plugins":
-            if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
-                raise ConfigError(f"{file}: [plugins] must hold one table per plugin, like [plugins.my_plugin]")
-            plugins = table
-            continue
-        if name not in SCHEMA:
-            known = ", ".join(f"[{s}]" for s in SCHEMA)
-            raise ConfigError(f"{file}: unknown section [{name}] (known sections: {known}, [plugins.<name>])")
+        if name not in schema:
+            known = ", ".join(f"[{s}]" for s in schema)
+            raise ConfigError(
+                f"{file}: unknown section [{name}] (known sections: {known}; "
+                "a plugin's section is known once the plugin is installed)"
+            )
         if not isinstance(table, dict):
             raise ConfigError(f"{file}: {name} must be a section ([{name}]), not a single value")
-        sections[name] = _validate_section(name, table, file)
-    return {"sections": sections, "plugins": plugins}
+        sections[name] = _validate_section(name, table, file, schema[name])
+    return sections
 
 
-def _validate_section(name: str, table: dict[str, Any], file: Path) -> dict[str, Any]:
-    schema = SCHEMA[name]
+def _validate_section(name: str, table: dict[str, Any], file: Path, section: ConfigSection) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for key, value in table.items():
-        spec = schema.get(key)
+        spec = section.keys.get(key)
         if spec is None:
-            raise ConfigError(f"{file}: [{name}] unknown key {key!r} (known keys: {', '.join(schema)})")
+            raise ConfigError(f"{file}: [{name}] unknown key {key!r} (known keys: {', '.join(section.keys)})")
         values[key] = _check_value(spec, value, f"{file}: [{name}] {key}", file)
-    for key, spec in schema.items():
+    for key, spec in section.keys.items():
         if spec.required and key not in values:
             raise ConfigError(f"{file}: [{name}] {key} is required")
-    if name == "microsoft":
-        if not values.get("client_secret_env") and not values.get("certificate_file"):
-            raise ConfigError(f"{file}: [microsoft] needs client_secret_env or certificate_file (with certificate_thumbprint)")
-        if values.get("certificate_file") and not values.get("certificate_thumbprint"):
-            raise ConfigError(f"{file}: [microsoft] certificate_thumbprint is required with certificate_file")
+    if section.check is not None:
+        section.check(values, f"{file}: [{name}]")
     return values
 
 
-def _check_value(spec: Key, value: Any, where: str, file: Path) -> Any:
+def _check_value(spec: ConfigKey, value: Any, where: str, file: Path) -> Any:
     kind = spec.kind
     if kind == "bool":
         if not isinstance(value, bool):

@@ -15,11 +15,17 @@ log = logging.getLogger(__name__)
 
 # Built-in features are ordinary plugins, registered by import path.
 DEFAULT_PLUGINS = (
-    "plugins.google_workspace",
-    "plugins.microsoft365",
-    "plugins.alerts_email",
+    "plugins.google",
+    "plugins.microsoft",
+    "plugins.alerts",
 )
 ENTRY_POINT_GROUP = "app_inventory"
+
+
+
+class MissingPlugin(Exception):
+    """A built-in plugin cannot be imported: the installation is broken."""
+
 
 pm = pluggy.PluginManager("app_inventory")
 pm.add_hookspecs(hookspecs)
@@ -42,7 +48,10 @@ def load_plugins() -> pluggy.PluginManager:
         except ModuleNotFoundError as error:
             if error.name != module_name:
                 raise
-            continue  # not written yet in this checkout, or removed on purpose
+            raise MissingPlugin(
+                f"the built-in plugin {module_name} is missing from this installation; "
+                "reinstall app-inventory (pip install --force-reinstall from the checkout or wheel)"
+            ) from None
         if not pm.is_registered(module):
             pm.register(module, name=module_name)
     pm.check_pending()

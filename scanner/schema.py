@@ -1,7 +1,9 @@
 """The one place that knows the inventory's shape: migrations, indexes and views.
 
-Tables are created by numbered sqlite-utils Migrations (never edit an applied
-migration; add the next number). Views and indexes are applied from constants by
+Tables are created by numbered sqlite-utils Migrations. An applied migration is
+frozen: it holds its own SQL and calls nothing defined below it, so editing a view
+later cannot change what an old migration did (tests/test_schema.py upgrades a
+database made by the first one). Views and indexes are applied from constants by
 `ensure_db_shape()`, which is idempotent and runs every time the store opens.
 """
 
@@ -11,7 +13,7 @@ from sqlite_utils import Database, Migrations
 
 migrations = Migrations("app_inventory")
 
-ACTIVE_STATUSES_NEEDING_REVIEW = ("unreviewed", "pending", "denied")
+STATUSES_NEEDING_REVIEW = ("unreviewed", "pending", "denied")
 
 
 @migrations(name="0001_initial")
@@ -104,8 +106,25 @@ def m0003_unapproved_usage_table(db: Database) -> None:
     store refreshes whenever grants, accounts or the catalog change (see UNAPPROVED_USAGE)."""
     db.execute("drop view if exists unapproved_usage")
     # A rowid table: a text primary key would double the cost of each refresh.
-    db["unapproved_usage"].create({column: str for column in UNAPPROVED_USAGE_COLUMNS})
-    db.execute(refresh_unapproved_usage_sql())
+    columns = (
+        "grant_id", "app_id", "app", "provider", "status", "risk", "reason", "user_id", "email", "user_name", "role",
+        "org_unit", "scopes", "first_seen", "last_used", "alternative",
+    )
+    db["unapproved_usage"].create({column: str for column in columns})
+    db.execute(
+        """insert into unapproved_usage
+           select grants.id, apps.id, apps.name, apps.provider, apps.status, apps.risk,
+             case when apps.status in ('unreviewed', 'pending', 'denied') then apps.status else 'outside audience' end,
+             users.id, users.email, users.name, users.role, users.org_unit,
+             grants.scopes, grants.first_seen, grants.last_used, catalog.alternative
+           from grants
+             join apps on apps.id = grants.app_id
+             join users on users.id = grants.user_id
+             left join catalog on catalog.id = apps.catalog_id
+           where grants.revoked_at is null and apps.ownership = 'third_party'
+             and (apps.status in ('unreviewed', 'pending', 'denied')
+                  or (apps.status = 'conditional' and catalog.audience = 'staff' and users.role = 'student'))"""
+    )
 
 
 INDEXES = [
@@ -138,27 +157,42 @@ select
 from apps left join catalog on catalog.id = apps.catalog_id
 """
 
-# Who uses a third-party app that is not approved, or a conditional app outside its audience:
-# the rows of the unapproved_usage table (migration 0003), which the store refreshes.
-UNAPPROVED_USAGE = """
+# The one rule for "not approved": an active grant of a third-party app that nobody may
+# use (unreviewed, pending, denied), or of a conditional staff-only app on a student's
+# account. The unapproved_grants view applies it to every grant, tenant-wide consents
+# included (no user, so never "outside audience"); the unapproved_usage table (migration
+# 0003), which the store refreshes, holds its per-account rows with what IT reads.
+_NEEDS_REVIEW = ", ".join(f"'{status}'" for status in STATUSES_NEEDING_REVIEW)
+UNAPPROVED_RULE = f"""
+  grants.revoked_at is null
+  and apps.ownership = 'third_party'
+  and (
+    apps.status in ({_NEEDS_REVIEW})
+    or (apps.status = 'conditional' and catalog.audience = 'staff' and users.role = 'student')
+  )
+"""
+UNAPPROVED_REASON = f"case when apps.status in ({_NEEDS_REVIEW}) then apps.status else 'outside audience' end"
+
+UNAPPROVED_GRANTS = f"""
+select grants.id as grant_id, grants.app_id, grants.user_id, apps.status, {UNAPPROVED_REASON} as reason
+from grants
+  join apps on apps.id = grants.app_id
+  left join users on users.id = grants.user_id
+  left join catalog on catalog.id = apps.catalog_id
+where {UNAPPROVED_RULE}
+"""
+
+UNAPPROVED_USAGE = f"""
 select
   grants.id as grant_id, apps.id as app_id, apps.name as app, apps.provider, apps.status, apps.risk,
-  case
-    when apps.status in ('unreviewed', 'pending', 'denied') then apps.status
-    else 'outside audience'
-  end as reason,
+  {UNAPPROVED_REASON} as reason,
   users.id as user_id, users.email, users.name as user_name, users.role, users.org_unit,
   grants.scopes, grants.first_seen, grants.last_used, catalog.alternative
 from grants
   join apps on apps.id = grants.app_id
   join users on users.id = grants.user_id
   left join catalog on catalog.id = apps.catalog_id
-where grants.revoked_at is null
-  and apps.ownership = 'third_party'
-  and (
-    apps.status in ('unreviewed', 'pending', 'denied')
-    or (apps.status = 'conditional' and catalog.audience = 'staff' and users.role = 'student')
-  )
+where {UNAPPROVED_RULE}
 """
 
 UNAPPROVED_USAGE_COLUMNS = (
@@ -259,6 +293,7 @@ from catalog
 
 VIEWS = {
     "app_summary": APP_SUMMARY,
+    "unapproved_grants": UNAPPROVED_GRANTS,
     "scope_creep": SCOPE_CREEP,
     "dpa_expiring": DPA_EXPIRING,
     "changes_since_last_scan": CHANGES_SINCE_LAST_SCAN,

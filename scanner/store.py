@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import re
 import sqlite3
 import threading
 from collections import Counter
@@ -27,48 +26,12 @@ from sqlite_utils import Database
 from . import matching, schema, scopes
 from .providers import App, Grant, GrantsListed, LastUsed, Record, ScanRun, User
 from .schema import ensure_db_shape
+from .timestamps import iso, normalize_timestamp, utc_now
 
 log = logging.getLogger(__name__)
 
 CHANGE_KINDS = ("new_app", "new_grant", "revoked_grant", "new_scopes")
 DEFAULT_HISTORY_DAYS = 400
-
-
-# -- time ----------------------------------------------------------------------------------
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-
-
-def iso(moment: dt.datetime) -> str:
-    """The one timestamp format in the inventory: 2026-11-23T08:36:00Z (sorts as text)."""
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-_ODD_OFFSET = re.compile(r"([+-])(\d):(\d\d)$")
-# UTC with a fraction or without, as Google and Microsoft send most times: no parsing needed.
-_UTC = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?Z")
-
-
-def normalize_timestamp(value: str | None) -> str | None:
-    """Parse the timestamps APIs send (fractions, "Z", even "-8:00") into the inventory format."""
-    if not value:
-        return None
-    plain = _UTC.fullmatch(value)
-    if plain:  # a million of these in a large scan: check the date, skip the formatting
-        try:
-            dt.datetime.fromisoformat(plain.group(1))
-        except ValueError:
-            raise ValueError(f"not an ISO 8601 timestamp: {value!r}") from None
-        return plain.group(1) + "Z"
-    text = _ODD_OFFSET.sub(r"\g<1>0\g<2>:\g<3>", value.strip())
-    try:
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"not an ISO 8601 timestamp: {value!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
-    return iso(moment)
 
 
 # -- many rows at once ---------------------------------------------------------------------

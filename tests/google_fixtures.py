@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlite_utils import Database
 
 from scanner.config import load_config
-from scanner.emulators.google import GoogleEmulator, new_service_account_key
-from scanner.emulators.google_tenant import SCANNER_SCOPES, GoogleTenant
+from emulators.google.server import GoogleEmulator, new_service_account_key
+from emulators.google.tenant import SCANNER_SCOPES, GoogleTenant
 from scanner.scan import run_scans
 
 ADMIN = "it-admin@district.example"

@@ -11,8 +11,8 @@ import pytest
 from sqlite_utils import Database
 
 from scanner.config import load_config
-from scanner.emulators.microsoft import MicrosoftEmulator
-from scanner.emulators.microsoft_tenant import MICROSOFT_CORP_TENANT, MICROSOFT_SERVICES_TENANT, MicrosoftTenant, build_tenant
+from emulators.microsoft.server import MicrosoftEmulator
+from emulators.microsoft.tenant import MICROSOFT_CORP_TENANT, MICROSOFT_SERVICES_TENANT, MicrosoftTenant, build_tenant
 from scanner.scan import run_scans
 
 SECRET_ENV = "APP_INVENTORY_TEST_MS_SECRET"

@@ -21,7 +21,7 @@ from datasette_auth_passwords.utils import hash_password
 
 from scanner import store
 from scanner.catalog import read_catalog
-from scanner.config import Config
+from scanner.config import Config, config_sections
 from scanner.providers import App, Grant, User
 from scanner.scan import run_scans
 from tests.conftest import FakeTenant, free_port, registered_tenant
@@ -118,7 +118,7 @@ def build_inventory(directory: Path, *, filename: str = "district.db") -> Invent
     catalog_file = directory / "catalog.csv"
     catalog_file.write_text(catalog_csv(dt.date.today()), encoding="utf-8")
     tenant = district_with_usage(FakeTenant())
-    no_config = Config(path=None, sections={}, plugins={})  # never a developer's own app-inventory.toml
+    no_config = Config(path=None, sections={}, schema=config_sections())  # never a developer's own app-inventory.toml
     with registered_tenant(tenant):
         first = run_scans(db_path, no_config, show_progress=False)
         assert first.failures == []

@@ -2,7 +2,7 @@
 
 import pytest
 
-from plugins.alerts_compose import InvalidAddress, check_address, one_line, parse_mailbox, tidy_text
+from plugins.alerts.compose import InvalidAddress, check_address, one_line, parse_mailbox, tidy_text
 
 
 @pytest.mark.parametrize(

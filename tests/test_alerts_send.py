@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from scanner import store
+from scanner import store, timestamps
 from scanner.cli import cli
 from scanner.providers import App, Grant, User
 from tests.alerts_fixtures import (  # noqa: F401 (smtp_server is a fixture)
@@ -348,7 +348,7 @@ def test_revoked_before_sending_is_suppressed_and_not_mentioned(district):
 
 def test_reminder_after_the_configured_days_when_the_grant_is_still_there(district, smtp_server, monkeypatch):
     now = [dt.datetime(2026, 11, 2, 8, tzinfo=dt.timezone.utc)]
-    monkeypatch.setattr(store, "utc_now", lambda: now[0])
+    monkeypatch.setattr(timestamps, "clock", lambda: now[0])
     config = write_config(district.tmp_path, smtp_server.port, reminder_days=14)
     district.send(config=config)
     now[0] += dt.timedelta(days=7)
@@ -370,7 +370,7 @@ def test_reminder_after_the_configured_days_when_the_grant_is_still_there(distri
 
 def test_no_reminders_by_default(district, monkeypatch):
     now = [dt.datetime(2026, 11, 2, 8, tzinfo=dt.timezone.utc)]
-    monkeypatch.setattr(store, "utc_now", lambda: now[0])
+    monkeypatch.setattr(timestamps, "clock", lambda: now[0])
     district.send()
     now[0] += dt.timedelta(days=90)
     district.send()

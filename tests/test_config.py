@@ -4,7 +4,9 @@ from pathlib import Path
 import pytest
 
 from scanner.cli import cli
-from scanner.config import SCHEMA, ConfigError, load_config
+from scanner import ConfigKey, hookimpl
+from scanner.config import ConfigError, config_sections, load_config
+from scanner.plugin_manager import pm
 
 EXAMPLE = Path(__file__).parent.parent / "app-inventory.example.toml"
 
@@ -20,9 +22,9 @@ def test_example_config_is_valid_and_documents_every_key():
     assert config.section("google")["requests_per_minute"] == 2400
     assert config.section("google")["service_account_file"] == EXAMPLE.parent / "sa.json"
     text = EXAMPLE.read_text()
-    for section, keys in SCHEMA.items():
+    for section, declared in config_sections().items():
         assert f"[{section}]" in text
-        for key in keys:
+        for key in declared.keys:
             assert re.search(rf"^#? ?{key} =", text, re.MULTILINE), f"[{section}] {key} is not in the example"
 
 
@@ -76,9 +78,60 @@ def test_secrets_come_from_the_environment_only(tmp_path, monkeypatch):
     assert config.secret("microsoft", "client_secret_env") == "s3cret"
 
 
-def test_plugin_sections_pass_through(tmp_path):
-    config = load_config(write(tmp_path, '[plugins.clever]\ndistrict_id = "123"\n'))
-    assert config.plugins == {"clever": {"district_id": "123"}}
+class CleverPlugin:
+    """A third-party plugin that owns a section, as any installed plugin would."""
+
+    __name__ = "CleverPlugin"
+
+    @hookimpl
+    def register_config_sections(self, register):
+        def check(values, where):
+            if values.get("district_id", "").startswith("0"):
+                raise ConfigError(f"{where} district_id cannot start with 0")
+
+        register("clever", {"district_id": ConfigKey("str", required=True), "sync_hours": ConfigKey("int", 24, minimum=1)}, check=check)
+
+
+@pytest.fixture
+def clever_plugin():
+    pm.register(CleverPlugin(), name="undo-clever")
+    try:
+        yield
+    finally:
+        pm.unregister(name="undo-clever")
+
+
+def test_a_third_party_plugin_declares_and_validates_its_own_section(tmp_path, clever_plugin):
+    config = load_config(write(tmp_path, '[clever]\ndistrict_id = "123"\n'))
+    assert config.has("clever")
+    assert config.section("clever") == {"district_id": "123", "sync_hours": 24}
+    with pytest.raises(ConfigError, match=r"\[clever\] sync_hours must be a whole number"):
+        load_config(write(tmp_path, '[clever]\ndistrict_id = "123"\nsync_hours = "daily"\n'))
+    with pytest.raises(ConfigError, match=r"\[clever\] district_id is required"):
+        load_config(write(tmp_path, "[clever]\n"))
+    with pytest.raises(ConfigError, match=r"\[clever\] district_id cannot start with 0"):
+        load_config(write(tmp_path, '[clever]\ndistrict_id = "0123"\n'))
+
+
+def test_a_section_without_its_plugin_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown section \[clever\].*once the plugin is installed"):
+        load_config(write(tmp_path, '[clever]\ndistrict_id = "123"\n'))
+
+
+def test_two_plugins_cannot_declare_one_section(clever_plugin):
+    class Copycat:
+        __name__ = "Copycat"
+
+        @hookimpl
+        def register_config_sections(self, register):
+            register("clever", {})
+
+    pm.register(Copycat(), name="undo-copycat")
+    try:
+        with pytest.raises(TypeError, match=r"\[clever\] is declared twice"):
+            config_sections()
+    finally:
+        pm.unregister(name="undo-copycat")
 
 
 def test_cli_reports_config_errors_with_exit_code_2_and_no_traceback(runner, tmp_path):

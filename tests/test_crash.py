@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from scanner.emulators.google_tenant import build_tenant
+from emulators.google.tenant import build_tenant
 from tests.google_fixtures import (  # noqa: F401  (fixtures)
     District,
     district,

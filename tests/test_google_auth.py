@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from plugins.google_auth import SCOPES
-from scanner.emulators.google_oauth import new_service_account_key
-from scanner.emulators.google_tenant import SCANNER_SCOPES, build_tenant
+from plugins.google.auth import SCOPES
+from emulators.google.oauth import new_service_account_key
+from emulators.google.tenant import SCANNER_SCOPES, build_tenant
 from tests.google_fixtures import district, key_fragments, rsa_key  # noqa: F401  (fixtures)
 
 

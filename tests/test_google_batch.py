@@ -18,9 +18,9 @@ from google.oauth2.credentials import Credentials
 from googleapiclient.discovery import build
 from googleapiclient.http import BatchHttpRequest
 
-from plugins.google_batch import PlainBatchHttpRequest, split_multipart
-from plugins.google_calls import OrjsonModel
-from plugins.google_tokens import DAMAGED_BATCH_ERRORS
+from plugins.google.batch import PlainBatchHttpRequest, split_multipart
+from plugins.google.calls import OrjsonModel
+from plugins.google.tokens import DAMAGED_BATCH_ERRORS
 
 BATCH_URI = "http://127.0.0.1:9/batch/admin/directory_v1"
 CONTENT_ID = re.compile(r"^Content-ID: <(.+) \+ (.+)>$", re.MULTILINE)

@@ -20,9 +20,9 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import BatchError, HttpError
 from googleapiclient.http import BatchHttpRequest
 
-from scanner.emulators.google import GoogleEmulator, GoogleEmulatorProcess
-from scanner.emulators.google_oauth import new_service_account_key
-from scanner.emulators.google_tenant import SCANNER_SCOPES, GoogleTenant, build_tenant, to_micros
+from emulators.google.server import GoogleEmulator, GoogleEmulatorProcess
+from emulators.google.oauth import new_service_account_key
+from emulators.google.tenant import SCANNER_SCOPES, GoogleTenant, build_tenant, to_micros
 from tests.google_fixtures import ADMIN, rsa_key  # noqa: F401  (fixture)
 
 UTC = dt.timezone.utc

@@ -11,13 +11,13 @@ import logging
 import pytest
 from googleapiclient.model import JsonModel
 
-import plugins.google_auth as google_auth
-import plugins.google_calls as google_calls
-import plugins.google_reports as google_reports
-import plugins.google_users as google_users
-from plugins.google_calls import parse_retry_after
-from scanner.emulators.google_api import FAULT_KINDS
-from scanner.emulators.google_tenant import GoogleTenant, build_tenant
+import plugins.google.auth as google_auth
+import plugins.google.calls as google_calls
+import plugins.google.reports as google_reports
+import plugins.google.users as google_users
+from plugins.google.calls import parse_retry_after
+from emulators.google.api import FAULT_KINDS
+from emulators.google.tenant import GoogleTenant, build_tenant
 from tests.google_fixtures import district, expected_grants, inventory_grants, inventory_snapshot, rsa_key  # noqa: F401
 
 CONNECTION_KINDS = ("reset", "timeout", "truncated")

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from plugins.google_tokens import batch_size_for
-from scanner.emulators.google_tenant import DirectoryUser, GoogleTenant, OAuthClient, build_tenant, to_micros
+from plugins.google.tokens import batch_size_for
+from emulators.google.tenant import DirectoryUser, GoogleTenant, OAuthClient, build_tenant, to_micros
 from tests.google_fixtures import (  # noqa: F401  (fixtures)
     ADMIN, INTERNAL_PROJECT, district, expected_grants, inventory_grants, rsa_key,
 )
@@ -214,9 +214,9 @@ def test_forced_stale_or_reports_unavailable_scans_are_full(district, monkeypatc
 
     # No full scan succeeded in the last 7 days: full, whatever else.
     place.emulator.set_knobs(reports_error=None)
-    from scanner import store
+    from scanner import store, timestamps
     later = store.utc_now() + dt.timedelta(days=8)
-    monkeypatch.setattr(store, "utc_now", lambda: later)
+    monkeypatch.setattr(timestamps, "clock", lambda: later)
     assert place.scan()["mode"] == "full"
 
 
@@ -350,7 +350,7 @@ def test_audit_events_that_show_up_late_are_caught_by_the_next_scan(district):
 
 
 def test_the_token_log_is_read_in_contiguous_windows_within_180_days():
-    from plugins.google_reports import time_windows
+    from plugins.google.reports import time_windows
 
     now = dt.datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
     windows = time_windows(now - dt.timedelta(days=400), now)

@@ -7,8 +7,8 @@ import requests
 from urllib3.exceptions import InvalidHeader
 from urllib3.util.retry import Retry
 
-from plugins.microsoft_auth import GraphToken
-from plugins.microsoft_graph import GraphCallError, GraphClient, GraphRetry, endpoint_name, relative_to_version
+from plugins.microsoft.auth import GraphToken
+from plugins.microsoft.client import GraphCallError, GraphClient, GraphRetry, endpoint_name, relative_to_version
 from scanner.config import load_config
 
 from .microsoft_fixtures import ms_emulator, ms_tenant, write_config  # noqa: F401 (fixtures)

@@ -13,8 +13,8 @@ import msal
 import pytest
 import requests
 
-from scanner.emulators.microsoft import MicrosoftEmulator, MicrosoftEmulatorProcess
-from scanner.emulators.microsoft_tenant import (
+from emulators.microsoft.server import MicrosoftEmulator, MicrosoftEmulatorProcess
+from emulators.microsoft.tenant import (
     GRAPH_APP_ID,
     MicrosoftTenant,
     build_tenant,

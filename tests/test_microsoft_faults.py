@@ -17,13 +17,13 @@ import pytest
 import requests
 from sqlite_utils import Database
 
-import plugins.microsoft365
-from plugins import microsoft_graph, microsoft_scan
-from plugins.microsoft_auth import GraphToken
-from plugins.microsoft_graph import GraphCallError, GraphClient
+import plugins.microsoft.provider
+from plugins.microsoft import client as microsoft_graph, scan as microsoft_scan
+from plugins.microsoft.auth import GraphToken
+from plugins.microsoft.client import GraphCallError, GraphClient
 from scanner.config import load_config
-from scanner.emulators.microsoft_graph import FAULT_KINDS
-from scanner.emulators.microsoft_tenant import stable_guid
+from emulators.microsoft.graph import FAULT_KINDS
+from emulators.microsoft.tenant import stable_guid
 from scanner.providers import App, Grant, User
 
 from .microsoft_fixtures import (  # noqa: F401 (fixtures)
@@ -292,12 +292,12 @@ def graph_threads_after(seconds: float) -> list[threading.Thread]:
 def record_what_the_provider_yields(monkeypatch) -> list:
     """Every record the Microsoft provider hands the core during the test, in order."""
     yielded: list = []
-    scan_records = plugins.microsoft365.Microsoft365.scan
+    scan_records = plugins.microsoft.provider.Microsoft365.scan
 
     def recording_scan(self, run):
         for record in scan_records(self, run):
             yielded.append(record)
             yield record
 
-    monkeypatch.setattr(plugins.microsoft365.Microsoft365, "scan", recording_scan)
+    monkeypatch.setattr(plugins.microsoft.provider.Microsoft365, "scan", recording_scan)
     return yielded

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from plugins.microsoft_records import (
+from plugins.microsoft.records import (
     ServicePrincipal,
     application_grants,
     delegated_grant,

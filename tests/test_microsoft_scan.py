@@ -12,10 +12,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from sqlite_utils import Database
 
-from plugins import microsoft_auth
+from plugins.microsoft import auth as microsoft_auth
 from scanner.cli import cli
-from scanner.emulators.microsoft import MicrosoftEmulator
-from scanner.emulators.microsoft_tenant import GRAPH_APP_ID, build_tenant, stable_guid
+from emulators.microsoft.server import MicrosoftEmulator
+from emulators.microsoft.tenant import GRAPH_APP_ID, build_tenant, stable_guid
 
 from .microsoft_fixtures import (  # noqa: F401 (fixtures)
     SECRET_ENV,
@@ -338,7 +338,7 @@ def test_sign_in_5xx_is_retried_then_explained(ms_emulator, ms_tenant, tmp_path,
 
 def test_tenant_wide_list_unavailable_falls_back_per_app(ms_emulator, ms_tenant, tmp_path, db_path, caplog):
     ms_emulator.configure(grants_list_unavailable=True)
-    caplog.set_level(logging.DEBUG, logger="plugins.microsoft365")
+    caplog.set_level(logging.DEBUG, logger="plugins.microsoft.provider")
 
     row = scan(db_path, write_config(tmp_path, ms_emulator, ms_tenant))
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from scanner import store
 from scanner.catalog import COLUMNS, CatalogError, read_catalog
-from scanner.config import SCHEMA, ConfigError, load_config
+from scanner.config import ConfigError, config_sections, load_config
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -114,8 +114,9 @@ toml_values = st.one_of(
     st.lists(st.text(max_size=10), max_size=3), st.lists(st.integers(), max_size=2),
     st.sampled_from(["a@district.org", "https://x.org/", "starttls", "sa.json"]),
 )
-known_keys = st.sampled_from([(section, key) for section, keys in SCHEMA.items() for key in keys])
-any_keys = st.one_of(known_keys, st.tuples(st.sampled_from([*SCHEMA, "bogus"]), st.text(alphabet="abcdefghij_", min_size=1, max_size=8)))
+SECTIONS = config_sections()
+known_keys = st.sampled_from([(section, key) for section, declared in SECTIONS.items() for key in declared.keys])
+any_keys = st.one_of(known_keys, st.tuples(st.sampled_from([*SECTIONS, "bogus"]), st.text(alphabet="abcdefghij_", min_size=1, max_size=8)))
 
 
 def toml_literal(value):

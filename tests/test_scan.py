@@ -5,7 +5,7 @@ import sqlite3
 
 import pytest
 
-from scanner import store
+from scanner import store, timestamps
 from scanner.config import load_config
 from scanner.hookspecs import hookimpl
 from scanner.plugin_manager import pm
@@ -17,11 +17,11 @@ NO_CONFIG = load_config(None)
 
 
 class Clock:
-    """Controls store.utc_now so scans a week apart can be told apart."""
+    """Controls the clock (scanner.timestamps.clock) so scans a week apart can be told apart."""
 
     def __init__(self, monkeypatch, start="2026-11-02T08:00:00+00:00"):
         self.now = dt.datetime.fromisoformat(start)
-        monkeypatch.setattr(store, "utc_now", lambda: self.now)
+        monkeypatch.setattr(timestamps, "clock", lambda: self.now)
 
     def advance(self, **delta):
         self.now += dt.timedelta(**delta)

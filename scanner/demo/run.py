@@ -24,8 +24,8 @@ from pathlib import Path
 from scanner import store
 from scanner.catalog import read_catalog
 from scanner.config import Config, ConfigError, load_config
-from scanner.emulators.google import GoogleEmulator, new_service_account_key
-from scanner.emulators.microsoft import MicrosoftEmulator
+from emulators.google.server import GoogleEmulator, new_service_account_key
+from emulators.microsoft.server import MicrosoftEmulator
 from scanner.scan import ScanLock, run_scans
 from scanner.shipped import example_catalog
 

@@ -9,8 +9,8 @@ import random
 import uuid
 from collections import defaultdict
 
-from scanner.emulators.google_tenant import GoogleTenant
-from scanner.emulators.microsoft_tenant import (
+from emulators.google.tenant import GoogleTenant
+from emulators.microsoft.tenant import (
     MICROSOFT_SERVICES_TENANT, SCANNER_APP_NAME, SCANNER_PERMISSIONS, SKUS, AppRegistration,
     AppRoleAssignment, DelegatedGrant, MicrosoftTenant, graph_role_id, graph_service_principal, service_principal,
     sign_in_activity, stable_guid, subscribed_sku,

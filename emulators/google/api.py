@@ -2,7 +2,7 @@
 
 Shapes follow the discovery documents google-api-python-client ships
 (admin.directory_v1.json, admin.reports_v1.json); error bodies follow Google's v1 error
-format. Everything here is plain request -> answer logic; scanner.emulators.google
+format. Everything here is plain request -> answer logic; emulators.google.server
 puts it behind an HTTP server.
 
     GET    /admin/directory/v1/users                          users.list (customer|domain, maxResults<=500, pageToken, query)
@@ -64,8 +64,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 
-from .google_oauth import AccessToken, TokenService
-from .google_tenant import RETENTION, DirectoryUser, Event, GoogleTenant, rfc3339, to_micros
+from .oauth import AccessToken, TokenService
+from .tenant import RETENTION, DirectoryUser, Event, GoogleTenant, rfc3339, to_micros
 
 AUTH = "https://www.googleapis.com/auth/"
 USER_SCOPES = {AUTH + "admin.directory.user.readonly", AUTH + "admin.directory.user"}

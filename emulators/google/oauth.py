@@ -34,7 +34,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from .google_tenant import GoogleTenant, ServiceAccount
+from .tenant import GoogleTenant, ServiceAccount
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 UNAUTHORIZED_CLIENT = (

@@ -27,12 +27,11 @@ from typing import Any
 import jinja2
 from sqlite_utils import Database
 
-from scanner.config import SCHEMA, Config, ConfigError
-from scanner.scopes import RISK_RANK
+from scanner import RISK_RANK, Config, ConfigError
 
-from .alerts_queue import REMINDER_SUFFIX
+from .queue import REMINDER_SUFFIX
 
-SHIPPED_TEMPLATES = "alerts_templates"
+SHIPPED_TEMPLATES = "templates"
 TEMPLATE_NAMES = (
     "alert_subject.txt.j2", "alert.txt.j2", "alert.html.j2",
     "digest_subject.txt.j2", "digest.txt.j2", "digest.html.j2",
@@ -158,9 +157,8 @@ class MailSettings:
         sender = _config_address(alerts["from_address"], f"{where} from_address")
         reply_to = _config_address(alerts["reply_to"], f"{where} reply_to") if alerts["reply_to"] else None
         digest_to = [_config_address(value, f"{where} it_digest_to") for value in alerts["it_digest_to"]]
-        district = config.section("serve")["district_name"]
-        if district == SCHEMA["serve"]["district_name"].default:  # "Our district" reads oddly mid-sentence
-            district = "the district"
+        # Unset, [serve]'s default "Our district" reads oddly mid-sentence.
+        district = config.sections.get("serve", {}).get("district_name") or "the district"
         contact = alerts["contact"] or str(reply_to or sender)
         return cls(
             sender=sender, reply_to=reply_to, digest_to=digest_to,
@@ -187,7 +185,7 @@ def template_environment(template_dir: Path | None, where: str = "[alerts]") -> 
         if not template_dir.is_dir():
             raise ConfigError(f"{where} template_dir {template_dir}: no such folder (it holds your own {', '.join(TEMPLATE_NAMES)})")
         loaders.append(jinja2.FileSystemLoader(template_dir))
-    loaders.append(jinja2.PackageLoader("plugins", SHIPPED_TEMPLATES))
+    loaders.append(jinja2.PackageLoader("plugins.alerts", SHIPPED_TEMPLATES))
     environment = jinja2.Environment(
         loader=jinja2.ChoiceLoader(loaders),
         autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2", "html"), default_for_string=False),

@@ -22,8 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from scanner.config import Config
-from scanner.providers import ProviderError
+from scanner import Config, ProviderError
 
 log = logging.getLogger(__name__)
 

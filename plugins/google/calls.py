@@ -32,9 +32,9 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 from googleapiclient.model import JsonModel
 
-from scanner.providers import ProviderError, ScanRun
+from scanner import ProviderError, ScanRun
 
-from .google_auth import TRANSPORT_ERRORS, Delegation
+from .auth import TRANSPORT_ERRORS, Delegation
 
 MAX_ATTEMPTS = 8  # per call; the waits add up to about a minute and a half before giving up
 RETRY_BASE_SECONDS = 0.5

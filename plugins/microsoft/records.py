@@ -11,9 +11,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from scanner.providers import App, Grant, LastUsed, User
-from scanner.roles import classify_role
-from scanner.store import normalize_timestamp
+from scanner import App, Grant, LastUsed, User, classify_role, normalize_timestamp
 
 log = logging.getLogger(__name__)
 

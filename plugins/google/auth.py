@@ -24,7 +24,7 @@ import httplib2
 from google.auth import exceptions as auth_exceptions
 from google.oauth2 import service_account
 
-from scanner.providers import ProviderError
+from scanner import ProviderError
 
 SCOPES = (
     "https://www.googleapis.com/auth/admin.directory.user.readonly",

@@ -16,9 +16,9 @@ import logging
 import queue
 import threading
 
-from scanner.providers import ProviderError
+from scanner import ProviderError
 
-from .google_calls import ApiCaller, ApiFailure, Cancelled, PageTokenRefused, describe_failure
+from .calls import ApiCaller, ApiFailure, Cancelled, PageTokenRefused, describe_failure
 
 log = logging.getLogger(__name__)
 

@@ -15,12 +15,11 @@ from collections.abc import Iterator
 
 import requests
 
-from scanner.hookspecs import hookimpl
-from scanner.providers import Provider, Record, ScanRun
+from scanner import Provider, Record, ScanRun
 
-from .microsoft_auth import GraphToken
-from .microsoft_graph import GraphClient
-from .microsoft_scan import TenantScan
+from .auth import GraphToken
+from .client import GraphClient
+from .scan import TenantScan
 
 
 class Microsoft365(Provider):
@@ -44,7 +43,3 @@ class Microsoft365(Provider):
                 graph.close()
             sign_in.close()
 
-
-@hookimpl
-def register_providers(register):
-    register(Microsoft365)

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .google_calls import ApiCaller, ApiFailure, Cancelled, PageTokenRefused
+from .calls import ApiCaller, ApiFailure, Cancelled, PageTokenRefused
 
 log = logging.getLogger(__name__)
 

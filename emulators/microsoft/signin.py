@@ -27,7 +27,7 @@ import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from .microsoft_tenant import MicrosoftTenant
+from .tenant import MicrosoftTenant
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 

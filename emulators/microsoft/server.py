@@ -11,7 +11,7 @@
 One server on 127.0.0.1 answers both the authority (what MSAL requests for client
 credentials) and Graph (`/v1.0`, `/beta`); its certificate comes from a throwaway
 trustme CA made at start-up (nothing is committed), and clients trust it through
-`REQUESTS_CA_BUNDLE=emulator.ca_pem_path`. The knobs (scanner.emulators.microsoft_graph.Knobs)
+`REQUESTS_CA_BUNDLE=emulator.ca_pem_path`. The knobs (emulators.microsoft.graph.Knobs)
 set latency, throttling budgets, Retry-After style, seeded faults (429, 500, 503,
 504, connection resets, timeouts, truncated JSON), the tenant-wide grants list's 503
 and incomplete pages, page-token (`$skiptoken`) expiry and the token lifetime.
@@ -24,7 +24,7 @@ timeout), either before answering or after the headers and half the body
 half with a matching Content-Length, so only the JSON parser can tell.
 
 For a benchmark that must measure the scanner's memory alone, `MicrosoftEmulatorProcess`
-runs the same emulator in a child process (`python -m scanner.emulators.microsoft`),
+runs the same emulator in a child process (`python -m emulators.microsoft.server`),
 from tenant JSON or a `build_tenant` spec, and exposes the same controls over a
 keyed `/_emulator/` HTTP API.
 """
@@ -52,9 +52,9 @@ from urllib.parse import parse_qsl, urlsplit
 import requests
 import trustme
 
-from .microsoft_graph import FAULT_STATUSES, GUID, JSON_TYPE, GraphRequest, GraphService, Knobs, Stats
-from .microsoft_signin import SignInService
-from .microsoft_tenant import MUTATIONS, MicrosoftTenant, build_tenant
+from .graph import FAULT_STATUSES, GUID, JSON_TYPE, GraphRequest, GraphService, Knobs, Stats
+from .signin import SignInService
+from .tenant import MUTATIONS, MicrosoftTenant, build_tenant
 
 __all__ = ["Knobs", "MicrosoftEmulator", "MicrosoftEmulatorProcess", "MicrosoftTenant", "build_tenant"]
 
@@ -374,7 +374,7 @@ class MicrosoftEmulatorProcess:
 
     def start(self) -> MicrosoftEmulatorProcess:
         self._tmp = tempfile.TemporaryDirectory(prefix="ms-emulator-process-")
-        command = [sys.executable, "-m", "scanner.emulators.microsoft", "--knobs", json.dumps(self._knobs)]
+        command = [sys.executable, "-m", "emulators.microsoft.server", "--knobs", json.dumps(self._knobs)]
         if self._tenant is not None:
             path = os.path.join(self._tmp.name, "tenant.json")
             data = self._tenant.to_json() if isinstance(self._tenant, MicrosoftTenant) else self._tenant
@@ -475,7 +475,7 @@ def _read_line(process: subprocess.Popen, timeout: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m scanner.emulators.microsoft`: serve until stdin closes; print one JSON line when ready."""
+    """`python -m emulators.microsoft.server`: serve until stdin closes; print one JSON line when ready."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--tenant-file", help="tenant JSON (MicrosoftTenant.to_json())")

@@ -25,8 +25,8 @@ from typing import Any
 from google.auth import exceptions as auth_exceptions
 from googleapiclient.errors import BatchError, HttpError
 
-from .google_batch import PlainBatchHttpRequest
-from .google_calls import (
+from .batch import PlainBatchHttpRequest
+from .calls import (
     MAX_ATTEMPTS, TRANSPORT_ERRORS, ApiFailure, CallCounter, Cancelled, GoogleClients, RateLimiter, describe_failure,
     retry_wait,
 )

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 
 from sqlite_utils import Database, Migrations
 
-from scanner.schema import ACTIVE_STATUSES_NEEDING_REVIEW
+from scanner import iso, parse_iso
 
 migrations = Migrations("alerts_email")
 
@@ -81,26 +81,24 @@ def stage_findings(db: Database, kinds: Sequence[str]) -> None:
     """Fill temp._alert_findings with the findings the inventory shows right now, for these
     kinds: one row per (user, app, kind). Done in SQL, so a district of any size costs no memory."""
     kind_list = ",".join("?" * len(kinds))
-    review = ",".join("?" * len(ACTIVE_STATUSES_NEEDING_REVIEW))
-    # The core's view holds the rule (third-party, status, audience); we only name the kind.
-    # It joins users, so tenant-wide consents (user_id NULL) are added with the same rule.
-    # Several grants of one user and app (Microsoft resources) are one finding.
+    # The core holds the rule (third-party, status, audience): unapproved_usage has the
+    # per-account rows, unapproved_grants the tenant-wide consents (no user) by the same
+    # rule. Several grants of one user and app (Microsoft resources) are one finding.
     db.execute(
         f"""insert into temp._alert_findings (app_id, user_key, kind, user_id, grant_id, details)
             select app_id, ifnull(user_id, ''), kind, user_id, min(grant_id), '{{}}' from (
               select app_id, user_id, grant_id,
                 case when reason = 'outside audience' then 'outside_audience'
                      when status = 'denied' then 'denied' else 'unapproved' end as kind
-              from unapproved_usage
-              union all
-              select grants.app_id, null, grants.id, case when apps.status = 'denied' then 'denied' else 'unapproved' end
-              from grants join apps on apps.id = grants.app_id
-              where grants.user_id is null and grants.revoked_at is null and apps.ownership = 'third_party'
-                and apps.status in ({review})
+              from (
+                select app_id, user_id, grant_id, reason, status from unapproved_usage
+                union all
+                select app_id, user_id, grant_id, reason, status from unapproved_grants where user_id is null
+              )
             )
             where kind in ({kind_list})
             group by app_id, user_id, kind""",
-        [*ACTIVE_STATUSES_NEEDING_REVIEW, *kinds],
+        kinds,
     )
     if "scope_creep" in kinds:
         # Scope creep is only news for an app the district approved: an unapproved one is
@@ -222,8 +220,7 @@ def purge_alerts(db: Database, now: str, history_days: int) -> int:
 
 
 def _iso_days_before(now: str, days: int) -> str:
-    moment = dt.datetime.strptime(now, "%Y-%m-%dT%H:%M:%SZ") - dt.timedelta(days=days)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return iso(parse_iso(now) - dt.timedelta(days=days))
 
 
 # -- the send protocol: claim, then sent or failed ------------------------------------------

@@ -23,16 +23,15 @@ from pathlib import Path
 import filelock
 from sqlite_utils import Database
 
-from scanner import store
-from scanner.config import Config
+from scanner import Config, iso, open_db, utc_now
 
-from . import alerts_queue as queue
-from .alerts_compose import (
+from . import queue
+from .compose import (
     InvalidAddress, MailSettings, ScopeWords, app_context, build_message, check_address, finding_context,
     new_message_id, one_line, person_context, with_name,
 )
-from .alerts_digest import digest_context, for_it_groups, previous_digest_at
-from .alerts_smtp import ConnectionLost, MessageRefused, OutboxTransport, ServerUnavailable, SmtpTransport
+from .digest import digest_context, for_it_groups, previous_digest_at
+from .smtp import ConnectionLost, MessageRefused, OutboxTransport, ServerUnavailable, SmtpTransport
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +88,10 @@ def send_alerts(db_path: str, config: Config, *, dry_run: bool = False, outbox: 
     except filelock.Timeout:
         raise SendLocked(f"another `alerts send` is running on {db_path} (lock {lock.lock_file}); wait for it to finish") from None
     try:
-        db = store.open_db(db_path)
+        db = open_db(db_path)
         queue.ensure_alerts_tables(db)
-        started = store.utc_now()
-        report = RunReport(started_at=store.iso(started), dry_run=dry_run)
+        started = utc_now()
+        report = RunReport(started_at=iso(started), dry_run=dry_run)
         if dry_run:
             folder = (outbox or Path("outbox")) / started.strftime("%Y%m%d-%H%M%S")
             with OutboxTransport(folder) as transport:
@@ -160,7 +159,7 @@ def _run(db: Database, config: Config, settings: MailSettings, transport, report
         _send_digest(db, settings, transport, report, it_rows, it_groups, since, alerts["max_attempts"])
 
     db["alert_runs"].update(run_id, {
-        "finished_at": store.iso(store.utc_now()), "people_emailed": report.people_emailed,
+        "finished_at": iso(utc_now()), "people_emailed": report.people_emailed,
         "findings_emailed": report.findings_emailed, "findings_to_it": report.findings_to_it,
         "send_failures": len(report.failures), "unconfirmed": len(report.unconfirmed),
         "digest_status": report.digest_status, "digest_error": report.digest_error,
@@ -201,7 +200,7 @@ def _email_person(db, settings: MailSettings, transport, report: RunReport, rows
     ]
     message = build_message(
         settings, to=[with_name(address, person["user_name"])], template="alert",
-        context=person_context(settings, person, findings), message_id=new_message_id(settings), now=store.utc_now(),
+        context=person_context(settings, person, findings), message_id=new_message_id(settings), now=utc_now(),
     )
     if _deliver(db, transport, report, message, ids, sender=settings.sender.addr_spec, recipient=address.addr_spec,
                 recipients=[address.addr_spec], what=apps, max_attempts=max_attempts):
@@ -216,7 +215,7 @@ def _send_digest(db, settings: MailSettings, transport, report: RunReport, it_ro
     context = digest_context(db, settings, run=report.as_context(), it_groups=it_groups, since=since)
     message = build_message(
         settings, to=settings.digest_to, template="digest", context=context,
-        message_id=new_message_id(settings), now=store.utc_now(),
+        message_id=new_message_id(settings), now=utc_now(),
     )
     recipients = [address.addr_spec for address in settings.digest_to]
     before = len(report.failures)
@@ -241,7 +240,7 @@ def _deliver(
         report.server_error = str(error)
         log.error("%s; the rest stays pending for the next run", error)
         return False
-    if ids and not queue.claim(db, ids, message_id=message["Message-ID"], recipient=recipient, now=store.iso(store.utc_now())):
+    if ids and not queue.claim(db, ids, message_id=message["Message-ID"], recipient=recipient, now=iso(utc_now())):
         log.warning("alerts %s changed while this run was sending; left for the next run", ids)
         return False
     # The crash window runs from the claim above (committed, with the Message-ID)
@@ -266,7 +265,7 @@ def _deliver(
         log.error("sending to %s failed: %s (%s)", ", ".join(recipients), error, "gave up: max_attempts reached" if gave_up else "will retry next run")
         return False
     if ids:
-        queue.mark_sent(db, ids, now=store.iso(store.utc_now()))
+        queue.mark_sent(db, ids, now=iso(utc_now()))
     for address, reason in refused.items():
         report.failures.append({"recipient": address, "apps": what, "error": reason, "gave_up": False})
         log.error("the server refused %s for the %s: %s", address, what, reason)

@@ -7,9 +7,9 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from scanner.schema import ACTIVE_STATUSES_NEEDING_REVIEW
+from scanner import STATUSES_NEEDING_REVIEW
 
-from .alerts_compose import STATUS_WORDS, MailSettings, PROVIDER_WORDS, common_context, one_line
+from .compose import STATUS_WORDS, MailSettings, PROVIDER_WORDS, common_context, one_line
 
 MAX_APPS_LISTED = 15
 MAX_ACCOUNTS_PER_APP = 25
@@ -38,7 +38,7 @@ def _app_row(row: dict) -> dict[str, Any]:
 
 
 def _review_statuses() -> tuple[str, list[str]]:
-    return ",".join("?" * len(ACTIVE_STATUSES_NEEDING_REVIEW)), list(ACTIVE_STATUSES_NEEDING_REVIEW)
+    return ",".join("?" * len(STATUSES_NEEDING_REVIEW)), list(STATUSES_NEEDING_REVIEW)
 
 
 def top_apps(db: Database) -> list[dict]:

@@ -13,9 +13,9 @@ import ssl
 from email.message import EmailMessage
 from pathlib import Path
 
-from scanner.config import Config, ConfigError
+from scanner import Config, ConfigError
 
-from .alerts_compose import message_bytes, one_line
+from .compose import message_bytes, one_line
 
 log = logging.getLogger(__name__)
 

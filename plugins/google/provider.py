@@ -28,16 +28,13 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from scanner.config import Config
-from scanner.hookspecs import hookimpl
-from scanner.providers import App, Grant, GrantsListed, LastUsed, Provider, Record, ScanRun, User
-from scanner.roles import classify_role
+from scanner import App, Config, Grant, GrantsListed, LastUsed, Provider, Record, ScanRun, User, classify_role, iso
 
-from .google_auth import Delegation
-from .google_calls import ApiCaller, CallCounter, GoogleClients, RateLimiter
-from .google_reports import RETENTION, ActivityPage, BackgroundReader
-from .google_tokens import BatchOutcome, TokenListing, TokenLister, batch_size_for
-from .google_users import UserPager
+from .auth import Delegation
+from .calls import ApiCaller, CallCounter, GoogleClients, RateLimiter
+from .reports import RETENTION, ActivityPage, BackgroundReader
+from .tokens import BatchOutcome, TokenListing, TokenLister, batch_size_for
+from .users import UserPager
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +144,7 @@ class _GoogleScan:
                 changed = None
         yield from self._users_and_tokens(changed)
         previous = run.state.get("reports_cursor")
-        cursor_now = _format_cursor(started) if self.reports_ok else previous
+        cursor_now = iso(started) if self.reports_ok else previous
         run.new_state = {"reports_cursor": cursor_now} if cursor_now else {}
         if self.deleted_during_scan:
             log.info("google: %d users were deleted during the scan and skipped", self.deleted_during_scan)
@@ -299,11 +296,3 @@ def _parse_cursor(value: Any) -> dt.datetime | None:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
 
-
-def _format_cursor(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@hookimpl
-def register_providers(register):
-    register(GoogleWorkspace)

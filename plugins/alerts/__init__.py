@@ -22,20 +22,44 @@ from pathlib import Path
 import click
 import filelock
 
-from scanner import store
-from scanner.hookspecs import hookimpl
+from scanner import ConfigKey, hookimpl, iso, utc_now
 
-from . import alerts_queue as queue
-from .alerts_compose import one_line
-from .alerts_send import SendLocked, send_alerts
+from . import queue
+from .compose import one_line
+from .send import SendLocked, send_alerts
 
 log = logging.getLogger(__name__)
+
+SETTINGS = {
+    "smtp_host": ConfigKey("str", "localhost"),
+    "smtp_port": ConfigKey("int", 587, minimum=1),
+    "smtp_security": ConfigKey("choice", "starttls", choices=("starttls", "ssl", "none")),
+    "smtp_username": ConfigKey("str"),
+    "smtp_password_env": ConfigKey("str"),
+    "smtp_timeout": ConfigKey("int", 30, minimum=1),
+    "from_address": ConfigKey("str"),
+    "reply_to": ConfigKey("str"),
+    "it_digest_to": ConfigKey("list[str]", []),
+    "notify_students": ConfigKey("bool", False),
+    "request_form_url": ConfigKey("url"),
+    "contact": ConfigKey("str"),
+    "template_dir": ConfigKey("path"),
+    "max_attempts": ConfigKey("int", 5, minimum=1),
+    "reminder_days": ConfigKey("int", 0, minimum=0),
+    "alert_outside_audience": ConfigKey("bool", True),
+}
+
+
+@hookimpl
+def register_config_sections(register):
+    """The [alerts] section: outgoing mail and whom to tell."""
+    register("alerts", SETTINGS)
 
 
 @hookimpl
 def scan_finished(db, scan, changes, config):
     """Queue an alert for every new finding, and suppress pending ones that went away."""
-    now = scan.get("finished_at") or store.iso(store.utc_now())
+    now = scan.get("finished_at") or iso(utc_now())
     counts = queue.sync_configured(db, now, config.section("alerts"))
     if any(counts.values()):
         log.info("alerts: %d queued, %d suppressed, %d back in the queue", counts["queued"], counts["suppressed"], counts["revived"])

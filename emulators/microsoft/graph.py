@@ -2,7 +2,7 @@
 throttling, permissions and the known misbehaviour of the tenant-wide grants list.
 
 `GraphService.handle()` takes a parsed request and returns status, headers and a
-body; the HTTPS server in scanner.emulators.microsoft does the wire work (latency,
+body; the HTTPS server in emulators.microsoft.server does the wire work (latency,
 connection resets, truncated bodies). Collections answer with `@odata.context`,
 `value` and an `@odata.nextLink` carrying an opaque `$skiptoken`; `$top` (1..999,
 default 100), `$select`, simple `$filter` (`eq`, joined by `and`) and `$count` are
@@ -38,9 +38,9 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
-from .microsoft_signin import IssuedToken, SignInService
-from .microsoft_tenant import AppRoleAssignment, DelegatedGrant, MicrosoftTenant
-from .microsoft_throttle import SlidingWindow, resource_units
+from .signin import IssuedToken, SignInService
+from .tenant import AppRoleAssignment, DelegatedGrant, MicrosoftTenant
+from .throttle import SlidingWindow, resource_units
 
 MAX_PAGE = 999
 DEFAULT_PAGE = 100

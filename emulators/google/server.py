@@ -12,14 +12,14 @@ activity, batches) and Google's OAuth token endpoint, over real HTTP on 127.0.0.
                                               # quota rejections, injected faults, token exchanges
         emulator.mutate([{"op": "churn", "fraction": 0.02}])   # change grants, with audit events
 
-The tenant is data (scanner.emulators.google_tenant); the knobs (scanner.emulators.google_api.Knobs)
+The tenant is data (emulators.google.tenant); the knobs (emulators.google.api.Knobs)
 set latency, the per-minute quota, seeded faults (error answers, 429 with Retry-After, reset
 connections, stalls past the client's timeout, bodies cut short: on single calls, batches and
 the token endpoint), page tokens that expire, token lifetime, an edition without `activity`
 events, a Reports outage, report lag, and users deleted mid-scan.
 
 For a benchmark that must measure the scanner's memory alone, `GoogleEmulatorProcess`
-runs the same emulator in a child process (`python -m scanner.emulators.google`) from
+runs the same emulator in a child process (`python -m emulators.google.server`) from
 tenant JSON or a `build_tenant` spec, with the same controls over a keyed
 `/_emulator/` HTTP API. The child exits when its parent closes its stdin (or dies).
 """
@@ -39,9 +39,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from .google_api import HTTP_FAULT_KINDS, Answer, GoogleAPI, Knobs, Stats
-from .google_oauth import TokenService, delegation_for, new_service_account_key
-from .google_tenant import SCANNER_SCOPES, DirectoryUser, GoogleTenant, OAuthClient, ServiceAccount, build_tenant, parse_time
+from .api import HTTP_FAULT_KINDS, Answer, GoogleAPI, Knobs, Stats
+from .oauth import TokenService, delegation_for, new_service_account_key
+from .tenant import SCANNER_SCOPES, DirectoryUser, GoogleTenant, OAuthClient, ServiceAccount, build_tenant, parse_time
 
 __all__ = [
     "GoogleEmulator", "GoogleEmulatorProcess", "GoogleTenant", "Knobs", "SCANNER_SCOPES", "build_tenant",
@@ -291,7 +291,7 @@ class GoogleEmulatorProcess:
     def start(self, timeout: float = 600) -> GoogleEmulatorProcess:
         import requests  # only the parent needs it
 
-        self._process = subprocess.Popen([sys.executable, "-m", "scanner.emulators.google"], stdin=subprocess.PIPE,
+        self._process = subprocess.Popen([sys.executable, "-m", "emulators.google.server"], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, text=True)
         self._process.stdin.write(json.dumps(self._spec) + "\n")
         self._process.stdin.flush()

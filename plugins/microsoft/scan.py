@@ -36,12 +36,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
-from scanner.config import Config
-from scanner.providers import App, Grant, ProviderError, Record, ScanRun
+from scanner import App, Config, Grant, ProviderError, Record, ScanRun
 
-from .microsoft_auth import PORTAL
-from .microsoft_graph import GraphCallError, GraphClient
-from .microsoft_records import (
+from .auth import PORTAL
+from .client import GraphCallError, GraphClient
+from .records import (
     SERVICE_PRINCIPAL_FIELDS,
     USER_FIELDS,
     ServicePrincipal,
@@ -52,7 +51,7 @@ from .microsoft_records import (
     user_record,
 )
 
-log = logging.getLogger("plugins.microsoft365")
+log = logging.getLogger("plugins.microsoft.provider")
 
 REPORT_INTERVAL = 2.1  # seconds between sign-in report requests: the limit is 5 per 10 s
 NON_PREMIUM = "Authentication_RequestFromNonPremiumTenantOrB2CTenant"
