@@ -12,6 +12,7 @@ import click
 from . import __version__, store
 from .catalog import CatalogError, read_catalog
 from .config import CONFIG_ENV_VAR, Config, ConfigError, load_config
+from .installation import InstallationClash, check_installation
 from .plugin_manager import describe_plugins, load_plugins
 from .providers import ProviderError
 from .scan import ScanLock, ScanLocked, run_scans
@@ -207,6 +208,11 @@ def demo(ctx, users, no_serve, port):
 
 
 def main() -> None:
+    try:
+        check_installation()
+    except InstallationClash as error:
+        click.echo(f"Error: {error}", err=True)
+        sys.exit(1)
     cli(prog_name="app-inventory")
 
 

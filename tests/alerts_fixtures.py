@@ -18,7 +18,7 @@ from scanner import store
 from scanner.config import load_config
 from scanner.providers import App, Grant, User
 from scanner.scan import run_scans
-from tests.conftest import free_port  # noqa: F401  (the alerts tests import it from here)
+from tests.conftest import free_port
 
 KAHOOT = "111-kahoot.apps.googleusercontent.com"
 QUIZLET = "222-quizlet.apps.googleusercontent.com"

@@ -11,6 +11,9 @@ from scanner.hookspecs import hookimpl
 from scanner.plugin_manager import pm
 from scanner.providers import App, Grant, GrantsListed, LastUsed, Provider, ProviderError, ScanRun, User
 
+# Fixture modules, registered once: tests use their fixtures without importing them.
+pytest_plugins = ["tests.alerts_fixtures", "tests.google_fixtures", "tests.microsoft_fixtures", "tests.publish_fixtures"]
+
 
 def pytest_configure(config):
     # Third-party plugins installed on this machine must not change test results.

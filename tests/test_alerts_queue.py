@@ -9,9 +9,8 @@ from plugins.alerts import queue as alerts_queue
 from scanner import store
 from scanner.cli import cli
 from scanner.providers import App, Grant
-from tests.alerts_fixtures import (  # noqa: F401 (smtp_server is a fixture)
-    CATALOG, DRIVE_FILE, MAIL, MAILER, PROFILE, alerts_district, alerts_rows, scan, set_catalog,
-    smtp_server, write_config,
+from tests.alerts_fixtures import (
+    CATALOG, DRIVE_FILE, MAIL, MAILER, PROFILE, alerts_district, alerts_rows, scan, set_catalog, write_config,
 )
 
 

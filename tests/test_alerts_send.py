@@ -13,9 +13,8 @@ from click.testing import CliRunner
 from scanner import store, timestamps
 from scanner.cli import cli
 from scanner.providers import App, Grant, User
-from tests.alerts_fixtures import (  # noqa: F401 (smtp_server is a fixture)
-    MAIL, MAILER, PROFILE, alerts_district, free_port, alerts_rows, scan, set_catalog, smtp_server, write_config,
-)
+from tests.alerts_fixtures import MAIL, MAILER, PROFILE, alerts_district, alerts_rows, scan, set_catalog, write_config
+from tests.conftest import free_port
 
 ROOT = Path(__file__).parent.parent
 ANA, CHIDI = "ms.rivera@district.org", "mr.okafor@district.org"

@@ -12,9 +12,8 @@ from aiosmtpd.smtp import AuthResult
 from click.testing import CliRunner
 
 from scanner.cli import cli
-from tests.alerts_fixtures import (  # noqa: F401 (smtp_server is a fixture)
-    Recorder, alerts_district, alerts_rows, free_port, scan, set_catalog, smtp_server, write_config,
-)
+from tests.alerts_fixtures import Recorder, alerts_district, alerts_rows, scan, set_catalog, write_config
+from tests.conftest import free_port
 
 PASSWORD = "s3cret-Pa55word!"
 

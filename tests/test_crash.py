@@ -15,13 +15,7 @@ import time
 import pytest
 
 from emulators.google.tenant import build_tenant
-from tests.google_fixtures import (  # noqa: F401  (fixtures)
-    District,
-    district,
-    expected_grants,
-    inventory_grants,
-    rsa_key,
-)
+from tests.google_fixtures import District, expected_grants, inventory_grants
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 

@@ -9,7 +9,7 @@ import pytest
 from plugins.google.auth import SCOPES
 from emulators.google.oauth import new_service_account_key
 from emulators.google.tenant import SCANNER_SCOPES, build_tenant
-from tests.google_fixtures import district, key_fragments, rsa_key  # noqa: F401  (fixtures)
+from tests.google_fixtures import key_fragments
 
 
 def failed(place) -> str:

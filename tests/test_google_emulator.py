@@ -23,7 +23,7 @@ from googleapiclient.http import BatchHttpRequest
 from emulators.google.server import GoogleEmulator, GoogleEmulatorProcess
 from emulators.google.oauth import new_service_account_key
 from emulators.google.tenant import SCANNER_SCOPES, GoogleTenant, build_tenant, to_micros
-from tests.google_fixtures import ADMIN, rsa_key  # noqa: F401  (fixture)
+from tests.google_fixtures import ADMIN
 
 UTC = dt.timezone.utc
 TOKEN_FIELDS = "items(clientId,displayText,anonymous,nativeApp,userKey,scopes)"

@@ -18,7 +18,7 @@ import plugins.google.users as google_users
 from plugins.google.calls import parse_retry_after
 from emulators.google.api import FAULT_KINDS
 from emulators.google.tenant import GoogleTenant, build_tenant
-from tests.google_fixtures import district, expected_grants, inventory_grants, inventory_snapshot, rsa_key  # noqa: F401
+from tests.google_fixtures import expected_grants, inventory_grants, inventory_snapshot
 
 CONNECTION_KINDS = ("reset", "timeout", "truncated")
 

@@ -12,9 +12,7 @@ import pytest
 
 from plugins.google.tokens import batch_size_for
 from emulators.google.tenant import DirectoryUser, GoogleTenant, OAuthClient, build_tenant, to_micros
-from tests.google_fixtures import (  # noqa: F401  (fixtures)
-    ADMIN, INTERNAL_PROJECT, district, expected_grants, inventory_grants, rsa_key,
-)
+from tests.google_fixtures import ADMIN, INTERNAL_PROJECT, expected_grants, inventory_grants
 
 UTC = dt.timezone.utc
 PROFILE = ["openid", "https://www.googleapis.com/auth/userinfo.email"]

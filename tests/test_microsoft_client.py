@@ -11,7 +11,7 @@ from plugins.microsoft.auth import GraphToken
 from plugins.microsoft.client import GraphCallError, GraphClient, GraphRetry, endpoint_name, relative_to_version
 from scanner.config import load_config
 
-from .microsoft_fixtures import ms_emulator, ms_tenant, write_config  # noqa: F401 (fixtures)
+from .microsoft_fixtures import write_config
 
 
 @pytest.fixture

@@ -26,14 +26,7 @@ from emulators.microsoft.graph import FAULT_KINDS
 from emulators.microsoft.tenant import stable_guid
 from scanner.providers import App, Grant, User
 
-from .microsoft_fixtures import (  # noqa: F401 (fixtures)
-    expected_inventory,
-    ms_emulator,
-    ms_tenant,
-    recorded_inventory,
-    scan,
-    write_config,
-)
+from .microsoft_fixtures import expected_inventory, recorded_inventory, scan, write_config
 
 READ_TIMEOUT = 0.5  # the client's read timeout in these tests (the scanner's default is 120 s)
 STALL = 1.2  # how long a "timeout" fault stalls: longer than the read timeout

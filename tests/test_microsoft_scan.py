@@ -17,15 +17,7 @@ from scanner.cli import cli
 from emulators.microsoft.server import MicrosoftEmulator
 from emulators.microsoft.tenant import GRAPH_APP_ID, build_tenant, stable_guid
 
-from .microsoft_fixtures import (  # noqa: F401 (fixtures)
-    SECRET_ENV,
-    expected_inventory,
-    ms_emulator,
-    ms_tenant,
-    recorded_inventory,
-    scan,
-    write_config,
-)
+from .microsoft_fixtures import SECRET_ENV, expected_inventory, recorded_inventory, scan, write_config
 
 KAMI = stable_guid("app", "Kami")
 CLEVER = stable_guid("app", "Clever")

@@ -20,18 +20,19 @@ from __future__ import annotations
 
 import ctypes
 import datetime as dt
+import functools
 import logging
 import queue
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from scanner import App, Config, Grant, GrantsListed, LastUsed, Provider, Record, ScanRun, User, classify_role, iso
+from scanner import Config, GrantsListed, LastUsed, Provider, Record, ScanRun, iso
 
 from .auth import Delegation
 from .calls import ApiCaller, CallCounter, GoogleClients, RateLimiter
+from .records import token_records, user_record
 from .reports import RETENTION, ActivityPage, BackgroundReader
 from .tokens import BatchOutcome, TokenListing, TokenLister, batch_size_for
 from .users import UserPager
@@ -43,17 +44,14 @@ BACKLOG_USERS = 5000  # users waiting for tokens.list before the users pager pau
 TRIM_SECONDS = 2.0  # how often freed memory goes back to the OS
 # The token log can lag by hours: each scan re-reads this much before the previous cursor.
 REPORT_LAG = dt.timedelta(hours=6)
-_PROJECT_NUMBER = re.compile(r"^(\d+)[-.]")
 
 
+@functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
     try:
         return ctypes.CDLL(None).malloc_trim  # glibc only
     except (OSError, AttributeError):
         return None
-
-
-_MALLOC_TRIM = _malloc_trim()
 
 
 def release_freed_memory() -> None:
@@ -63,14 +61,9 @@ def release_freed_memory() -> None:
     with every parsed batch (about 270 MB at 100,000 users, against 150 MB with this).
     Elsewhere (musl, macOS) there is no malloc_trim and nothing to do.
     """
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
-
-
-def project_number(client_id: str) -> str | None:
-    """The Google Cloud project number an OAuth client id starts with (as GAM derives it), if any."""
-    match = _PROJECT_NUMBER.match(client_id)
-    return match.group(1) if match else None
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 class GoogleWorkspace(Provider):
@@ -183,7 +176,7 @@ class _GoogleScan:
         """A users.list page: the users, and whose tokens to list."""
         run, changed = self.run, self.changed
         for user in page:
-            yield self._user(user)
+            yield user_record(user, self.roles)
             user_id = user["id"]
             if changed is None or user_id not in self.known or changed.includes(user_id, user.get("primaryEmail", "")):
                 self.lister.add(user_id)
@@ -193,14 +186,6 @@ class _GoogleScan:
                 self.seen.add(user_id)
         self.listed += len(page)
         run.progress.set_total(max(self.listed, self.estimate or 0))
-
-    def _user(self, user: dict[str, Any]) -> User:
-        email, org_unit = user.get("primaryEmail", ""), user.get("orgUnitPath", "")
-        return User(
-            id=user["id"], email=email, name=(user.get("name") or {}).get("fullName", ""),
-            role=classify_role(self.roles, email=email, org_unit=org_unit), org_unit=org_unit,
-            suspended=bool(user.get("suspended", False)), is_admin=bool(user.get("isAdmin", False)),
-        )
 
     def _take_messages(self, block_for: float | None, changed: _ChangedUsers | None = None) -> Iterator[Record]:
         """Handle what the token workers, the users pager and the Reports readers posted;
@@ -243,29 +228,10 @@ class _GoogleScan:
             self.deleted_during_scan += 1
             self.run.progress.set_counters(deleted=self.deleted_during_scan)
         else:
-            for token in listing.tokens:
-                client_id = token.get("clientId")
-                if not client_id:
-                    continue
-                if client_id not in self.apps_seen:
-                    self.apps_seen.add(client_id)
-                    yield self._app(token)
-                # userKey is the user's numeric id (never the email).
-                yield Grant(user_id=token.get("userKey") or listing.user_id, app_id=client_id,
-                            scopes=list(token.get("scopes", [])))
+            yield from token_records(listing.user_id, listing.tokens, self.apps_seen, self.internal_projects)
         if self.run.mode == "incremental":
             yield GrantsListed(listing.user_id)
         self.run.progress.advance()
-
-    def _app(self, token: dict[str, Any]) -> App:
-        client_id = token["clientId"]
-        project = project_number(client_id)
-        details: dict[str, Any] = {"anonymous": bool(token.get("anonymous", False)),
-                                   "nativeApp": bool(token.get("nativeApp", False))}
-        if project:
-            details["projectNumber"] = project
-        return App(id=client_id, name=token.get("displayText") or client_id, details=details,
-                   ownership="internal" if project and project in self.internal_projects else "third_party")
 
     def _last_used(self, page: ActivityPage) -> Iterator[LastUsed]:
         for (user_id, client_id), at in page.last_used.items():

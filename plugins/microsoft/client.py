@@ -100,7 +100,7 @@ class _QuietGraphRetries(logging.Filter):
         return not (isinstance(record.args, tuple) and record.args and isinstance(record.args[0], GraphRetry))
 
 
-logging.getLogger("urllib3.connectionpool").addFilter(_QuietGraphRetries())
+_QUIET_RETRIES = _QuietGraphRetries()
 
 
 def retry_policy(total: int, backoff: float, closed: threading.Event | None = None) -> GraphRetry:
@@ -187,6 +187,7 @@ class GraphClient:
     def __init__(self, graph_url: str, token, *, pool_size: int = 8, retries: int = 8, backoff: float = 0.25):
         self.base = graph_url.rstrip("/")
         self.token = token
+        logging.getLogger("urllib3.connectionpool").addFilter(_QUIET_RETRIES)  # once: filters are a set
         self.backoff = backoff
         self.stats = GraphStats()
         self._closed = threading.Event()
