@@ -163,3 +163,33 @@ def test_reimport_with_changes_reports_counts(runner, tmp_path):
     result = runner.invoke(cli, ["--db", db_path, "catalog", "import", str(second)])
     assert "1 added, 1 updated, 1 removed, 1 unchanged" in result.output
     assert sorted(r["id"] for r in store.open_db(db_path)["catalog"].rows) == ["a", "b", "d"]
+
+
+def test_a_replace_that_fails_midway_changes_nothing(fake_tenant, runner, tmp_path, monkeypatch):
+    """replace_catalog deletes, upserts and rematches in one transaction: a failure in its
+    last step (the unapproved_usage refresh) leaves catalog, matching and findings as they were."""
+    from tests.conftest import district_tenant
+
+    db_path = str(tmp_path / "inventory.db")
+    district_tenant(fake_tenant)
+    assert runner.invoke(cli, ["--db", db_path, "scan"]).exit_code == 0
+    first = write(tmp_path, "c.csv", "name,status,google_client_ids\nKahoot!,Approved,111-kahoot.apps.googleusercontent.com\nGone,Denied,\n")
+    assert runner.invoke(cli, ["--db", db_path, "catalog", "import", str(first)]).exit_code == 0
+
+    def snapshot():
+        db = store.open_db(db_path)
+        return {table: sorted(map(repr, db[table].rows)) for table in ("catalog", "apps", "catalog_suggestions", "unapproved_usage")}
+
+    before = snapshot()
+    second = write(tmp_path, "c2.csv", "name,status,google_client_ids\nKahoot!,Denied,111-kahoot.apps.googleusercontent.com\nQuizlet,Approved,222-quizlet.apps.googleusercontent.com\n")
+
+    def broken(db, provider=None):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(store, "refresh_unapproved_usage", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        store.replace_catalog(store.open_db(db_path), read_catalog(second))
+    assert snapshot() == before
+    monkeypatch.undo()
+    store.replace_catalog(store.open_db(db_path), read_catalog(second))
+    assert snapshot() != before  # the same replace, unbroken, does change all of it

@@ -1,0 +1,68 @@
+"""Migrations are frozen, and a database made by the first one upgrades in place."""
+
+import hashlib
+import inspect
+
+from sqlite_utils import Database
+
+from scanner import schema, store
+
+# Each applied migration's source, hashed when it was frozen. A migration that a district
+# has already applied must never change: add the next number instead. If this fails,
+# undo the edit to the old migration (do not update the hash).
+FROZEN = {
+    "0001_initial": "8d5046db7260",
+    "0002_users_is_admin": "d836948bdfd6",
+    "0003_unapproved_usage_table": "62a571308d71",
+}
+
+
+def source_hash(function) -> str:
+    return hashlib.sha256(inspect.getsource(function).encode()).hexdigest()[:12]
+
+
+def test_applied_migrations_are_unchanged():
+    migrations = {m.name: m.fn for m in schema.migrations._migrations}
+    assert list(migrations)[: len(FROZEN)] == list(FROZEN)
+    assert {name: source_hash(migrations[name]) for name in FROZEN} == FROZEN
+
+
+def test_a_database_made_by_the_first_migration_upgrades_in_place(tmp_path):
+    path = str(tmp_path / "old.db")
+    old = Database(path)
+    schema.migrations.apply(old, stop_before="0002_users_is_admin")
+    assert [m.name for m in schema.migrations.applied(old)] == ["0001_initial"]
+    now = "2026-01-05T08:00:00Z"
+    old["users"].insert_all([
+        {"id": "google:1", "provider": "google", "email": "t@d.org", "role": "staff", "first_seen": now, "last_seen": now},
+        {"id": "google:2", "provider": "google", "email": "s@students.d.org", "role": "student", "first_seen": now, "last_seen": now},
+    ])
+    old["catalog"].insert({"id": "wordly", "name": "Wordly", "status": "conditional", "audience": "staff",
+                           "google_client_ids": '["9-w.apps.googleusercontent.com"]', "microsoft_app_ids": "[]", "approved_scopes": "[]"})
+    old["apps"].insert_all([
+        {"id": "google:9-w.apps.googleusercontent.com", "provider": "google", "client_id": "9-w.apps.googleusercontent.com",
+         "name": "Wordly", "ownership": "third_party", "first_seen": now, "last_seen": now, "status": "conditional", "catalog_id": "wordly"},
+        {"id": "google:8-q.apps.googleusercontent.com", "provider": "google", "client_id": "8-q.apps.googleusercontent.com",
+         "name": "Quizzy", "ownership": "third_party", "first_seen": now, "last_seen": now, "status": "unreviewed"},
+    ])
+    grant = {"provider": "google", "scopes": '["openid"]', "grant_type": "delegated", "tenant_wide": 0, "risk": "low",
+             "first_seen": now, "last_seen": now}
+    old["grants"].insert_all([
+        {**grant, "id": "g1", "user_id": "google:1", "app_id": "google:9-w.apps.googleusercontent.com"},
+        {**grant, "id": "g2", "user_id": "google:2", "app_id": "google:9-w.apps.googleusercontent.com"},
+        {**grant, "id": "g3", "user_id": "google:1", "app_id": "google:8-q.apps.googleusercontent.com"},
+        {**grant, "id": "g4", "user_id": "google:2", "app_id": "google:8-q.apps.googleusercontent.com", "revoked_at": now},
+    ])
+    old.close()
+
+    db = store.open_db(path)
+    assert [m.name for m in schema.migrations.applied(db)] == list(FROZEN)
+    assert "is_admin" in db["users"].columns_dict
+    # Migration 0003 filled the new table from what was there: a staff-only app on a
+    # student's account, an unreviewed app; not a revoked grant, not a staff member's
+    # use of the conditional app.
+    assert sorted((r["grant_id"], r["reason"]) for r in db["unapproved_usage"].rows) == [("g2", "outside audience"), ("g3", "unreviewed")]
+    # And today's views read the upgraded tables.
+    for view in schema.VIEWS:
+        list(db.query(f"select * from {view}"))
+    assert {r["grant_id"] for r in db.query("select grant_id from unapproved_grants")} == {"g2", "g3"}
