@@ -27,6 +27,7 @@ from . import store
 from .config import Config, ConfigError
 from .plugin_manager import call_each, load_plugins
 from .progress import Progress
+from .timestamps import utc_now
 from .providers import Provider, ProviderError, ScanRun
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ def run_scans(
     with ScanLock(db_path):
         db = store.open_db(str(db_path))
         db.execute("pragma wal_autocheckpoint = 0")  # checkpoints run beside the plugins (store.checkpoint_alongside)
-        if store.mark_interrupted_scans(db, store.utc_now()):
+        if store.mark_interrupted_scans(db, utc_now()):
             log.warning("an earlier scan was interrupted; it is marked failed and changed nothing")
         for name in names:
             scan = _scan_one(db, available[name], config, force_full=force_full, show_progress=show_progress, history_days=history_days)
@@ -115,7 +116,7 @@ def run_scans(
 
 def _scan_one(db: Database, provider_class: type[Provider], config: Config, *, force_full: bool, show_progress: bool, history_days: int) -> dict:
     name = provider_class.name
-    now = store.utc_now()
+    now = utc_now()
     previous_full = store.last_succeeded_scan(db, name, full_only=True)
     previous = store.last_succeeded_scan(db, name)
     progress = Progress(name, enabled=show_progress)
@@ -141,7 +142,7 @@ def _scan_one(db: Database, provider_class: type[Provider], config: Config, *, f
     except BaseException as error:
         progress.close()
         message = _describe_failure(error)
-        store.fail_scan(db, scan_id, message, store.utc_now())
+        store.fail_scan(db, scan_id, message, utc_now())
         if not isinstance(error, Exception):  # KeyboardInterrupt, SystemExit: record, then stop
             raise
         log.error("%s: scan failed, the previous inventory is unchanged: %s", name, message, exc_info=log.isEnabledFor(logging.DEBUG) and not isinstance(error, ProviderError))

@@ -186,7 +186,7 @@ def test_a_replace_that_fails_midway_changes_nothing(fake_tenant, runner, tmp_pa
     def broken(db, provider=None):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(store, "refresh_unapproved_usage", broken)
+    monkeypatch.setattr(store.catalog, "refresh_unapproved_usage", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         store.replace_catalog(store.open_db(db_path), read_catalog(second))
     assert snapshot() == before

@@ -212,8 +212,8 @@ def test_forced_stale_or_reports_unavailable_scans_are_full(district, monkeypatc
 
     # No full scan succeeded in the last 7 days: full, whatever else.
     place.emulator.set_knobs(reports_error=None)
-    from scanner import store, timestamps
-    later = store.utc_now() + dt.timedelta(days=8)
+    from scanner import timestamps
+    later = timestamps.utc_now() + dt.timedelta(days=8)
     monkeypatch.setattr(timestamps, "clock", lambda: later)
     assert place.scan()["mode"] == "full"
 

@@ -380,12 +380,12 @@ def test_schema_is_idempotent(db_path):
     ("2026-11-20T13:02:11", "2026-11-20T13:02:11Z"),  # no zone: UTC
 ])
 def test_timestamps_from_apis_are_stored_in_one_format(sent, stored):
-    assert store.normalize_timestamp(sent) == stored
+    assert timestamps.normalize_timestamp(sent) == stored
 
 
 def test_a_timestamp_that_is_not_one_is_refused():
     with pytest.raises(ValueError, match="not an ISO 8601 timestamp: '2026-13-45T99:00:00Z'"):
-        store.normalize_timestamp("2026-13-45T99:00:00Z")
+        timestamps.normalize_timestamp("2026-13-45T99:00:00Z")
 
 
 def test_insert_rows_writes_every_row_in_chunks_the_variable_limit_allows():

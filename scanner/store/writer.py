@@ -1,11 +1,9 @@
-"""The one module that writes the inventory.
+"""Writing one provider's scan: records in, changes and revocations out.
 
-A scan of one provider is written inside one transaction: `start_scan()` records a
-`running` row first (committed on its own), then `ScanWriter` streams the
-provider's records into batched upserts, computes changes, revokes what a scan
-that re-read a user's grants no longer sees, refreshes per-app counts and catalog
-matching, marks the scan succeeded and applies retention, and only then commits.
-Readers (Datasette, WAL mode) see either the previous inventory or the new one.
+`ScanWriter` streams the provider's records into batched upserts, computes changes,
+revokes what a scan that re-read a user's grants no longer sees, then (finish())
+refreshes per-app counts, catalog matching and unapproved_usage, marks the scan
+succeeded and applies retention, all inside the caller's transaction.
 """
 
 from __future__ import annotations
@@ -13,152 +11,21 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import sqlite3
-import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
 from sqlite_utils import Database
 
-from . import matching, schema, scopes
-from .providers import App, Grant, GrantsListed, LastUsed, Record, ScanRun, User
-from .schema import ensure_db_shape
-from .timestamps import iso, normalize_timestamp, utc_now
+from .. import scopes
+from ..providers import App, Grant, GrantsListed, LastUsed, Record, ScanRun, User
+from ..timestamps import iso, normalize_timestamp
+from .database import insert_rows
+from .derived import DEFAULT_HISTORY_DAYS, apply_matching, purge_history, refresh_app_stats, refresh_unapproved_usage
 
 log = logging.getLogger(__name__)
 
 CHANGE_KINDS = ("new_app", "new_grant", "revoked_grant", "new_scopes")
-DEFAULT_HISTORY_DAYS = 400
-
-
-# -- many rows at once ---------------------------------------------------------------------
-
-def insert_rows(conn: sqlite3.Connection, insert: str, rows: Sequence[Sequence[Any]], upsert: str = "") -> None:
-    """Run `insert` ("insert into t (a, b)") for many rows as one statement a chunk,
-    `insert values (?, ?), (?, ?), ... upsert`, instead of executemany().
-
-    executemany() lets go of the GIL around each row and must win it back after; while a
-    provider's threads parse answers, every row then waits for them to yield (up to the
-    5 ms switch interval). On this machine 20,000 grant rows took 147 s next to one busy
-    thread, against 0.3 s alone; one statement a chunk took 0.5 s.
-    """
-    if not rows:
-        return
-    width = len(rows[0])
-    chunk = max(1, min(1000, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width))
-    one = "(" + ", ".join("?" * width) + ")"
-    for start in range(0, len(rows), chunk):
-        part = rows[start:start + chunk]
-        conn.execute(f"{insert} values {', '.join([one] * len(part))} {upsert}", [value for row in part for value in row])
-
-
-# -- opening -------------------------------------------------------------------------------
-
-def open_db(path: str) -> Database:
-    """Open (creating if needed) the inventory, with its schema and scope knowledge up to date."""
-    db = Database(path)
-    db.conn.execute("PRAGMA busy_timeout = 10000")
-    ensure_db_shape(db)
-    sync_scopes(db)
-    return db
-
-
-@contextmanager
-def checkpoint_alongside(db: Database) -> Iterator[None]:
-    """Copy what the last commit put in the WAL into the database file on another thread
-    while the body runs, then checkpoint what the body wrote.
-
-    For a scan's connection, opened with `PRAGMA wal_autocheckpoint = 0`: a full scan of a
-    large district commits a WAL of a gigabyte or more, and SQLite's automatic checkpoint
-    would copy it on the scan's thread before the plugins could start. A passive
-    checkpoint never blocks a writer or a reader, so the plugins write meanwhile.
-    """
-    path = db.execute("pragma database_list").fetchone()[2]
-
-    def checkpoint() -> None:
-        connection = sqlite3.connect(path, timeout=10)
-        try:
-            connection.execute("pragma wal_checkpoint(passive)")
-        finally:
-            connection.close()
-
-    copying = threading.Thread(target=checkpoint, name="checkpoint", daemon=True)
-    copying.start()
-    try:
-        yield
-    finally:
-        copying.join()
-        db.execute("pragma wal_checkpoint(passive)")
-
-
-def sync_scopes(db: Database) -> None:
-    """Load the shipped scope knowledge into `scopes` when it differs from what is there."""
-    wanted = {(r["provider"], r["scope"]): r for r in scopes.scope_rows()}
-    current = {(r["provider"], r["scope"]): r for r in db["scopes"].rows}
-    if wanted == current:
-        return
-    with db.atomic():
-        db.execute("delete from scopes")
-        db["scopes"].insert_all(wanted.values())
-
-
-# -- scans ---------------------------------------------------------------------------------
-
-def start_scan(db: Database, provider: str, now: dt.datetime) -> int:
-    """Record a running scan (committed at once, so its failure is recorded even after a crash)."""
-    with db.atomic():
-        return db["scans"].insert({"provider": provider, "mode": "full", "started_at": iso(now), "status": "running"}).last_pk
-
-
-def fail_scan(db: Database, scan_id: int, error: str, now: dt.datetime) -> None:
-    with db.atomic():
-        db["scans"].update(scan_id, {"status": "failed", "finished_at": iso(now), "error": error[:2000]})
-
-
-def mark_interrupted_scans(db: Database, now: dt.datetime) -> int:
-    """Scans left `running` by a killed process are failed (call while holding the scan lock)."""
-    with db.atomic():
-        cursor = db.execute(
-            "update scans set status = 'failed', finished_at = ?, "
-            "error = 'interrupted: the process stopped before the scan finished' where status = 'running'",
-            [iso(now)],
-        )
-    return cursor.rowcount
-
-
-def last_succeeded_scan(db: Database, provider: str, *, full_only: bool = False) -> dict | None:
-    sql = "select * from scans where provider = ? and status = 'succeeded'"
-    if full_only:
-        sql += " and mode = 'full'"
-    rows = list(db.query(sql + " order by id desc limit 1", [provider]))
-    return rows[0] if rows else None
-
-
-def known_user_ids(db: Database, provider: str) -> set[str]:
-    """Service ids (without the provider prefix) of the users in the inventory."""
-    prefix = len(provider) + 1
-    return {row[0][prefix:] for row in db.execute("select id from users where provider = ?", [provider])}
-
-
-@dataclass
-class ScanChanges:
-    """The changes one scan found, passed to `scan_finished`: counts, and the rows on demand."""
-
-    db: Database
-    scan_id: int
-    counts: dict[str, int]
-
-    def __len__(self) -> int:
-        return sum(self.counts.values())
-
-    def __iter__(self) -> Iterator[dict]:
-        return iter(self.db.query("select * from changes where scan_id = ? order by id", [self.scan_id]))
-
-    def of_kind(self, kind: str) -> Iterator[dict]:
-        return iter(self.db.query("select * from changes where scan_id = ? and kind = ? order by id", [self.scan_id, kind]))
 
 
 def grant_id(provider: str, grant: Grant) -> str:
@@ -425,127 +292,3 @@ class ScanWriter:
         self._record_changes({"kind": "revoked_grant", "grant_id": g, "app_id": a, "user_id": u} for g, a, u in revoked)
 
 
-def refresh_app_stats(db: Database, provider: str) -> None:
-    """Keep per-app user counts, tenant-wide flag, risk and last use on `apps` (what app_summary reads)."""
-    db.execute(
-        """update apps set users = 0, students = 0, staff = 0, tenant_wide = 0 where provider = ?""", [provider]
-    )
-    # Grants are grouped by (app, user) first, so each account is counted once an app (a Microsoft
-    # app holds a grant a resource), and its role is looked up once; the table is read in order,
-    # not through an index: 3 s for 800,000 grants, against 5 s joining users to every grant.
-    db.execute(
-        """update apps set users = stats.users, students = stats.students, staff = stats.staff,
-             tenant_wide = stats.tenant_wide,
-             risk = case stats.risk_rank when 2 then 'high' when 1 then 'medium' else 'low' end,
-             last_used = nullif(max(coalesce(apps.last_used, ''), coalesce(stats.last_used, '')), '')
-           from (
-             select app_id, count(user_id) as users,
-               count(case when user_id in (select id from users where role = 'student') then 1 end) as students,
-               count(case when user_id in (select id from users where role = 'staff') then 1 end) as staff,
-               max(tenant_wide) as tenant_wide, max(risk_rank) as risk_rank, max(last_used) as last_used
-             from (
-               select app_id, user_id, max(tenant_wide) as tenant_wide,
-                 max(case risk when 'high' then 2 when 'medium' then 1 else 0 end) as risk_rank, max(last_used) as last_used
-               from grants not indexed
-               where provider = ? and revoked_at is null
-               group by app_id, user_id
-             )
-             group by app_id
-           ) as stats
-           where apps.id = stats.app_id""",
-        [provider],
-    )
-
-
-def refresh_unapproved_usage(db: Database, provider: str | None = None) -> None:
-    """Rebuild the unapproved_usage table (one provider's rows, or all after a catalog change)
-    from grants, users, apps and the catalog, inside the caller's transaction."""
-    if provider is None:
-        db.execute("delete from unapproved_usage")
-        db.execute(schema.refresh_unapproved_usage_sql())
-    else:
-        db.execute("delete from unapproved_usage where provider = ?", [provider])
-        db.execute(schema.refresh_unapproved_usage_sql(provider=True), [provider])
-
-
-def apply_matching(db: Database) -> None:
-    """Match every app to the catalog by exact client id / app id; suggest (never approve) by name."""
-    catalog = list(db["catalog"].rows)
-    # Google client ids and Microsoft app ids (GUIDs) cannot collide, so one index serves
-    # every provider, including third-party ones that reuse either kind of id.
-    by_client_id: dict[str, dict] = {}
-    for row in catalog:
-        for column in ("google_client_ids", "microsoft_app_ids"):
-            for client_id in json.loads(row[column] or "[]"):
-                by_client_id[client_id.lower()] = row
-    names = {row["id"]: row["name"] for row in catalog}
-    updates, suggestions = [], []
-    for app in db.query("select id, client_id, name, catalog_id, status from apps"):
-        row = by_client_id.get(app["client_id"].lower())
-        catalog_id, status = (row["id"], row["status"]) if row else (None, "unreviewed")
-        if (catalog_id, status) != (app["catalog_id"], app["status"]):
-            updates.append((catalog_id, status, app["id"]))
-        if row is None:
-            suggestion = matching.suggest_catalog_entry(app["name"], names)
-            if suggestion:
-                suggestions.append({"app_id": app["id"], "catalog_id": suggestion[0], "score": suggestion[1]})
-    with db.atomic():
-        db.conn.executemany("update apps set catalog_id = ?, status = ? where id = ?", updates)
-        db.execute("delete from catalog_suggestions")
-        if suggestions:
-            db["catalog_suggestions"].insert_all(suggestions)
-
-
-def purge_history(db: Database, history_days: int, now: dt.datetime) -> None:
-    """Retention ([retention] history_days): forget revoked grants, change records, old scans
-    and accounts not seen for that long. The latest succeeded scan of each provider is kept."""
-    cutoff = iso(now - dt.timedelta(days=history_days))
-    db.execute("delete from changes where detected_at < ?", [cutoff])
-    db.execute("delete from grants where revoked_at is not null and revoked_at < ?", [cutoff])
-    db.execute(
-        """delete from users where last_seen < ?
-           and not exists (select 1 from grants where grants.user_id = users.id)""",
-        [cutoff],
-    )
-    db.execute(
-        """delete from scans where coalesce(finished_at, started_at) < ?
-           and status != 'running'
-           and id not in (select max(id) from scans where status = 'succeeded' group by provider)
-           and id not in (select scan_id from changes)""",
-        [cutoff],
-    )
-
-
-# -- catalog -------------------------------------------------------------------------------
-
-CATALOG_COLUMNS = (
-    "id", "name", "vendor", "status", "status_original", "google_client_ids", "microsoft_app_ids",
-    "approved_scopes", "audience", "dpa_url", "dpa_expires", "alternative", "notes",
-)
-
-
-def replace_catalog(db: Database, rows: list[dict[str, Any]]) -> dict[str, int]:
-    """Make the catalog exactly `rows` (one transaction) and rematch apps.
-
-    Returns counts of added, updated, removed and unchanged entries; an identical
-    catalog writes nothing at all.
-    """
-    wanted = {row["id"]: {column: row.get(column) for column in CATALOG_COLUMNS} for row in rows}
-    current = {row["id"]: row for row in db["catalog"].rows}
-    added = [wanted[i] for i in wanted if i not in current]
-    updated = [wanted[i] for i in wanted if i in current and current[i] != wanted[i]]
-    removed = [i for i in current if i not in wanted]
-    counts = {"added": len(added), "updated": len(updated), "removed": len(removed), "unchanged": len(wanted) - len(added) - len(updated)}
-    if not (added or updated or removed):
-        return counts
-    with db.atomic():
-        if removed:
-            placeholders = ",".join("?" * len(removed))
-            db.execute(f"update apps set catalog_id = null where catalog_id in ({placeholders})", removed)
-            db.execute(f"delete from catalog_suggestions where catalog_id in ({placeholders})", removed)
-            db.execute(f"delete from catalog where id in ({placeholders})", removed)
-        if added or updated:
-            db["catalog"].upsert_all(added + updated, pk="id")
-        apply_matching(db)
-        refresh_unapproved_usage(db)
-    return counts

@@ -1,0 +1,65 @@
+"""The `scans` rows: a scan is recorded running, then succeeded or failed."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from sqlite_utils import Database
+
+from ..timestamps import iso
+
+
+def start_scan(db: Database, provider: str, now: dt.datetime) -> int:
+    """Record a running scan (committed at once, so its failure is recorded even after a crash)."""
+    with db.atomic():
+        return db["scans"].insert({"provider": provider, "mode": "full", "started_at": iso(now), "status": "running"}).last_pk
+
+
+def fail_scan(db: Database, scan_id: int, error: str, now: dt.datetime) -> None:
+    with db.atomic():
+        db["scans"].update(scan_id, {"status": "failed", "finished_at": iso(now), "error": error[:2000]})
+
+
+def mark_interrupted_scans(db: Database, now: dt.datetime) -> int:
+    """Scans left `running` by a killed process are failed (call while holding the scan lock)."""
+    with db.atomic():
+        cursor = db.execute(
+            "update scans set status = 'failed', finished_at = ?, "
+            "error = 'interrupted: the process stopped before the scan finished' where status = 'running'",
+            [iso(now)],
+        )
+    return cursor.rowcount
+
+
+def last_succeeded_scan(db: Database, provider: str, *, full_only: bool = False) -> dict | None:
+    sql = "select * from scans where provider = ? and status = 'succeeded'"
+    if full_only:
+        sql += " and mode = 'full'"
+    rows = list(db.query(sql + " order by id desc limit 1", [provider]))
+    return rows[0] if rows else None
+
+
+def known_user_ids(db: Database, provider: str) -> set[str]:
+    """Service ids (without the provider prefix) of the users in the inventory."""
+    prefix = len(provider) + 1
+    return {row[0][prefix:] for row in db.execute("select id from users where provider = ?", [provider])}
+
+
+@dataclass
+class ScanChanges:
+    """The changes one scan found, passed to `scan_finished`: counts, and the rows on demand."""
+
+    db: Database
+    scan_id: int
+    counts: dict[str, int]
+
+    def __len__(self) -> int:
+        return sum(self.counts.values())
+
+    def __iter__(self) -> Iterator[dict]:
+        return iter(self.db.query("select * from changes where scan_id = ? order by id", [self.scan_id]))
+
+    def of_kind(self, kind: str) -> Iterator[dict]:
+        return iter(self.db.query("select * from changes where scan_id = ? and kind = ? order by id", [self.scan_id, kind]))
