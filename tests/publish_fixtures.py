@@ -17,9 +17,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from datasette_auth_passwords.utils import hash_password
 
-from scanner import store
+from scanner import store, timestamps
 from scanner.catalog import read_catalog
 from scanner.config import Config, config_sections
 from scanner.providers import App, Grant, User
@@ -112,25 +113,43 @@ def catalog_csv(today: dt.date) -> str:
     ]) + "\n"
 
 
-def build_inventory(directory: Path, *, filename: str = "district.db") -> Inventory:
-    """Two real scans of the fake district (the second finds a new app) and a real catalog import."""
+def build_inventory(directory: Path, *, filename: str = "district.db", on: dt.date | None = None) -> Inventory:
+    """Two real scans of the fake district (the second finds a new app) and a real catalog import.
+
+    With `on`, the scans run a week apart, the second at 05:00 UTC that day, and the
+    catalog's dates count from it: the same inventory every time (the screenshots need it).
+    """
     db_path = directory / filename
     catalog_file = directory / "catalog.csv"
-    catalog_file.write_text(catalog_csv(dt.date.today()), encoding="utf-8")
+    catalog_file.write_text(catalog_csv(on or dt.date.today()), encoding="utf-8")
     tenant = district_with_usage(FakeTenant())
     no_config = Config(path=None, sections={}, schema=config_sections())  # never a developer's own app-inventory.toml
+    second_scan = dt.datetime.combine(on, dt.time(5), dt.timezone.utc) if on else None
     with registered_tenant(tenant):
-        first = run_scans(db_path, no_config, show_progress=False)
+        with clock_at(second_scan - dt.timedelta(days=7) if on else None):
+            first = run_scans(db_path, no_config, show_progress=False)
         assert first.failures == []
         store.replace_catalog(store.open_db(str(db_path)), read_catalog(catalog_file))
         tenant.apps.append(App(id=HOMEWORK_AI, name="Homework Helper AI"))
         tenant.grants += [Grant(user_id=u.id, app_id=HOMEWORK_AI, scopes=[*PROFILE, DRIVE]) for u in tenant.users[:2]]
-        second = run_scans(db_path, no_config, show_progress=False)
+        with clock_at(second_scan):
+            second = run_scans(db_path, no_config, show_progress=False)
         assert second.failures == []
     return Inventory(
         db_path, [u.email for u in tenant.users], [u.name for u in tenant.users],
         [u.email for u in tenant.users if u.role == "staff"],
     )
+
+
+@contextlib.contextmanager
+def clock_at(moment: dt.datetime | None) -> Iterator[None]:
+    """Stop the inventory's clock (scanner.timestamps.clock) at `moment` for the block; None leaves it running."""
+    if moment is None:
+        yield
+        return
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(timestamps, "clock", lambda: moment)
+        yield
 
 
 def write_config(directory: Path, *, public: bool, accounts: bool = True, contact: str | None = None) -> Path:
