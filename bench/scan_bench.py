@@ -27,7 +27,7 @@ given the emulated apps' ids by name. --no-catalog scans a district that reviewe
 nothing yet, where every third-party grant is unapproved and alerts (the worst case
 for the work after each scan).
 
-Not a test: nothing here is asserted; the targets are in the README's "Scale and failures".
+Not a test: nothing here is asserted; the targets are in docs/scale.md.
 """
 
 from __future__ import annotations

@@ -266,7 +266,7 @@ def describe_addresses(db_path, host: str, port: int, *, public: bool, accounts:
     if everywhere:
         lines.append(f"Listening on every network interface ({host}); put a web server with TLS in front before exposing it.")
     elif host in ("127.0.0.1", "localhost", "::1"):
-        lines.append("Only this computer can connect; to publish, put a web server with TLS in front (README: Publishing).")
+        lines.append("Only this computer can connect; to publish, put a web server with TLS in front (docs/publishing.md).")
     lines.append("Press Ctrl-C to stop.")
     return "\n".join(lines)
 

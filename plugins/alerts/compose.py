@@ -206,7 +206,7 @@ def render(settings: MailSettings, name: str, context: dict[str, Any]) -> str:
         raise ConfigError(f"{error.filename or name}:{error.lineno}: template error: {error.message}") from None
     except jinja2.UndefinedError as error:
         where = settings.template_dir / name if settings.template_dir and (settings.template_dir / name).exists() else name
-        raise ConfigError(f"{where}: template error: {error.message} (see README \"Customizing the alert emails\" for the variables)") from None
+        raise ConfigError(f"{where}: template error: {error.message} (docs/alerts.md, \"Customizing the alert emails\", lists the variables)") from None
 
 
 _LIST_ITEM = re.compile(r"^(\s*)(- |\d+\. )")
@@ -288,7 +288,7 @@ def app_context(row: dict) -> dict[str, Any]:
 
 
 def finding_context(row: dict, scope_words: ScopeWords, *, reminded_about: str | None = None) -> dict[str, Any]:
-    """What the templates get for one alert row (see README "Customizing the alert emails")."""
+    """What the templates get for one alert row (docs/alerts.md, "Customizing the alert emails")."""
     kind = row["kind"].removesuffix(REMINDER_SUFFIX)
     granted = json.loads(row["grant_scopes"] or "[]")
     described = scope_words.describe(row["provider"], granted)

@@ -115,7 +115,7 @@ class Delegation:
         if code == "invalid_grant" and "account not found" in description.lower():
             return ProviderError(
                 f"[google] service_account_file {self.key_file}: the service account {self.client_email} does not "
-                "exist (any more); create one and a JSON key for it (see README)")
+                "exist (any more); create one and a JSON key for it (docs/google.md)")
         if code == "invalid_grant" and "iat and exp" in description:
             return ProviderError(f"Google refused the sign-in because this computer's clock is wrong ({description}); "
                                  "fix the clock (NTP) and scan again")

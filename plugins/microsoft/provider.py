@@ -5,7 +5,7 @@ client credentials) and reads, with application permissions only: users and thei
 licences, service principals (the apps), delegated permission grants (one user's
 consent, or an admin's consent for everyone), application permissions, and, with
 Entra ID P1, each app's last sign-in. Every scan is a full scan: grants no longer
-seen are revoked in the inventory. See README "Microsoft 365" for the app
+seen are revoked in the inventory. See docs/microsoft.md for the app
 registration it needs.
 """
 
