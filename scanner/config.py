@@ -10,12 +10,14 @@ environment variable that holds the secret, read with `Config.secret()` only whe
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable
+from urllib.parse import urlsplit
 
 DEFAULT_CONFIG_PATH = "app-inventory.toml"
 CONFIG_ENV_VAR = "APP_INVENTORY_CONFIG"
@@ -33,6 +35,7 @@ class ConfigKey:
     default: Any = None
     required: bool = False
     minimum: int | None = None
+    maximum: int | None = None
     choices: tuple[str, ...] = ()
 
 
@@ -57,11 +60,12 @@ CORE_SECTIONS: dict[str, ConfigSection] = {
         "student_groups": ConfigKey("list[str]", []),
     }),
     "retention": ConfigSection({
-        "history_days": ConfigKey("int", 400, minimum=1),
+        # At most a century: a larger number overflows date arithmetic in every scan.
+        "history_days": ConfigKey("int", 400, minimum=1, maximum=36500),
     }),
     "serve": ConfigSection({
         "host": ConfigKey("str", "127.0.0.1"),
-        "port": ConfigKey("int", 8001, minimum=1),
+        "port": ConfigKey("int", 8001, minimum=1, maximum=65535),
         "public": ConfigKey("bool", False),
         # IT staff who can sign in: username -> environment variable holding the
         # password hash made by `app-inventory hash-password`.
@@ -127,6 +131,23 @@ class Config:
             )
         return value
 
+    def check_ready(self, section: str) -> None:
+        """Before a command writes anything: every secret the section names is in the
+        environment and every file it names can be read. Raises ConfigError naming the key."""
+        values = self.section(section)
+        for key, spec in self.schema[section].keys.items():
+            if values.get(key) is None:
+                continue
+            if key.endswith("_env"):
+                self.secret(section, key)
+            elif spec.kind == "path":
+                path = Path(values[key])
+                if not path.is_file():
+                    problem = "is a folder, not a file" if path.is_dir() else "file not found"
+                    raise ConfigError(f"{self.where}: [{section}] {key} {path}: {problem}")
+                if not os.access(path, os.R_OK):
+                    raise ConfigError(f"{self.where}: [{section}] {key} {path}: cannot read the file (permission denied)")
+
 
 def load_config(path: str | os.PathLike | None = None) -> Config:
     """Load and validate the configuration file.
@@ -141,7 +162,8 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
             raise ConfigError(f"{file}: configuration file not found (copy app-inventory.example.toml and edit it)")
         return Config(path=None, sections={}, schema=config_sections())
     try:
-        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+        # utf-8-sig: Windows editors (Notepad) start a UTF-8 file with a byte order mark.
+        raw = tomllib.loads(file.read_text(encoding="utf-8-sig"))
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{file}: not valid TOML: {error}") from None
     except (OSError, UnicodeDecodeError) as error:
@@ -180,6 +202,40 @@ def _validate_section(name: str, table: dict[str, Any], file: Path, section: Con
     return values
 
 
+LOOPBACK_NAMES = ("localhost",)
+
+
+def is_loopback(host: str | None) -> bool:
+    """True for this computer's own addresses (127.0.0.0/8, ::1, localhost)."""
+    if not host:
+        return False
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_url(value: str, where: str) -> None:
+    """https:// anywhere; plain http:// only to this computer (the emulators, a local relay)."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+    except ValueError:
+        raise ConfigError(f"{where} is not a usable URL, got {value!r}") from None
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and is_loopback(parts.hostname):
+        return
+    if parts.scheme == "http" and parts.hostname:
+        raise ConfigError(
+            f"{where} must start with https:// (plain http:// is allowed only for this computer, "
+            f"127.0.0.1 or localhost), got {value!r}"
+        )
+    raise ConfigError(f"{where} must be a URL starting with https://, got {value!r}")
+
+
 def _check_value(spec: ConfigKey, value: Any, where: str, file: Path) -> Any:
     kind = spec.kind
     if kind == "bool":
@@ -191,6 +247,8 @@ def _check_value(spec: ConfigKey, value: Any, where: str, file: Path) -> Any:
             raise ConfigError(f"{where} must be a whole number, got {value!r}")
         if spec.minimum is not None and value < spec.minimum:
             raise ConfigError(f"{where} must be at least {spec.minimum}, got {value}")
+        if spec.maximum is not None and value > spec.maximum:
+            raise ConfigError(f"{where} must be at most {spec.maximum}, got {value}")
         return value
     if kind == "list[str]":
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
@@ -206,8 +264,8 @@ def _check_value(spec: ConfigKey, value: Any, where: str, file: Path) -> Any:
         raise ConfigError(f"{where} must be one of {', '.join(spec.choices)}, got {value!r}")
     if kind == "email" and (value.count("@") != 1 or value.startswith("@") or value.endswith("@") or " " in value):
         raise ConfigError(f"{where} must be an email address, got {value!r}")
-    if kind == "url" and not value.startswith(("https://", "http://")):
-        raise ConfigError(f"{where} must be a URL starting with https://, got {value!r}")
+    if kind == "url":
+        _check_url(value, where)
     if kind == "path":
         path = Path(value).expanduser()
         # Relative paths are relative to the configuration file, not the shell.
