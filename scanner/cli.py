@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -56,10 +57,15 @@ class InventoryGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (ConfigError, CatalogError) as error:
+        except (ConfigError, CatalogError, store.InventoryUnreadable) as error:
             raise BadInput(str(error)) from None
         except (ProviderError, ScanLocked) as error:
             raise RunFailed(str(error)) from None
+        except OSError as error:
+            if error.filename is None:
+                raise
+            # A folder this account may not write (the lock files live beside the inventory), a full disk.
+            raise BadInput(f"{error.filename}: {error.strerror or error}; run as the account that owns the inventory and its folder") from None
 
 
 @click.group(cls=InventoryGroup)
@@ -207,6 +213,9 @@ def demo(ctx, users, no_serve, port):
 
 
 def main() -> None:
+    # Everything the tool writes (the inventory, its -wal and -shm, lock files, outboxes, the access
+    # log) holds staff and student data: owner-only, whatever the shell's umask.
+    os.umask(0o077)
     cli(prog_name="app-inventory")
 
 
