@@ -45,10 +45,13 @@ class ConfigSection:
 
     check(values, where) receives the section's validated values (defaults not filled
     in) and `where` ("app-inventory.toml: [name]"); it raises ConfigError to refuse.
+    moved maps keys that used to live here to where they live now ("[signin] password_accounts"),
+    so an old configuration gets told what to change.
     """
 
     keys: dict[str, ConfigKey]
     check: Callable[[dict[str, Any], str], None] | None = None
+    moved: dict[str, str] | None = None
 
 
 # The core's own sections. Plugins declare theirs through `register_config_sections`.
@@ -67,14 +70,27 @@ CORE_SECTIONS: dict[str, ConfigSection] = {
         "host": ConfigKey("str", "127.0.0.1"),
         "port": ConfigKey("int", 8001, minimum=1, maximum=65535),
         "public": ConfigKey("bool", False),
-        # IT staff who can sign in: username -> environment variable holding the
-        # password hash made by `app-inventory hash-password`.
-        "it_accounts": ConfigKey("table[str]", {}),
         "district_name": ConfigKey("str", "Our district"),
         # Shown on the public page: who parents can ask about student data privacy.
         "public_contact": ConfigKey("str"),
-    }),
+        # Addresses of the web server in front (nginx on this machine: "127.0.0.1"). Only
+        # requests from these may say, in X-Forwarded-Proto and X-Forwarded-For, that they
+        # came over HTTPS and from which address.
+        "trusted_proxies": ConfigKey("list[str]", []),
+    }, check=lambda values, where: _check_trusted_proxies(values.get("trusted_proxies", []), where),
+       moved={"it_accounts": "[signin] password_accounts"}),
 }
+
+
+def _check_trusted_proxies(addresses: list[str], where: str) -> None:
+    for address in addresses:
+        try:
+            ipaddress.ip_network(address, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"{where} trusted_proxies: {address!r} is not an IP address or network; name the web server's "
+                'own address, like "127.0.0.1" (never "*": anyone could then claim HTTPS or another address)'
+            ) from None
 
 
 def config_sections() -> dict[str, ConfigSection]:
@@ -149,6 +165,42 @@ class Config:
                     raise ConfigError(f"{self.where}: [{section}] {key} {path}: cannot read the file (permission denied)")
 
 
+class LiveConfig:
+    """The configuration of a long-running server, read again when its file changes, so that
+    an edit (removing someone's access) takes effect at the next request without a restart.
+
+    current() costs one stat() of the file. A file that no longer loads raises ConfigError
+    from current() until it is fixed: callers that decide access must then refuse.
+    """
+
+    def __init__(self, config: Config):
+        self._config = config
+        self._stamp = self._stat()
+        self._error: ConfigError | None = None
+
+    def _stat(self) -> tuple | None:
+        if self._config.path is None:
+            return None
+        try:
+            stat = self._config.path.stat()
+        except OSError:
+            return ("missing",)
+        return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+
+    def current(self) -> Config:
+        """The configuration as the file says now."""
+        stamp = self._stat()
+        if stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                self._config, self._error = load_config(self._config.path), None
+            except ConfigError as error:
+                self._error = error
+        if self._error is not None:
+            raise self._error
+        return self._config
+
+
 def load_config(path: str | os.PathLike | None = None) -> Config:
     """Load and validate the configuration file.
 
@@ -191,6 +243,9 @@ def _validate_section(name: str, table: dict[str, Any], file: Path, section: Con
     values: dict[str, Any] = {}
     for key, value in table.items():
         spec = section.keys.get(key)
+        if spec is None and key in (section.moved or {}):
+            raise ConfigError(f"{file}: [{name}] {key} has moved to {section.moved[key]}: "
+                              "move the line there, with the same value")
         if spec is None:
             raise ConfigError(f"{file}: [{name}] unknown key {key!r} (known keys: {', '.join(section.keys)})")
         values[key] = _check_value(spec, value, f"{file}: [{name}] {key}", file)

@@ -99,3 +99,10 @@ def test_the_demo_runs_again_over_its_own_inventory(runner, tmp_path):
         assert result.exit_code == 0, result.output
     assert is_demo_inventory(db) is True
     assert sqlite3.connect(db).execute("select count(*) from scans").fetchone()[0] == 2
+
+
+def test_the_demo_password_hash_is_the_demo_password():
+    from plugins.signin.passwords import verify_password
+    from scanner.demo.run import DEMO_IT_PASSWORD, DEMO_IT_PASSWORD_HASH
+
+    assert verify_password(DEMO_IT_PASSWORD, DEMO_IT_PASSWORD_HASH)
