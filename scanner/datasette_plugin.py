@@ -16,7 +16,7 @@ through a plugins directory). Every hook is inert unless the metadata carries a
 - IT staff (actors with role "it") may open Datasette's permission debug pages, and only
   they may open `/-/allow-debug`.
 - Every response carries a Content-Security-Policy, X-Frame-Options, Referrer-Policy and
-  X-Content-Type-Options.
+  X-Content-Type-Options; every CSV export has its formula cells neutralised (csv_guard).
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from typing import Any
 from datasette import Forbidden, NotFound, Response, hookimpl
 from datasette.utils import actor_matches_allow
 from datasette.views.special import AllowDebugView
+
+from .csv_guard import CsvFormulaGuard
 
 PLUGIN_NAME = "app-inventory"
 DATABASE_NAME = "inventory"
@@ -225,7 +227,7 @@ def menu_links(datasette, actor):
 @hookimpl
 def asgi_wrapper(datasette):
     def wrap(app):
-        async def with_security_headers(scope, receive, send):
+        async def with_headers_and_safe_csv(scope, receive, send):
             if scope["type"] != "http" or plugin_settings(datasette) is None:
                 return await app(scope, receive, send)
             path = scope.get("path", "")
@@ -235,16 +237,25 @@ def asgi_wrapper(datasette):
                     eval=" 'unsafe-eval'" if path.startswith(datasette.urls.path("/-/dashboards")) else ""
                 ),
             }
+            guard: CsvFormulaGuard | None = None
 
             async def send_with_headers(message):
+                nonlocal guard
                 if message["type"] == "http.response.start":
                     headers = [(k, v) for k, v in message.get("headers", []) if k.lower().decode("latin-1") not in headers_to_set]
                     headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers_to_set.items()]
+                    content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+                    if path.endswith(".csv") and not content_type.startswith(b"text/html"):
+                        guard = CsvFormulaGuard()
+                        headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
                     message = {**message, "headers": headers}
+                elif message["type"] == "http.response.body" and guard is not None:
+                    final = not message.get("more_body", False)
+                    message = {**message, "body": guard.feed(message.get("body", b""), final=final)}
                 await send(message)
 
             await app(scope, receive, send_with_headers)
 
-        return with_security_headers
+        return with_headers_and_safe_csv
 
     return wrap
