@@ -16,11 +16,13 @@ from .providers import App, Grant, GrantsListed, LastUsed, Provider, ProviderErr
 from .roles import classify_role
 from .schema import STATUSES_NEEDING_REVIEW
 from .scopes import RISK_RANK
-from .store import ScanChanges, open_db
+from .served import ServedInventory, served_inventory
+from .store import ScanChanges, create_private_file, open_db
 from .timestamps import iso, normalize_timestamp, parse_iso, utc_now
 
 __all__ = [
     "App", "Config", "ConfigError", "ConfigKey", "Grant", "GrantsListed", "LastUsed", "Provider", "ProviderError",
-    "RISK_RANK", "Record", "STATUSES_NEEDING_REVIEW", "ScanChanges", "ScanRun", "User", "classify_role",
-    "hookimpl", "iso", "normalize_timestamp", "open_db", "parse_iso", "utc_now",
+    "RISK_RANK", "Record", "STATUSES_NEEDING_REVIEW", "ScanChanges", "ScanRun", "ServedInventory", "User",
+    "classify_role", "create_private_file", "hookimpl", "iso", "normalize_timestamp", "open_db", "parse_iso",
+    "served_inventory", "utc_now",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import re
 import socket
 import subprocess
 import sys
@@ -18,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from datasette_auth_passwords.utils import hash_password
 
+from plugins.signin.passwords import hash_password
 from scanner import store, timestamps
 from scanner.catalog import read_catalog
 from scanner.config import Config, config_sections
@@ -152,16 +153,30 @@ def clock_at(moment: dt.datetime | None) -> Iterator[None]:
         yield
 
 
-def write_config(directory: Path, *, public: bool, accounts: bool = True, contact: str | None = None) -> Path:
-    """An app-inventory.toml with a [serve] section for the tests."""
-    lines = ["[serve]", f'district_name = "{DISTRICT_NAME}"', f"public = {'true' if public else 'false'}"]
-    if accounts:
-        lines.append(f'it_accounts = {{ {IT_USERNAME} = "{IT_HASH_VARIABLE}" }}')
+def write_config(directory: Path, *, public: bool, accounts: bool = True, contact: str | None = None,
+                 serve: list[str] = (), signin: list[str] = (), name: str | None = None) -> Path:
+    """An app-inventory.toml with [serve] and [signin] sections for the tests (extra lines in serve and signin)."""
+    lines = ["[serve]", f'district_name = "{DISTRICT_NAME}"', f"public = {'true' if public else 'false'}", *serve]
     if contact:
         lines.append(f'public_contact = "{contact}"')
-    path = directory / ("public.toml" if public else "private.toml")
+    lines.append("[signin]")
+    if accounts:
+        lines.append(f'password_accounts = {{ {IT_USERNAME} = "{IT_HASH_VARIABLE}" }}')
+    lines += signin
+    path = directory / (name or ("public.toml" if public else "private.toml"))
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+async def sign_in_cookies(datasette, username: str = IT_USERNAME, password: str = IT_PASSWORD) -> dict[str, str]:
+    """Sign in through the real form (Datasette's client) and return the cookies of the session."""
+    form = await datasette.client.get("/-/login")
+    token = re.search(r'name="csrftoken" value="([^"]+)"', form.text).group(1)
+    csrf = form.cookies["ds_csrftoken"]
+    response = await datasette.client.post(
+        "/-/login", data={"username": username, "password": password, "csrftoken": token}, cookies={"ds_csrftoken": csrf})
+    assert response.status_code == 302, response.text
+    return {"ds_actor": response.cookies["ds_actor"]}
 
 
 @dataclass

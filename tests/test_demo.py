@@ -73,6 +73,36 @@ def test_the_demo_never_overwrites_a_real_inventory(runner, tmp_path, demo_db):
     db.commit()
     db.close()
     result = runner.invoke(cli, ["--db", str(real), "demo", "--users", "20", "--no-serve"])
-    assert result.exit_code == 2 and "not the demo's" in result.output
+    assert result.exit_code == 2 and "was not made by the demo" in result.output
     assert sqlite3.connect(real).execute("select email from users").fetchall() == [("principal@realdistrict.org",)]
     assert is_demo_inventory(demo_db[0]) is True
+
+
+def test_the_demo_refuses_an_inventory_with_only_a_catalog(runner, tmp_path):
+    """An inventory that holds no account yet (only the district's catalog) is still not the demo's."""
+    real = tmp_path / "inventory.db"
+    mine = tmp_path / "mine.csv"
+    mine.write_text("name,status\nKahoot!,Approved\nQuizlet,Denied\n", encoding="utf-8")
+    assert runner.invoke(cli, ["--db", str(real), "catalog", "import", str(mine)]).exit_code == 0
+    before = real.read_bytes()
+    result = runner.invoke(cli, ["--db", str(real), "demo", "--users", "20", "--no-serve"])
+    assert result.exit_code == 2 and "was not made by the demo" in result.output
+    assert real.read_bytes() == before
+    assert sorted(sqlite3.connect(real).execute("select name from catalog")) == [("Kahoot!",), ("Quizlet",)]
+    assert is_demo_inventory(real) is False
+
+
+def test_the_demo_runs_again_over_its_own_inventory(runner, tmp_path):
+    db = tmp_path / "demo.db"
+    for _ in range(2):
+        result = runner.invoke(cli, ["--db", str(db), "demo", "--users", "10", "--no-serve"])
+        assert result.exit_code == 0, result.output
+    assert is_demo_inventory(db) is True
+    assert sqlite3.connect(db).execute("select count(*) from scans").fetchone()[0] == 2
+
+
+def test_the_demo_password_hash_is_the_demo_password():
+    from plugins.signin.passwords import verify_password
+    from scanner.demo.run import DEMO_IT_PASSWORD, DEMO_IT_PASSWORD_HASH
+
+    assert verify_password(DEMO_IT_PASSWORD, DEMO_IT_PASSWORD_HASH)

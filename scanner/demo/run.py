@@ -17,7 +17,7 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,11 +31,17 @@ from scanner.shipped import example_catalog
 
 from . import tenants
 from .apps import DISTRICT_PROJECT_NUMBER, DISTRICT_TENANT_ID
-from .district import DOMAIN, STUDENT_DOMAIN, District, build_district
+from .district import District, build_district
 
 DEFAULT_USERS = 3000
 DEMO_IT_USER = "demo"
 DEMO_IT_PASSWORD = "springfield-demo"
+# The demo password's hash, made once with `app-inventory hash-password` (a test checks it):
+# the demo is public, so is this, and the core needs no import of the sign-in plugin for it.
+DEMO_IT_PASSWORD_HASH = "pbkdf2_sha256$480000$springfield-demo-salt$7QtiKSjowgCkYKcKxsFtXKZ4lxSghouxpopp2h1jhcw="
+# Written into the header of every inventory the demo creates (SQLite's application_id), so
+# the demo deletes a file only when it made it: "AIdm".
+DEMO_APPLICATION_ID = 0x4149646D
 SECRET_ENV = "APP_INVENTORY_DEMO_MS_SECRET"
 HASH_ENV = "APP_INVENTORY_DEMO_HASH"
 
@@ -78,37 +84,43 @@ def run_demo(db_path: str, *, users: int = DEFAULT_USERS, serve: bool = True, po
         result = DemoResult(district, config, outcome.scans, time.monotonic() - started)
         echo(summary(db_path, result))
         if serve:
-            from scanner.serve import hash_password, serve as serve_datasette
+            from scanner.serve import serve as serve_datasette
 
-            with environment({HASH_ENV: hash_password(DEMO_IT_PASSWORD)}):
+            with environment({HASH_ENV: DEMO_IT_PASSWORD_HASH}):
                 echo(f"Sign in as IT staff with username {DEMO_IT_USER!r} and password {DEMO_IT_PASSWORD!r}.")
                 serve_datasette(db_path, config, port=port, public=True, echo=echo)
     return result
 
 
 def prepare_demo_inventory(db_path: str) -> None:
-    """Start the demo from an empty inventory, but never overwrite a real one."""
+    """Start the demo from an empty inventory of its own, never overwriting a file it did not create."""
     path = Path(db_path)
-    if not path.exists():
-        return
-    if not is_demo_inventory(path):
-        raise ConfigError(
-            f"{db_path} already holds an inventory that is not the demo's; the demo will not overwrite it. "
-            "Pass another file with --db (the demo's default is demo.db)."
-        )
-    with ScanLock(db_path):
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{db_path}{suffix}").unlink(missing_ok=True)
-
-
-def is_demo_inventory(path: Path) -> bool:
-    """True when every account in the inventory belongs to the demo district."""
+    if path.exists():
+        if not is_demo_inventory(path):
+            raise ConfigError(
+                f"{db_path} exists and was not made by the demo; the demo will not overwrite it. "
+                "Pass another file with --db (the demo's default is demo.db), or delete it yourself if it is an old demo."
+            )
+        with ScanLock(db_path):
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+    store.create_private_file(path)
+    connection = sqlite3.connect(path)
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
-            domains = {row[0] for row in connection.execute("select distinct substr(email, instr(email, '@') + 1) from users")}
+        connection.execute(f"pragma application_id = {DEMO_APPLICATION_ID}")
+        connection.commit()
+    finally:
+        connection.close()
+
+
+def is_demo_inventory(path: str | Path) -> bool:
+    """True only for a file the demo created (its SQLite header carries the demo's application id)."""
+    try:
+        # immutable: read the header without creating -wal or -shm files beside someone else's file.
+        with closing(sqlite3.connect(f"file:{path}?immutable=1", uri=True)) as connection:
+            return connection.execute("pragma application_id").fetchone()[0] == DEMO_APPLICATION_ID
     except sqlite3.DatabaseError:
         return False
-    return domains <= {DOMAIN, STUDENT_DOMAIN}
 
 
 def write_demo_config(folder: Path, district: District, google, microsoft, key_file: Path) -> Path:
@@ -136,8 +148,10 @@ student_license_skus = ["{tenants.STUDENT_SKU}"]
 [serve]
 public = true
 district_name = "{district.name}"
-it_accounts = {{ {DEMO_IT_USER} = "{HASH_ENV}" }}
 public_contact = "https://www.{district.domain}/privacy"
+
+[signin]
+password_accounts = {{ {DEMO_IT_USER} = "{HASH_ENV}" }}
 """, encoding="utf-8")
     return path
 

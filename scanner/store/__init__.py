@@ -13,14 +13,17 @@ WAL mode) see either the previous inventory or the new one.
 """
 
 from .catalog import CATALOG_COLUMNS, replace_catalog
-from .database import checkpoint_alongside, insert_rows, open_db, sync_scopes
+from .database import (
+    PRIVATE_FILE_MODE, InventoryUnreadable, checkpoint_alongside, create_private_file, describe_unusable, insert_rows,
+    open_db, sync_scopes,
+)
 from .derived import DEFAULT_HISTORY_DAYS, apply_matching, purge_history, refresh_app_stats, refresh_unapproved_usage
 from .scans import ScanChanges, fail_scan, known_user_ids, last_succeeded_scan, mark_interrupted_scans, start_scan
 from .writer import CHANGE_KINDS, ScanWriter, grant_id
 
 __all__ = [
-    "CATALOG_COLUMNS", "CHANGE_KINDS", "DEFAULT_HISTORY_DAYS", "ScanChanges", "ScanWriter", "apply_matching",
-    "checkpoint_alongside", "fail_scan", "grant_id", "insert_rows", "known_user_ids", "last_succeeded_scan",
+    "CATALOG_COLUMNS", "CHANGE_KINDS", "DEFAULT_HISTORY_DAYS", "PRIVATE_FILE_MODE", "InventoryUnreadable", "ScanChanges", "ScanWriter", "apply_matching",
+    "checkpoint_alongside", "create_private_file", "describe_unusable", "fail_scan", "grant_id", "insert_rows", "known_user_ids", "last_succeeded_scan",
     "mark_interrupted_scans", "open_db", "purge_history", "refresh_app_stats", "refresh_unapproved_usage",
     "replace_catalog", "start_scan", "sync_scopes",
 ]
