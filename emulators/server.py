@@ -17,6 +17,10 @@ changes, aimed faults). In process they are plain calls; over HTTP each is
 `POST /_emulator/<op>` with JSON arguments and the `X-Emulator-Key` header (403 without
 it, 404 for an unknown control, 400 for bad arguments), answered with JSON. Both kinds of
 emulator object offer the same control methods, each one `self.control(op, args)`.
+
+Every emulator has a `RequestGate` (`hold_after(n)`, `wait_held()`, `release()`): it answers
+the next n requests and holds the later ones, so a test can catch a client mid-way (and kill
+it there) at a point that does not depend on how fast this machine is.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -45,6 +50,49 @@ CONTROL_KEY_HEADER = "X-Emulator-Key"
 
 class UnknownControl(LookupError):
     """No control of that name (404 over HTTP)."""
+
+
+class RequestGate:
+    """Answers the next `n` API requests, then holds each later one until released (or the
+    emulator stops); thread-safe. Open (answering everything) until hold_after() is called."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._left: int | None = None  # requests still let through; None: open
+        self._held = 0
+
+    def hold_after(self, requests: int) -> None:
+        if not isinstance(requests, int) or isinstance(requests, bool) or requests < 0:
+            raise ValueError(f"hold_after takes a count of requests >= 0, not {requests!r}")
+        with self._changed:
+            self._left = requests
+
+    def release(self) -> None:
+        """Open the gate: held requests go on, and so does every later one."""
+        with self._changed:
+            self._left = None
+            self._changed.notify_all()
+
+    @property
+    def held(self) -> int:
+        """How many requests wait at the gate now."""
+        with self._changed:
+            return self._held
+
+    def pass_through(self, stopping: threading.Event) -> None:
+        """Called before each API request is answered: returns at once, or once released."""
+        with self._changed:
+            if self._left is None:
+                return
+            if self._left > 0:
+                self._left -= 1
+                return
+            self._held += 1
+            try:
+                while self._left is not None and not stopping.is_set():
+                    self._changed.wait(0.05)  # polls `stopping` (an Event cannot wake a Condition)
+            finally:
+                self._held -= 1
 
 
 class EmulatorHTTPServer(ThreadingHTTPServer):
@@ -91,6 +139,7 @@ class EmulatorHandler(BaseHTTPRequestHandler):
         if path.startswith(CONTROL_PREFIX):
             self._control(path[len(CONTROL_PREFIX):], body)
         else:
+            self.emulator.gate.pass_through(self.server.stopping)
             self.serve(body)
 
     do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
@@ -155,7 +204,7 @@ class EmulatorHandler(BaseHTTPRequestHandler):
 class ServedEmulator:
     """An emulator served from a thread of this process: `with Emulator(...) as emulator:`.
 
-    A subclass sets `handler` (its EmulatorHandler subclass) and implements `control()`.
+    A subclass sets `handler` (its EmulatorHandler subclass) and implements `provider_control()`.
     """
 
     handler: type[EmulatorHandler]
@@ -165,6 +214,7 @@ class ServedEmulator:
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, tls: bool = False, clock: Clock | None = None):
         self.clock = clock or Clock()
         self.control_key = secrets.token_urlsafe(16)
+        self.gate = RequestGate()
         self.ca_pem_path: str | None = None
         self._tmp: tempfile.TemporaryDirectory | None = None
         context = self._tls_context(host) if tls else None
@@ -209,11 +259,49 @@ class ServedEmulator:
     def control(self, op: str, args: dict[str, Any]) -> Any:
         """Run one control (JSON arguments in, JSON-serializable result out); UnknownControl, or
         ValueError / KeyError / TypeError for bad arguments."""
+        if op == "hold_after":
+            self.gate.hold_after(args["requests"])
+        elif op == "release":
+            self.gate.release()
+        elif op == "held":
+            return self.gate.held
+        else:
+            return self.provider_control(op, args)
+        return {}
+
+    def provider_control(self, op: str, args: dict[str, Any]) -> Any:
+        """The provider's own controls (see control())."""
         raise NotImplementedError
 
     def ready_info(self) -> dict[str, Any]:
         """What a child process tells its parent when it serves."""
         return {"url": self.url, "control_key": self.control_key, "ca_pem": self.ca_pem_path, "pid": os.getpid()}
+
+
+class GateControls:
+    """The request gate's controls, for both kinds of emulator object."""
+
+    control: Callable[[str, dict[str, Any]], Any]
+
+    def hold_after(self, requests: int) -> None:
+        """Answer the next `requests` API requests, then hold each later one until release()."""
+        self.control("hold_after", {"requests": requests})
+
+    def release(self) -> None:
+        self.control("release", {})
+
+    def held(self) -> int:
+        """How many requests wait at the gate now."""
+        return self.control("held", {})
+
+    def wait_held(self, count: int = 1, timeout: float = 60.0) -> None:
+        """Return once `count` requests wait at the gate; TimeoutError after `timeout` real
+        seconds (the client never got that far)."""
+        deadline = time.monotonic() + timeout
+        while self.held() < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no {count} request(s) held at the emulator's gate after {timeout:.0f} s")
+            time.sleep(0.01)
 
 
 class EmulatorProcess:
@@ -317,5 +405,5 @@ def load_tenant_json(spec: dict[str, Any]) -> dict[str, Any] | None:
         return json.load(handle)
 
 
-__all__ = ["CONTROL_PREFIX", "EmulatorHTTPServer", "EmulatorHandler", "EmulatorProcess", "ServedEmulator", "UnknownControl",
-           "load_tenant_json", "serve_in_child"]
+__all__ = ["CONTROL_PREFIX", "EmulatorHTTPServer", "EmulatorHandler", "EmulatorProcess", "GateControls", "RequestGate",
+           "ServedEmulator", "UnknownControl", "load_tenant_json", "serve_in_child"]

@@ -18,6 +18,11 @@ connections, stalls past the client's timeout, bodies cut short: on single calls
 the token endpoint), page tokens that expire, token lifetime, an edition without `activity`
 events, a Reports outage, report lag, and users deleted mid-scan.
 
+Time is the emulator's clock (`clock=`, emulators.clock): page-token age, report lag, the
+quota bucket, access-token expiry, the JWT's iat/exp, stalls, and when tenant changes made
+through the controls happen. Under a `ManualClock` all of these move only when the test
+advances it (the quota refills then too).
+
 For a benchmark that must measure the scanner's memory alone, `GoogleEmulatorProcess`
 runs the same emulator in a child process (`python -m emulators.google.server`) from
 tenant JSON or a `build_tenant` spec, with the same controls over a keyed
@@ -33,7 +38,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..server import EmulatorHandler, EmulatorProcess, ServedEmulator, UnknownControl, load_tenant_json, serve_in_child
+from ..clock import Clock
+from ..server import EmulatorHandler, GateControls, EmulatorProcess, ServedEmulator, UnknownControl, load_tenant_json, serve_in_child
 from .api import HTTP_FAULT_KINDS, Answer, GoogleAPI, Knobs, Stats
 from .oauth import TokenService, delegation_for, new_service_account_key
 from .tenant import SCANNER_SCOPES, DirectoryUser, GoogleTenant, OAuthClient, ServiceAccount, build_tenant, parse_time
@@ -47,10 +53,10 @@ __all__ = [
 class EmulatorCore:
     """Tenant, knobs, counters, token endpoint and API: what both ways of running share."""
 
-    def __init__(self, tenant: GoogleTenant, knobs: Knobs):
-        self.tenant, self.knobs, self.stats_recorder = tenant, knobs, Stats()
-        self.oauth = TokenService(tenant, lambda: self.knobs.token_lifetime, lambda: self.knobs.token_expires_in)
-        self.api = GoogleAPI(tenant, knobs, self.stats_recorder, self.oauth)
+    def __init__(self, tenant: GoogleTenant, knobs: Knobs, clock: Clock):
+        self.tenant, self.knobs, self.stats_recorder, self.clock = tenant, knobs, Stats(), clock
+        self.oauth = TokenService(tenant, lambda: self.knobs.token_lifetime, lambda: self.knobs.token_expires_in, clock)
+        self.api = GoogleAPI(tenant, knobs, self.stats_recorder, self.oauth, clock)
 
     def answer(self, method: str, target: str, headers, body: bytes) -> Answer:
         if urlsplit(target).path == "/token":
@@ -91,7 +97,7 @@ class EmulatorCore:
 
     def _mutate(self, change: dict[str, Any]) -> Any:
         tenant, op = self.tenant, change["op"]
-        at = parse_time(change.get("at"))
+        at = parse_time(change.get("at")) or self.clock.now()  # audit events happen on the emulator's clock
         if op == "churn":
             return tenant.churn(change["fraction"], seed=change.get("seed", 0), at=at)
         if op == "add_user":
@@ -143,7 +149,7 @@ class _Handler(EmulatorHandler):
             self.close_connection = True  # whatever Content-Length said, nothing more comes
 
 
-class GoogleControls:
+class GoogleControls(GateControls):
     """The controls, alike in process and in a child process: each is one `control(op, args)`."""
 
     url: str
@@ -187,17 +193,17 @@ class GoogleEmulator(GoogleControls, ServedEmulator):
     thread_name = "google-emulator"
 
     def __init__(self, tenant: GoogleTenant | dict | None = None, *, knobs: dict[str, Any] | Knobs | None = None,
-                 host: str = "127.0.0.1", port: int = 0):
+                 host: str = "127.0.0.1", port: int = 0, clock: Clock | None = None):
         if tenant is None:
             tenant = build_tenant(users=200)
         self.tenant = tenant if isinstance(tenant, GoogleTenant) else GoogleTenant.from_json(tenant)
         self.knobs = knobs if isinstance(knobs, Knobs) else Knobs()
         if isinstance(knobs, dict):
             self.knobs.update(**knobs)
-        self.core = EmulatorCore(self.tenant, self.knobs)
-        super().__init__(host=host, port=port)
+        super().__init__(host=host, port=port, clock=clock)
+        self.core = EmulatorCore(self.tenant, self.knobs, self.clock)
 
-    def control(self, op: str, args: dict[str, Any]) -> Any:
+    def provider_control(self, op: str, args: dict[str, Any]) -> Any:
         return self.core.control(op, args)
 
 

@@ -18,6 +18,10 @@ and incomplete pages, page-token (`$skiptoken`) expiry and the token lifetime.
 Controls aim a fault at the next requests to a path: `throttle_next()`,
 `fault_next()`, `expire_next_skiptokens()`, `expire_tokens_at()`.
 
+Time is the emulator's clock (`clock=`, emulators.clock): throttling windows, $skiptoken
+age, access-token expiry, stalls and the times in stats events. Under a `ManualClock`
+they move only when the test advances it.
+
 A "timeout" fault stalls for the `fault_stall` knob (set it above the client's read
 timeout), either before answering or after the headers and half the body
 (`timeout_mid_body`), then drops the connection. A "truncated" answer is JSON cut in
@@ -39,7 +43,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from ..server import EmulatorHandler, EmulatorProcess, ServedEmulator, UnknownControl, load_tenant_json, serve_in_child
+from ..clock import Clock
+from ..server import EmulatorHandler, GateControls, EmulatorProcess, ServedEmulator, UnknownControl, load_tenant_json, serve_in_child
 from .graph import FAULT_STATUSES, GUID, JSON_TYPE, GraphRequest, GraphService, Knobs, Stats
 from .signin import SignInService
 from .tenant import MUTATIONS, MicrosoftTenant, build_tenant
@@ -111,7 +116,7 @@ class _Handler(EmulatorHandler):
         self.send_answer(status, data, content_type, headers)
 
 
-class MicrosoftControls:
+class MicrosoftControls(GateControls):
     """The controls, alike in process and in a child process: each is one `control(op, args)`."""
 
     url: str
@@ -181,18 +186,18 @@ class MicrosoftEmulator(MicrosoftControls, ServedEmulator):
     queue_size = 64
 
     def __init__(self, tenant: MicrosoftTenant | dict | None = None, *, knobs: dict[str, Any] | Knobs | None = None,
-                 host: str = "127.0.0.1", port: int = 0):
+                 host: str = "127.0.0.1", port: int = 0, clock: Clock | None = None):
         if tenant is None:
             tenant = build_tenant(users=200)
         self._tenant = tenant if isinstance(tenant, MicrosoftTenant) else MicrosoftTenant.from_json(tenant)
         self.knobs = knobs if isinstance(knobs, Knobs) else Knobs()
         if isinstance(knobs, dict):
             self.knobs.update(**knobs)
-        self.stats_recorder = Stats()
         self._tenant_lock = threading.RLock()
-        super().__init__(host=host, port=port, tls=True)
-        self.signin = SignInService(self.url)
-        self.graph = GraphService(self.url, self.signin, self.knobs, self.stats_recorder, lambda: self._tenant)
+        super().__init__(host=host, port=port, tls=True, clock=clock)
+        self.stats_recorder = Stats(clock=self.clock)
+        self.signin = SignInService(self.url, self.clock)
+        self.graph = GraphService(self.url, self.signin, self.knobs, self.stats_recorder, lambda: self._tenant, self.clock)
 
     @property
     def tenant(self) -> MicrosoftTenant:
@@ -209,7 +214,7 @@ class MicrosoftEmulator(MicrosoftControls, ServedEmulator):
         with self._tenant_lock:
             self._tenant = tenant if isinstance(tenant, MicrosoftTenant) else MicrosoftTenant.from_json(tenant)
 
-    def control(self, op: str, args: dict[str, Any]) -> Any:
+    def provider_control(self, op: str, args: dict[str, Any]) -> Any:
         graph = self.graph
         if op == "stats":
             return self.stats_recorder.snapshot()
