@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from scanner.cli import cli
-from scanner.demo.district import build_district
+from emulators.district import build_district
 from scanner.demo.run import is_demo_inventory
 from scanner.serve import build_datasette
 

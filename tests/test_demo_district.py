@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from scanner.demo.district import build_district
+from emulators.district import build_district
 
 CATALOG = Path(__file__).parent.parent / "examples" / "catalog.csv"
 NOW = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.timezone.utc)

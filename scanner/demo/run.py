@@ -31,7 +31,7 @@ from scanner.shipped import example_catalog
 
 from . import tenants
 from .apps import DISTRICT_PROJECT_NUMBER, DISTRICT_TENANT_ID
-from .district import DOMAIN, STUDENT_DOMAIN, District, build_district
+from emulators.district import DOMAIN, STUDENT_DOMAIN, District, build_district
 
 DEFAULT_USERS = 3000
 DEMO_IT_USER = "demo"

@@ -17,7 +17,7 @@ from emulators.microsoft.tenant import (
 )
 
 from .apps import DISTRICT_TENANT_ID
-from .district import District, Person
+from emulators.district import District, Person
 
 GOOGLE_CUSTOMER_ID = "C04spr1ng"
 ADMIN_LOCAL_PART = "it-admin"

@@ -11,7 +11,7 @@ import datetime as dt
 import random
 from dataclasses import dataclass
 
-from .apps import DEMO_APPS, DemoApp
+from scanner.demo.apps import DEMO_APPS, DemoApp  # for one commit: the next makes the apps a parameter
 
 DISTRICT_NAME = "Springfield Public Schools"
 DOMAIN = "springfield-schools.example"
