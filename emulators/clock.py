@@ -50,18 +50,20 @@ class ManualClock(Clock):
     tenants built around the real date look current). `time()` and `monotonic()` read the
     same value. A thread in `sleep()` wakes when the clock has been advanced far enough;
     `wait_for_sleepers()` lets a test see that an emulator is stalled before it advances.
+    Time is counted in whole nanoseconds, so advancing by 0.5 and then 0.1 reaches exactly
+    what a sleep of 0.6 waits for.
     """
 
     def __init__(self, start: dt.datetime | float | None = None):
         if isinstance(start, dt.datetime):
             start = start.timestamp()
-        self._now = time.time() if start is None else float(start)
+        self._ns = time.time_ns() if start is None else _nanoseconds(start)
         self._changed = threading.Condition()
         self._sleepers = 0
 
     def time(self) -> float:
         with self._changed:
-            return self._now
+            return self._ns / 1e9
 
     def monotonic(self) -> float:
         return self.time()
@@ -71,16 +73,16 @@ class ManualClock(Clock):
         if seconds < 0:
             raise ValueError(f"a clock only goes forward, not by {seconds} s")
         with self._changed:
-            self._now += seconds
+            self._ns += _nanoseconds(seconds)
             self._changed.notify_all()
 
     def sleep(self, seconds: float, interrupt: threading.Event | None = None) -> bool:
         with self._changed:
-            deadline = self._now + max(0.0, seconds)
+            deadline = self._ns + _nanoseconds(max(0.0, seconds))
             self._sleepers += 1
             self._changed.notify_all()
             try:
-                while self._now < deadline:
+                while self._ns < deadline:
                     if interrupt is not None and interrupt.is_set():
                         return True
                     # Polls the interrupt (an Event cannot wake a Condition); advance() wakes at once.
@@ -97,11 +99,15 @@ class ManualClock(Clock):
             return self._sleepers
 
     def wait_for_sleepers(self, count: int = 1, timeout: float = 60.0) -> None:
-        """Return once `count` threads wait on this clock (a stalled answer, say); TimeoutError
-        after `timeout` real seconds, which only a broken emulator reaches."""
+        """Return once exactly `count` threads wait on this clock (1: an answer is stalled; 0: no
+        longer); TimeoutError after `timeout` real seconds, which only a broken emulator reaches."""
         with self._changed:
-            if not self._changed.wait_for(lambda: self._sleepers >= count, timeout):
+            if not self._changed.wait_for(lambda: self._sleepers == count, timeout):
                 raise TimeoutError(f"{self._sleepers} thread(s) wait on the clock, not {count}, after {timeout:.0f} s")
+
+
+def _nanoseconds(seconds: float) -> int:
+    return round(seconds * 1_000_000_000)
 
 
 __all__ = ["Clock", "ManualClock"]

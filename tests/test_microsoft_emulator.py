@@ -221,7 +221,7 @@ def test_resource_unit_throttling(emulator, graph, clock):
     assert throttled.json()["error"]["code"] == "TooManyRequests"
     clock.advance(0.25)
     assert graph.get(users).status_code == 429
-    clock.advance(0.25)
+    clock.advance(0.3)
     assert graph.get(users).status_code == 200
     emulator.configure(ru_budget=1, retry_after="absent")
     graph.get(f"{emulator.url}/v1.0/users?$top=5")
@@ -277,7 +277,7 @@ def test_timeout_fault_stalls_then_drops_the_connection(emulator, graph, clock):
     emulator.configure(fault_rate=1.0, fault_kinds=["timeout"], fault_stall=0.6, timeout_mid_body=0.0)
     with pytest.raises(requests.ReadTimeout):  # nothing comes back within the client's read timeout
         graph.get(url, timeout=(5, 0.2))
-    assert clock.sleepers == 1  # the emulator still stalls: the client gave up first
+    clock.wait_for_sleepers(1)  # the emulator stalls (however slowly this machine got there), until its clock moves
     clock.advance(0.6)
     clock.wait_for_sleepers(0)
 
