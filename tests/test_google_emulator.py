@@ -373,6 +373,8 @@ def test_child_process_emulator_serves_and_is_controlled(rsa_key):
         assert emulator.set_knobs(fault_rate=0.5)["fault_rate"] == 0.5
         denied = requests.post(emulator.url + "/_emulator/stats", data="{}")
         assert denied.status_code == 403  # controls need the key
+        with pytest.raises(requests.HTTPError, match="404"):
+            emulator.control("meteor", {})  # no such control
         process = emulator._process
     assert process.poll() is not None  # the child exited when its stdin closed
 
