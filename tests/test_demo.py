@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from scanner.cli import cli
-from scanner.demo.district import build_district
+from scanner.demo.tenants import demo_district
 from scanner.demo.run import is_demo_inventory
 from scanner.serve import build_datasette
 
@@ -28,10 +28,10 @@ def test_the_demo_scans_both_providers_for_real(demo_db):
     scans = dict(db.execute("select provider, status from scans"))
     assert scans == {"google": "succeeded", "microsoft": "succeeded"}
     # Every account of the district is in both directories (plus Google's super admin).
-    district = build_district(300)
+    district = demo_district(300)
     assert db.execute("select count(*) from users where provider = 'microsoft'").fetchone()[0] == len(district.people)
     assert db.execute("select count(*) from users where provider = 'google'").fetchone()[0] == len(district.people) + 1
-    expected = {(g.provider, g.app) for g in district.grants}
+    expected = {(g.provider, g.app.name) for g in district.grants}
     found = set(db.execute("select grants.provider, apps.name from grants join apps on apps.id = grants.app_id where user_id is not null"))
     assert found == expected
     assert "Scanned and matched in" in output and "alerts queued" in output

@@ -54,7 +54,6 @@ import json
 import re
 import secrets
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -64,6 +63,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 
+from ..clock import Clock
 from .oauth import AccessToken, TokenService
 from .tenant import RETENTION, DirectoryUser, Event, GoogleTenant, rfc3339, to_micros
 
@@ -249,8 +249,8 @@ class Stats:
 class _Bucket:
     __slots__ = ("tokens", "updated")
 
-    def __init__(self, burst: float):
-        self.tokens, self.updated = burst, time.monotonic()
+    def __init__(self, burst: float, now: float):
+        self.tokens, self.updated = burst, now
 
 
 def error_body(code: int, message: str, reason: str, *, domain: str = "global", status: str | None = None,
@@ -294,10 +294,11 @@ _INSUFFICIENT_SCOPES = Failure(403, error_body(403, "Request had insufficient au
 
 
 class GoogleAPI:
-    """Answers Admin SDK calls for one tenant."""
+    """Answers Admin SDK calls for one tenant, by its clock (quota, Retry-After, report lag, page tokens)."""
 
-    def __init__(self, tenant: GoogleTenant, knobs: Knobs, stats: Stats, tokens: TokenService):
+    def __init__(self, tenant: GoogleTenant, knobs: Knobs, stats: Stats, tokens: TokenService, clock: Clock | None = None):
         self.tenant, self.knobs, self.stats, self.tokens = tenant, knobs, stats, tokens
+        self.clock = clock or Clock()
         self._buckets: dict[tuple[str, str], _Bucket] = {}
         self._attempts: Counter[str] = Counter()
         self._retry_not_before: dict[str, float] = {}  # call -> when its 429's Retry-After has passed
@@ -342,7 +343,7 @@ class GoogleAPI:
             if fault and fault.kind in HTTP_FAULT_KINDS:
                 if fault.kind == "429" and delivered:
                     with self._lock:
-                        self._retry_not_before[key] = time.monotonic() + self.knobs.retry_after
+                        self._retry_not_before[key] = self.clock.monotonic() + self.knobs.retry_after
                 raise fault_failure(fault.kind, retry_after=self.knobs.retry_after)
             if fault and fault.kind != "truncated":
                 return Reply(0, None, fault=fault)  # dropped before it reached the API
@@ -386,11 +387,11 @@ class GoogleAPI:
     def _take_quota(self, api: str, token: AccessToken) -> None:
         per_minute = self.knobs.quota_per_minute
         burst = float(self.knobs.quota_burst or per_minute)
-        now = time.monotonic()
+        now = self.clock.monotonic()
         with self._lock:
             bucket = self._buckets.get((api, token.subject))
             if bucket is None:
-                bucket = self._buckets[(api, token.subject)] = _Bucket(burst)
+                bucket = self._buckets[(api, token.subject)] = _Bucket(burst, now)
             bucket.tokens = min(burst, bucket.tokens + (now - bucket.updated) * per_minute / 60.0)
             bucket.updated = now
             if bucket.tokens >= 1.0:
@@ -424,7 +425,7 @@ class GoogleAPI:
         """Count a call that comes back before the Retry-After its 429 asked for."""
         with self._lock:
             not_before = self._retry_not_before.pop(key, None)
-        if not_before is not None and time.monotonic() < not_before:
+        if not_before is not None and self.clock.monotonic() < not_before:
             self.stats.add("retry_after.ignored")
 
     @staticmethod
@@ -459,7 +460,7 @@ class GoogleAPI:
             raise _not_found("clientId")
         if name == "tokens.get":
             return 200, _mask(self._token_json(user, token), query.get("fields"))
-        self.tenant.revoke(user.id, client_id)
+        self.tenant.revoke(user.id, client_id, at=self.clock.now())
         return 204, None
 
     def _token_json(self, user: DirectoryUser, token) -> dict[str, Any]:
@@ -524,7 +525,7 @@ class GoogleAPI:
             raise _bad_request(f"Invalid value '{application}'. Values must match the following regular expression: "
                                "'(admin)|(calendar)|(drive)|(login)|(mobile)|(token)|...'", "invalid")
         limit = _int_param(query, "maxResults", 1000, 1, 1000)
-        now = time.time()
+        now = self.clock.time()
         now_micros = int(now * 1_000_000)
         end = _time_param(query, "endTime") or now_micros
         start = _time_param(query, "startTime")
@@ -587,7 +588,7 @@ class GoogleAPI:
             return {}
         position = _decode_page_token(token)
         lifetime = self.knobs.page_token_lifetime
-        if position.get("refused") or (lifetime is not None and time.time() - position.get("since", 0) > lifetime):
+        if position.get("refused") or (lifetime is not None and self.clock.time() - position.get("since", 0) > lifetime):
             self.stats.add("expired." + method)
             if method == "users.list":
                 message, reason = USERS_PAGE_TOKEN_EXPIRED
@@ -597,7 +598,7 @@ class GoogleAPI:
 
     def _next_page_token(self, method: str, position: dict[str, Any], previous: dict[str, Any]) -> str:
         """A page token for `position`, stamped with when the listing began (its first page)."""
-        position["since"] = previous.get("since") or round(time.time(), 3)
+        position["since"] = previous.get("since") or round(self.clock.time(), 3)
         with self._lock:
             doomed = self.knobs.expire_page_tokens.get(method, 0)
             if doomed:

@@ -20,7 +20,6 @@ per app, group members, the sign-in activity report; inside `$batch` too).
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hashlib
 import hmac
 import json
@@ -29,7 +28,6 @@ import random
 import re
 import secrets
 import threading
-import time
 import uuid
 import zlib
 from collections import Counter, deque
@@ -38,6 +36,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
+from ..clock import Clock
 from .signin import IssuedToken, SignInService
 from .tenant import AppRoleAssignment, DelegatedGrant, MicrosoftTenant
 from .throttle import SlidingWindow, resource_units
@@ -102,9 +101,11 @@ class Knobs:
 
 
 class Stats:
-    """What the emulator saw: requests by endpoint, batch items, throttling, faults; thread-safe."""
+    """What the emulator saw: requests by endpoint, batch items, throttling, faults; thread-safe.
+    Each event carries the clock's (monotonic) time."""
 
-    def __init__(self, keep_events: int = 200_000):
+    def __init__(self, keep_events: int = 200_000, clock: Clock | None = None):
+        self.clock = clock or Clock()
         self._lock = threading.Lock()
         self._keep = keep_events
         self.reset()
@@ -129,7 +130,7 @@ class Stats:
         with self._lock:
             self.endpoints[endpoint] += 1
             self.statuses[str(status)] += 1
-            self.events.append((time.monotonic(), endpoint, status, in_batch, path))
+            self.events.append((self.clock.monotonic(), endpoint, status, in_batch, path))
             if status == 429:
                 self.counts["throttled"] += 1
 
@@ -144,7 +145,7 @@ class Stats:
             }
 
     def events_for(self, text: str) -> list[tuple[float, str, int, bool, str]]:
-        """(monotonic time, endpoint, status, in_batch, path) of recent requests whose endpoint
+        """(clock time, endpoint, status, in_batch, path) of recent requests whose endpoint
         ("GET /v1.0/users") or path ("/v1.0/servicePrincipals/<id>/...") contains the text."""
         with self._lock:
             return [event for event in self.events if text in event[1] or text in event[4]]
@@ -327,11 +328,14 @@ class PathRules:
 
 
 class GraphService:
-    """Answers Graph requests for the tenant returned by `tenant()`."""
+    """Answers Graph requests for the tenant returned by `tenant()`, by the clock (throttling
+    windows, $skiptoken age)."""
 
-    def __init__(self, base_url: str, signin: SignInService, knobs: Knobs, stats: Stats, tenant: Callable[[], MicrosoftTenant]):
+    def __init__(self, base_url: str, signin: SignInService, knobs: Knobs, stats: Stats, tenant: Callable[[], MicrosoftTenant],
+                 clock: Clock | None = None):
         self.base_url = base_url.rstrip("/")
         self.signin, self.knobs, self.stats, self.tenant = signin, knobs, stats, tenant
+        self.clock = clock or Clock()
         self.faults = FaultPicker(knobs)
         self._skiptoken_key = secrets.token_bytes(16)
         self._forced_429 = PathRules()  # payload: the Retry-After, or "absent"
@@ -342,8 +346,8 @@ class GraphService:
 
     def apply_knobs(self) -> None:
         """Start throttling windows afresh from the current knobs."""
-        self.units = SlidingWindow(self.knobs.ru_budget, self.knobs.ru_window)
-        self.reports = SlidingWindow(self.knobs.reports_limit, self.knobs.reports_window)
+        self.units = SlidingWindow(self.knobs.ru_budget, self.knobs.ru_window, self.clock)
+        self.reports = SlidingWindow(self.knobs.reports_limit, self.knobs.reports_window, self.clock)
         self.faults.reseed()
 
     def throttle_next(self, path_contains: str, *, retry_after: float | None = 1.0, times: int = 1) -> None:
@@ -456,7 +460,7 @@ class GraphService:
     def _error(self, status: int, code: str, message: str, client_request_id: str) -> GraphAnswer:
         request_id = str(uuid.uuid4())
         body = {"error": {"code": code, "message": message, "innerError": {
-            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
+            "date": self.clock.now().strftime("%Y-%m-%dT%H:%M:%S"),
             "request-id": request_id, "client-request-id": client_request_id}}}
         return GraphAnswer(status, body, {"request-id": request_id, "client-request-id": client_request_id})
 
@@ -572,10 +576,13 @@ class GraphService:
         return f"{self.base_url}{request.path}?{query}"
 
     def _skiptoken(self, offset: int) -> str:
-        # Opaque to clients: version, offset, when issued (ms, monotonic), and a MAC so it cannot be forged.
-        raw = b"\x03" + offset.to_bytes(8, "big") + (time.monotonic_ns() // 1_000_000).to_bytes(8, "big")
+        # Opaque to clients: version, offset, when issued (ms on the clock), and a MAC so it cannot be forged.
+        raw = b"\x03" + offset.to_bytes(8, "big") + self._clock_ms().to_bytes(8, "big")
         mac = hmac.new(self._skiptoken_key, raw, hashlib.sha256).digest()[:10]
         return "RFNwd" + base64.urlsafe_b64encode(raw + mac).decode().rstrip("=")
+
+    def _clock_ms(self) -> int:
+        return round(self.clock.monotonic() * 1000)
 
     def _read_skiptoken(self, token: str | None, path: str) -> int:
         """The offset a $skiptoken stands for; 400 if it is not ours, or has expired."""
@@ -592,7 +599,7 @@ class GraphService:
             raise GraphError(400, "Request_BadRequest", "The $skiptoken value is not valid.")
         offset, issued_ms = int.from_bytes(raw[1:9], "big"), int.from_bytes(raw[9:], "big")
         lifetime = self.knobs.skiptoken_lifetime
-        too_old = lifetime > 0 and time.monotonic_ns() // 1_000_000 - issued_ms > lifetime * 1000
+        too_old = lifetime > 0 and self._clock_ms() - issued_ms > lifetime * 1000
         if too_old or self._expiring_skiptokens.take(path):
             self.stats.count("expired_page_tokens")
             raise GraphError(400, EXPIRED_PAGE_TOKEN, EXPIRED_PAGE_TOKEN_MESSAGE)

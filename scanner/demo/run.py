@@ -21,17 +21,18 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from emulators.apps import DISTRICT_PROJECT_NUMBER
+from emulators.district import District
+from emulators.google.server import GoogleEmulator, new_service_account_key
+from emulators.microsoft.server import MicrosoftEmulator
 from scanner import store
 from scanner.catalog import read_catalog
 from scanner.config import Config, ConfigError, load_config
-from emulators.google.server import GoogleEmulator, new_service_account_key
-from emulators.microsoft.server import MicrosoftEmulator
 from scanner.scan import ScanLock, run_scans
 from scanner.shipped import example_catalog
 
 from . import tenants
-from .apps import DISTRICT_PROJECT_NUMBER, DISTRICT_TENANT_ID
-from .district import District, build_district
+from .apps import DISTRICT_TENANT_ID
 
 DEFAULT_USERS = 3000
 DEMO_IT_USER = "demo"
@@ -59,14 +60,14 @@ def run_demo(db_path: str, *, users: int = DEFAULT_USERS, serve: bool = True, po
     """Build the district, scan it through the emulators into db_path, then serve it (blocks)."""
     started = time.monotonic()
     prepare_demo_inventory(db_path)
-    district = build_district(users)
+    district = tenants.demo_district(users)
     echo(f"Demo district: {district.name}, {len(district.people):,} accounts "
          f"({sum(p.role == 'student' for p in district.people):,} students) in 5 schools, {len(district.apps)} apps.")
     with tempfile.TemporaryDirectory(prefix="app-inventory-demo-") as folder:
         workdir = Path(folder)
         ms_secret = secrets.token_urlsafe(24)
-        with GoogleEmulator(tenants.google_tenant(district)) as google, \
-                MicrosoftEmulator(tenants.microsoft_tenant(district, client_secret=ms_secret)) as microsoft:
+        with GoogleEmulator(tenants.demo_google_tenant(district)) as google, \
+                MicrosoftEmulator(tenants.demo_microsoft_tenant(district, client_secret=ms_secret)) as microsoft:
             key = new_service_account_key(token_uri=google.token_uri)
             google.delegate(key)
             key_file = workdir / "demo-service-account.json"
