@@ -46,8 +46,7 @@ class DigestNews:
 
 
 def collect(db: Database) -> DigestNews:
-    """Everything not told yet (each key once)."""
-    migrations.apply(db)
+    """Everything not told yet (each key once). The plugin's tables exist (queue.ensure_alerts_tables)."""
     news = DigestNews()
     for row in db.query(
         f"""select posture.id, posture.provider, posture.check_id, posture.title, posture.scope_kind, posture.scope,
