@@ -216,7 +216,7 @@ class TenantScan:
         classifications = None
         if needs_classifications(authorization):
             classifications = self._read_list(
-                f"/v1.0/servicePrincipals(appId='{GRAPH_APP_ID}')/delegatedPermissionClassifications?$top=999")
+                f"/v1.0/servicePrincipals(appId='{GRAPH_APP_ID}')/delegatedPermissionClassifications")
         findings = microsoft_findings(authorization, admin_consent, classifications)
         unknown: dict[str, list[str]] = defaultdict(list)
         for finding in findings:

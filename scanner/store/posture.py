@@ -71,8 +71,8 @@ class PostureWriter:
             normalize_timestamp(request.completed_at), self.now, self.now, self.scan_id,
         ]
 
-    def finish(self) -> dict[str, int]:
-        """Write what was collected; returns counts by result (and "requests")."""
+    def finish(self) -> None:
+        """Write what was collected."""
         insert_rows(self.db.conn, f"insert into posture ({', '.join(POSTURE_COLUMNS)})", list(self._findings.values()))
         # The same check and scope in this provider's previous succeeded scan (this one is still running).
         self.db.execute(
@@ -92,10 +92,6 @@ class PostureWriter:
                  requested_at = excluded.requested_at, completed_at = excluded.completed_at,
                  last_seen = excluded.last_seen, seen_scan_id = excluded.seen_scan_id""",
         )
-        counts = {result: 0 for result in POSTURE_RESULTS}
-        for row in self._findings.values():
-            counts[row[9]] += 1
-        return {**counts, "requests": len(self._requests)}
 
 
 def purge_posture(db: Database, history_days: int, now: dt.datetime) -> None:

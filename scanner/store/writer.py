@@ -265,7 +265,7 @@ class ScanWriter:
         refresh_app_stats(self.db, self.provider)
         apply_matching(self.db)
         refresh_unapproved_usage(self.db, self.provider)
-        self.posture_counts = self.posture.finish()
+        self.posture.finish()
         scan = {
             "status": "succeeded", "finished_at": self.now, "mode": run.mode, "tenant": run.tenant,
             "users_seen": self.counts["users"], "apps_seen": self.counts["apps"], "grants_seen": self.counts["grants"],
