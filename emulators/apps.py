@@ -59,6 +59,9 @@ class App:
     # Microsoft: admin consent for everyone (AllPrincipals) and application permissions on Graph.
     admin_consent_scopes: tuple[str, ...] = ()
     app_permissions: tuple[str, ...] = ()
+    # Microsoft's admin consent workflow: the share of (students, staff) at its levels who asked an
+    # administrator to consent to it (user consent does not cover what it asks for).
+    request_rates: tuple[float, float] = (0.0, 0.0)
     # Scope creep: this share of grants holds these extra scopes.
     creep_rate: float = 0.0
     creep_google: tuple[str, ...] = ()
@@ -127,7 +130,8 @@ DISTRICT_APPS: tuple[App, ...] = (
          _MS + ["Calendars.ReadWrite", "OnlineMeetings.ReadWrite"], student_rate=0.02, staff_rate=0.30),
     _app("Padlet", "Wallwisher Inc.", _SIGN_IN + [G + "drive.file"], _MS, student_rate=0.05, staff_rate=0.25),
     _app("Super Mail Merge", "mailmerge-dev", _SIGN_IN + ["https://mail.google.com/", G + "spreadsheets"],
-         _MS + ["Mail.ReadWrite", "Mail.Send", "Contacts.Read"], student_rate=0.0, staff_rate=0.04, verified=False),
+         _MS + ["Mail.ReadWrite", "Mail.Send", "Contacts.Read"], student_rate=0.0, staff_rate=0.04, verified=False,
+         request_rates=(0.0, 0.05)),
     # Google only.
     _app("Pear Deck", "GoGuardian", _SIGN_IN + [G + "drive.file", G + "presentations"], student_rate=0.12, staff_rate=0.12),
     _app("Flip", "Microsoft", _SIGN_IN + [G + "classroom.rosters.readonly"], student_rate=0.08, staff_rate=0.08),
@@ -161,14 +165,15 @@ DISTRICT_APPS: tuple[App, ...] = (
     _app("Discord", "Discord Inc.", microsoft=["openid", "profile", "email", "User.Read"], student_rate=0.04,
          staff_rate=0.01, verified=False),
     _app("Turnitin", "Turnitin LLC", microsoft=_MS + ["Files.Read.All"], student_rate=0.06, staff_rate=0.08,
-         sharepoint_scopes=("MyFiles.Read",)),
+         sharepoint_scopes=("MyFiles.Read",), request_rates=(0.01, 0.05)),
     _app("Wakelet", "Wakelet Ltd", microsoft=_MS, student_rate=0.03, staff_rate=0.08),
     _app("Remind", "Remind101 Inc.", microsoft=_MS + ["Contacts.Read"], student_rate=0.02, staff_rate=0.20),
     _app("ClassDojo", "ClassDojo Inc.", microsoft=_MS, student_rate=0.05, staff_rate=0.20),
     _app("Quizizz", "Quizizz Inc.", microsoft=_MS, student_rate=0.10, staff_rate=0.10),
-    _app("MagicSchool AI", "MagicSchool AI", microsoft=_MS, student_rate=0.0, staff_rate=0.15, verified=False),
+    _app("MagicSchool AI", "MagicSchool AI", microsoft=_MS, student_rate=0.0, staff_rate=0.15, verified=False,
+         request_rates=(0.0, 0.10)),
     _app("Homework Helper Pro", "", microsoft=["openid", "profile", "User.Read", "Files.ReadWrite.All"], student_rate=0.03,
-         verified=False, microsoft_scope_text=" openid profile  User.Read Files.ReadWrite.All"),
+         verified=False, microsoft_scope_text=" openid profile  User.Read Files.ReadWrite.All", request_rates=(0.02, 0.0)),
     # Admin consent for everyone, and application permissions (no user in the loop).
     _app("Clever", "Clever Inc.", admin_consent_scopes=("openid", "profile", "User.Read", "EduRoster.ReadBasic"),
          app_permissions=("EduRoster.Read.All", "User.Read.All")),

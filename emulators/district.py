@@ -16,6 +16,8 @@ the demo's district is Google-first). With `grants_per_user`, the rates are scal
 account holds that many grants on average on each provider, and how eager each person is
 varies (log-normal, mean 1): a long tail of heavy users, up to MAX_GRANTS_PER_USER apps per
 provider. Each grant was made within `history_days`; 70% were used in the last 60 days.
+Requests for admin consent (Microsoft's workflow) come from each app's `request_rates`, made
+in the last REQUEST_DAYS days, drawn apart from the grants (the same grants with or without them).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import NamedTuple
 
@@ -49,6 +51,11 @@ SCHOOL_YEAR = 2026  # students' addresses carry the year they graduate
 STAFF_TITLES = ("Teacher", "Teacher", "Teacher", "Teacher", "Aide", "Counselor", "Principal", "Librarian", "IT Technician")
 APPETITE_SIGMA = 0.75
 MAX_GRANTS_PER_USER = 40
+REQUEST_DAYS = 45  # requests for admin consent were made in this many days before `now`
+REQUEST_REASONS = (
+    "I need this for my class", "Our department uses it for grading", "My students need it for a project",
+    "Required by the vendor's training", "For the after-school program", "",
+)
 
 GIVEN_NAMES = (
     "Olivia", "Liam", "Emma", "Noah", "Ava", "Mateo", "Sofía", "Elijah", "Isabella", "Lucas", "Mia", "Amir",
@@ -91,6 +98,15 @@ class Person:
         return f"/Staff/{self.school}"
 
 
+class ConsentAsk(NamedTuple):
+    """One person's request that an administrator consent to an app for them (Microsoft)."""
+
+    person: int  # Person.key
+    app: App
+    reason: str
+    asked_at: dt.datetime
+
+
 class Grant(NamedTuple):
     """One person's grant to one app through one provider (a tuple: a benchmark district holds a million)."""
 
@@ -114,6 +130,7 @@ class District:
     grants: list[Grant]
     now: dt.datetime
     seed: int
+    consent_requests: list[ConsentAsk] = field(default_factory=list)
 
     def app(self, name: str) -> App:
         """The (first) app of that name."""
@@ -168,7 +185,23 @@ def build_district(
         held = {g.app for g in grants if g.person == 0 and g.provider == "microsoft"}
         grants += [Grant(0, app, "microsoft", app.microsoft_scopes, now - dt.timedelta(days=90), now - dt.timedelta(days=2))
                    for app in apps if app.ownership == "first_party" and app.microsoft_scopes and app not in held]
-    return District(name, domain, student_domain, people, apps, grants, now, seed)
+    asks = _consent_requests(people, apps, seed, now) if "microsoft" in providers else []
+    return District(name, domain, student_domain, people, apps, grants, now, seed, asks)
+
+
+def _consent_requests(people: list[Person], apps: Sequence[App], seed: int, now: dt.datetime) -> list[ConsentAsk]:
+    """Who asked an administrator to consent to which Microsoft app, and why (its own draws)."""
+    rng = random.Random(f"consent requests:{seed}")
+    asks = []
+    for app in apps:
+        if not app.microsoft_scopes or not any(app.request_rates):
+            continue
+        for person in people:
+            rate = app.request_rates[person.role != "student"]
+            if person.level in app.levels and rng.random() < rate:
+                asked = now - dt.timedelta(days=rng.uniform(0, REQUEST_DAYS))
+                asks.append(ConsentAsk(person.key, app, rng.choice(REQUEST_REASONS), asked))
+    return asks
 
 
 def _people(users: int, rng: random.Random, domain: str, student_domain: str, suspended_share: float) -> list[Person]:
@@ -258,4 +291,4 @@ def unique_email(local: str, domain: str, taken: set[str]) -> str:
     return email
 
 
-__all__ = ["District", "Grant", "MAX_GRANTS_PER_USER", "Person", "SCHOOLS", "ascii_local", "build_district", "unique_email"]
+__all__ = ["ConsentAsk", "District", "Grant", "MAX_GRANTS_PER_USER", "Person", "SCHOOLS", "ascii_local", "build_district", "unique_email"]

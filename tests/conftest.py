@@ -28,6 +28,7 @@ class FakeTenant:
     apps: list[App] = field(default_factory=list)
     grants: list[Grant] = field(default_factory=list)
     last_used: list[LastUsed] = field(default_factory=list)
+    posture: list = field(default_factory=list)  # PostureFinding and ConsentRequest records, yielded last
     fail_after: int | None = None  # raise after yielding this many records
     incremental_users: list[str] | None = None  # scan only these users' grants, incrementally
     runs: list[ScanRun] = field(default_factory=list)
@@ -46,7 +47,7 @@ class FakeTenant:
             records += [u for u in self.users if u.id in self.incremental_users]
         else:
             records += self.users + self.grants
-        records += self.last_used
+        records += self.last_used + self.posture
         for count, record in enumerate(records):
             if self.fail_after is not None and count >= self.fail_after:
                 raise ProviderError("the fake API stopped answering")

@@ -24,7 +24,7 @@ from plugins.signin.passwords import hash_password
 from scanner import store, timestamps
 from scanner.catalog import read_catalog
 from scanner.config import Config, config_sections
-from scanner.providers import App, Grant, User
+from scanner.providers import App, ConsentRequest, Grant, PostureFinding, User
 from scanner.scan import run_scans
 from tests.conftest import FakeTenant, free_port, registered_tenant
 
@@ -96,7 +96,23 @@ def district_with_usage(tenant: FakeTenant) -> FakeTenant:
     grants += [Grant(user_id=u.id, app_id=PADLET, scopes=PROFILE) for u in staff[:10] + students[20:22]]
     grants += [Grant(user_id=staff[13].id, app_id=PENDING, scopes=PROFILE)]
     tenant.grants = grants
+    tenant.posture = posture_findings(students, staff)
     return tenant
+
+
+def posture_findings(students: list[User], staff: list[User]) -> list:
+    """The consent settings: two checks fail, one is unknown; two students asked for ChatGPT (denied)."""
+    def check(check_id, result, scope="/", reason=""):
+        return PostureFinding(check_id=check_id, title=f"Check {check_id}", expected="restricted", actual=result, result=result,
+                              fix="Admin console > API controls", scope_kind="org_unit", scope=scope, reason=reason)
+
+    return [
+        check("GWS.COMMONCONTROLS.10.4", "fail"), check("GWS.COMMONCONTROLS.10.4", "pass", "/Students"),
+        check("GWS.COMMONCONTROLS.10.3", "fail"), check("GWS.COMMONCONTROLS.11.1", "pass"),
+        check("GWS.CLASSROOM.2.1", "unknown", reason="the scope is not delegated"),
+        *[ConsentRequest(id=f"req-{user.id}", app_id=CHATGPT, app_name="ChatGPT", scopes=PROFILE, status="InProgress",
+                         user_id=user.id, email=user.email, user_name=user.name, reason="for class") for user in students[:2]],
+    ]
 
 
 def catalog_csv(today: dt.date) -> str:

@@ -55,6 +55,26 @@ def test_the_demo_shows_what_a_district_needs_to_see(demo_db):
     assert db.execute("select count(*) from alerts where status = 'pending'").fetchone()[0] > 0
 
 
+def test_the_demo_shows_a_realistic_consent_posture_and_requests(demo_db):
+    db_path, output = demo_db
+    db = sqlite3.connect(db_path)
+    results = {(provider, check, scope): result for provider, check, scope, result in
+               db.execute("select provider, check_id, scope, result from posture_current")}
+    # Google: unconfigured apps open to staff at the top, blocked in /Students and for under-18s.
+    assert results[("google", "GWS.COMMONCONTROLS.10.4", "/")] == "fail"
+    assert results[("google", "GWS.COMMONCONTROLS.10.4", "/Students")] == "pass"
+    assert results[("google", "APPINV.GWS.UNDER18", "/")] == "pass"
+    # Microsoft: users may consent to low-impact permissions (a pass), anyone may register apps.
+    assert results[("microsoft", "MS.AAD.5.2", "")] == "pass" and results[("microsoft", "MS.AAD.5.1", "")] == "fail"
+    assert "unknown" not in results.values()  # the demo delegates and grants everything the checks need
+    district = demo_district(300)
+    asked = {ask.app.name for ask in district.consent_requests}
+    summary = dict(db.execute("select app, status from consent_request_summary"))
+    assert set(summary) <= asked and summary
+    assert summary.get("ChatGPT", "denied") == "denied" and summary.get("MagicSchool AI", "pending") == "pending"
+    assert "consent settings fail their check" in output
+
+
 async def test_the_demo_inventory_is_served_with_its_public_page(demo_db):
     from scanner.config import load_config
 

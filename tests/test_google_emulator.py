@@ -474,7 +474,7 @@ def test_page_tokens_can_expire(emulated):
     ({"fault_kinds": ["429", "flood"]}, "fault_kinds: 'flood'; use some of 429, 500, 503, 403, reset, timeout, truncated"),
     ({"stall_seconds": -1}, "stall_seconds must be a number >= 0"),
     ({"retry_after": 1.5}, "retry_after must be an integer >= 0"),
-    ({"expire_page_tokens": {"tokens.list": 1}}, "expire_page_tokens must map users.list or activities.list to a count"),
+    ({"expire_page_tokens": {"tokens.list": 1}}, "expire_page_tokens must map users.list, activities.list or policies.list to a count"),
     ({"page_token_lifetime": "1h"}, "page_token_lifetime must be a number >= 0"),
     ({"fault_ratio": 0.1}, "unknown emulator knob 'fault_ratio'"),
 ])

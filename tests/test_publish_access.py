@@ -140,6 +140,8 @@ async def test_every_dashboard_chart_query_runs_for_it_staff(public_ds):
     assert {row["status"]: row["apps"] for row in results["apps-by-status"]} == {
         "approved": 2, "unreviewed": 2, "denied": 1, "conditional": 1, "pending": 1}
     assert [row["new_apps"] for row in results["new-apps-per-scan"]] == [6, 1]
+    assert results["posture-failing"] == [{"checks": 2}] and results["consent-requests-waiting"] == [{"requests": 2}]
+    assert {row["result"]: row["checks"] for row in results["posture-by-provider"]} == {"fail": 2, "pass": 2, "unknown": 1}
 
 
 # -- anonymous visitors ---------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""A local emulator of the Google Admin SDK (Directory users and tokens, Reports token
-activity, batches) and Google's OAuth token endpoint, over real HTTP on 127.0.0.1.
+"""A local emulator of the Google Admin SDK (Directory users, tokens and org units, Reports
+token activity, batches), the Cloud Identity Policy API and Google's OAuth token endpoint,
+over real HTTP on 127.0.0.1.
 
     tenant = build_tenant(users=2000)
     with GoogleEmulator(tenant, knobs={"fault_rate": 0.1}) as emulator:
@@ -11,6 +12,8 @@ activity, batches) and Google's OAuth token endpoint, over real HTTP on 127.0.0.
         emulator.stats()                      # HTTP requests, API calls (batch parts included) by method,
                                               # quota rejections, injected faults, token exchanges
         emulator.mutate([{"op": "churn", "fraction": 0.02}])   # change grants, with audit events
+        emulator.mutate([{"op": "set_policy", "setting": "api_controls.internal_apps",
+                          "value": {"trustInternalApps": False}, "org_unit": "/"}])   # an admin console setting
 
 The tenant is data (emulators.google.tenant); the knobs (emulators.google.api.Knobs)
 set latency, the per-minute quota, seeded faults (error answers, 429 with Retry-After, reset
@@ -42,10 +45,12 @@ from ..clock import Clock
 from ..server import EmulatorHandler, GateControls, EmulatorProcess, ServedEmulator, UnknownControl, load_tenant_json, serve_in_child
 from .api import HTTP_FAULT_KINDS, Answer, GoogleAPI, Knobs, Stats
 from .oauth import TokenService, delegation_for, new_service_account_key
-from .tenant import SCANNER_SCOPES, DirectoryUser, GoogleTenant, OAuthClient, ServiceAccount, build_tenant, parse_time
+from .tenant import (
+    POSTURE_SCOPES, SCANNER_SCOPES, DirectoryUser, GoogleTenant, OAuthClient, ServiceAccount, build_tenant, parse_time,
+)
 
 __all__ = [
-    "GoogleEmulator", "GoogleEmulatorProcess", "GoogleTenant", "Knobs", "SCANNER_SCOPES", "build_tenant",
+    "GoogleEmulator", "GoogleEmulatorProcess", "GoogleTenant", "Knobs", "POSTURE_SCOPES", "SCANNER_SCOPES", "build_tenant",
     "new_service_account_key",
 ]
 
@@ -114,7 +119,14 @@ class EmulatorCore:
         if op == "use":
             tenant.use(change["user"], change["client"], at=at)
             return None
-        raise ValueError(f"unknown tenant change {op!r}; use authorize, revoke, use, add_user, delete_user or churn")
+        if op == "set_policy":
+            return tenant.set_policy(change["setting"], change["value"], org_unit=change.get("org_unit", "/"),
+                                     group=change.get("group"), kind=change.get("kind", "ADMIN"),
+                                     sort_order=change.get("sort_order"))
+        if op == "remove_policies":
+            return tenant.remove_policies(change.get("setting"), org_unit=change.get("org_unit"))
+        raise ValueError(f"unknown tenant change {op!r}; use authorize, revoke, use, add_user, delete_user, churn, "
+                         "set_policy or remove_policies")
 
 
 def _token_endpoint_failure(kind: str, retry_after: int) -> Answer:
@@ -179,7 +191,8 @@ class GoogleControls(GateControls):
         self.control("reset_stats", {})
 
     def mutate(self, changes: list[dict[str, Any]]) -> list[Any]:
-        """Change the tenant (authorize, revoke, use, add_user, delete_user, churn), recording audit events."""
+        """Change the tenant (authorize, revoke, use, add_user, delete_user, churn: with audit events;
+        set_policy, remove_policies: the admin console's settings, as the Policy API serves them)."""
         return self.control("mutate", {"changes": changes})
 
     def digest(self) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 """A Google Workspace tenant described by data, as the Admin SDK emulator serves it.
 
 A `GoogleTenant` holds directory users, the OAuth clients (apps) users granted access
-to, each user's tokens, the `token` audit log (authorize / revoke / activity events)
-and the domain-wide delegation set-up (service accounts, their public keys and
-delegated scopes). It round-trips through JSON (`to_json` / `from_json`) so a child
+to, each user's tokens, the `token` audit log (authorize / revoke / activity events),
+the domain-wide delegation set-up (service accounts, their public keys and delegated
+scopes), its organizational units (with ids) and the Cloud Identity Policy API's
+policies (the admin console's settings, per org unit or group). It round-trips through JSON (`to_json` / `from_json`) so a child
 process can serve the same tenant; `google_tenant()` turns a synthetic district
 (emulators.district) into one, and `build_tenant()` makes one of any size,
 deterministic for a seed.
@@ -25,7 +26,12 @@ Tenant JSON (what `from_json` reads; field names as in the Directory API):
                  "authorizedAt": "2026-09-01T10:00:00Z", "lastUsedAt": "2026-11-20T08:00:00Z"}],
      "events": [{"name": "revoke", "userId": "...", "clientId": "...", "scopes": [...], "time": "..."}],
      "service_accounts": [{"client_email": "...", "client_id": "...", "public_keys": {"<kid>": "<PEM>"},
-                           "scopes": [...]}]}
+                           "scopes": [...]}],
+     "org_unit_ids": {"/": "03ph8a2z1...", ...},
+     "policies": [{"name": "policies/...", "customer": "customers/C03az79cb", "type": "ADMIN",
+                   "policyQuery": {"orgUnit": "orgUnits/03ph8a2z1...", "query": "...", "sortOrder": 101.0},
+                   "setting": {"type": "settings/api_controls.unconfigured_third_party_apps",
+                               "value": {"accessLevel": "BLOCK_ALL_SCOPES"}}}]}
 
 Users with `isAdmin` are the admins a service account may impersonate with privileges;
 `authorizedAt` / `lastUsedAt` become `authorize` / `activity` events (the log serves the
@@ -56,6 +62,12 @@ SCANNER_SCOPES = (
     "https://www.googleapis.com/auth/admin.directory.user.readonly",
     "https://www.googleapis.com/auth/admin.directory.user.security",
     "https://www.googleapis.com/auth/admin.reports.audit.readonly",
+)
+# The scopes the scanner's posture checks ask for, each in a token of its own: the Cloud
+# Identity Policy API (the settings), and org unit names (to show "/Students", not an id).
+POSTURE_SCOPES = (
+    "https://www.googleapis.com/auth/cloud-identity.policies.readonly",
+    "https://www.googleapis.com/auth/admin.directory.orgunit.readonly",
 )
 
 
@@ -250,6 +262,8 @@ class GoogleTenant:
         self.tokens: dict[str, list[Token]] = {}
         self.events = EventLog()
         self.service_accounts: dict[str, ServiceAccount] = {}  # by client_email
+        self.org_unit_ids: dict[str, str] = {}  # org unit path -> id (without Google's "id:" prefix)
+        self.policies: list[dict[str, Any]] = []  # Cloud Identity Policy API policies, as the API returns them
 
     # -- building -------------------------------------------------------------------------
 
@@ -390,6 +404,61 @@ class GoogleTenant:
         digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()
         return {"grants": len(lines), "users": len(self.users), "sha256": digest}
 
+    # -- org units and policies (the admin console's settings) -----------------------------
+
+    def org_unit_paths(self) -> list[str]:
+        """Every org unit path, parents included (a user's OU implies its parents), sorted."""
+        with self.lock:
+            paths = {"/"}
+            for path in self.org_units:
+                parts = [part for part in path.split("/") if part]
+                paths.update("/" + "/".join(parts[:n]) for n in range(1, len(parts) + 1))
+            return sorted(paths)
+
+    def org_unit_id(self, path: str) -> str:
+        """The org unit's id, stable for the customer and path (Google's look like 03ph8a2z1enx4lx)."""
+        with self.lock:
+            known = self.org_unit_ids.get(path)
+            if known is None:
+                digest = hashlib.sha256(f"{self.customer_id}:{path}".encode()).hexdigest()
+                known = self.org_unit_ids[path] = "03" + digest[:13]
+            return known
+
+    def set_policy(self, setting: str, value: dict[str, Any], *, org_unit: str = "/", group: str | None = None,
+                   kind: str = "ADMIN", sort_order: float | None = None) -> dict[str, Any]:
+        """Set a setting for an org unit (or a group in it), as an admin (ADMIN) or Google (SYSTEM)
+        would: replaces the policy of the same setting, org unit, group and kind."""
+        setting_type = setting if setting.startswith("settings/") else "settings/" + setting
+        with self.lock:
+            if org_unit not in self.org_units:
+                self.org_units.append(org_unit)
+            unit = self.org_unit_id(org_unit)
+            query = f"entity.org_units.exists(org_unit, org_unit.org_unit_id == orgUnitId('{unit}'))"
+            policy_query: dict[str, Any] = {"orgUnit": f"orgUnits/{unit}"}
+            if group:
+                policy_query["group"] = f"groups/{group}"
+                query += f" && entity.groups.exists(group, group.group_id == groupId('{group}'))"
+            if sort_order is None:
+                sort_order = (100.0 if kind == "ADMIN" else 1.0) + len(self.policies)
+            policy_query.update(query=query, sortOrder=float(sort_order))
+            digest = hashlib.sha256(f"{setting_type}|{unit}|{group}|{kind}".encode()).hexdigest()
+            policy = {"name": f"policies/{digest[:20]}", "customer": f"customers/{self.customer_id}",
+                      "policyQuery": policy_query, "setting": {"type": setting_type, "value": value}, "type": kind}
+            self.policies = [p for p in self.policies if p["name"] != policy["name"]] + [policy]
+            return policy
+
+    def remove_policies(self, setting: str | None = None, *, org_unit: str | None = None) -> int:
+        """Remove policies (of a setting, of an org unit, or all): how many went."""
+        setting_type = setting if setting is None or setting.startswith("settings/") else "settings/" + setting
+        unit = None if org_unit is None else f"orgUnits/{self.org_unit_id(org_unit)}"
+        with self.lock:
+            kept = [p for p in self.policies
+                    if not ((setting_type is None or p["setting"]["type"] == setting_type)
+                            and (unit is None or p["policyQuery"].get("orgUnit") == unit))]
+            removed = len(self.policies) - len(kept)
+            self.policies = kept
+            return removed
+
     # -- benchmark churn --------------------------------------------------------------------
 
     def churn(self, fraction: float, *, seed: int = 0, at: dt.datetime | None = None) -> dict[str, int]:
@@ -433,6 +502,8 @@ class GoogleTenant:
                             "scopes": list(self.scope_sets[log.scope_sets[i]]), "time": from_micros(log.micros[i]).isoformat()}
                            for i in range(len(log))],
                 "service_accounts": [sa.to_json() for sa in self.service_accounts.values()],
+                "org_unit_ids": dict(self.org_unit_ids),
+                "policies": [dict(policy) for policy in self.policies],
             }
 
     @classmethod
@@ -468,6 +539,8 @@ class GoogleTenant:
         for sa in data.get("service_accounts", ()):
             account = ServiceAccount.from_json(sa)
             tenant.service_accounts[account.client_email] = account
+        tenant.org_unit_ids.update(data.get("org_unit_ids", {}))
+        tenant.policies = [dict(policy) for policy in data.get("policies", ())]
         return tenant
 
 
@@ -505,7 +578,39 @@ def google_tenant(district: District, *, customer_id: str = "C03az79cb", admin_e
         if grant.last_used_at:
             rows.append((to_micros(grant.last_used_at), activity, *event))
     tenant.events.load(rows)
+    set_district_posture(tenant)
     return tenant
+
+
+def set_district_posture(tenant: GoogleTenant) -> None:
+    """A typical district's API controls, as the Policy API returns them from real tenants
+    (camelCase fields, the enum spellings tenants send rather than the documented ones):
+
+    - unconfigured third-party apps: any app for staff at the top (GWS.COMMONCONTROLS.10.4
+      fails there), blocked in /Students, and blocked for users designated under 18;
+      Google's own SYSTEM policy sits below the admin's (a lower sortOrder);
+    - internal apps trusted (10.3 fails); Gmail restricted, Drive restricted for high-risk
+      scopes only, every other service open (10.1 and 10.2 fail);
+    - Marketplace: allowlisted apps only (11.1 passes); Classroom data access on (CLASSROOM.2.1,
+      a SHOULD, fails); and an unrelated Gmail setting the scanner's filter leaves out.
+    """
+    tenant.set_policy("api_controls.unconfigured_third_party_apps",
+                      {"accessLevel": "UNSPECIFIED_UBER_BLOCK", "accessLevelUnder18": "UNDERAGE_UBER_BLOCK_UNSPECIFIED"},
+                      kind="SYSTEM", sort_order=1.0)
+    tenant.set_policy("api_controls.unconfigured_third_party_apps",
+                      {"accessLevel": "UNSPECIFIED_UBER_BLOCK", "accessLevelUnder18": "BLOCK_ALL_SCOPES"}, sort_order=201.0)
+    tenant.set_policy("api_controls.unconfigured_third_party_apps",
+                      {"accessLevel": "BLOCK_ALL_SCOPES", "accessLevelUnder18": "BLOCK_ALL_SCOPES"}, org_unit="/Students",
+                      sort_order=202.0)
+    tenant.set_policy("api_controls.internal_apps", {"trustInternalApps": True}, sort_order=203.0)
+    tenant.set_policy("api_controls.google_services", {"services": [
+        {"scopesGroup": "GMAIL_ALL", "isEnabled": False}, {"scopesGroup": "DRIVE_HIGH_RISK", "isEnabled": False}]},
+        sort_order=204.0)
+    tenant.set_policy("api_controls.custom_user_message", {"errorText": ""}, kind="SYSTEM", sort_order=2.0)
+    tenant.set_policy("workspace_marketplace.apps_access_options",
+                      {"accessLevel": "ALLOW_LISTED_APPS", "allowAllInternalApps": False}, sort_order=205.0)
+    tenant.set_policy("classroom.api_data_access", {"enableApiAccess": True}, sort_order=206.0)
+    tenant.set_policy("gmail.auto_forwarding", {"enableAutoForwarding": False}, sort_order=207.0)
 
 
 def build_tenant(users: int = 200, *, seed: int = 1, domain: str = "district.example", student_domain: str | None = None,
@@ -527,6 +632,7 @@ def _user_id(district: District, key: int | str) -> str:
 
 
 __all__ = [
-    "DirectoryUser", "Event", "EventLog", "GoogleTenant", "OAuthClient", "RETENTION", "SCANNER_SCOPES", "ServiceAccount",
+    "DirectoryUser", "Event", "EventLog", "GoogleTenant", "OAuthClient", "POSTURE_SCOPES", "RETENTION", "SCANNER_SCOPES",
+    "ServiceAccount", "set_district_posture",
     "Token", "build_tenant", "from_micros", "google_tenant", "rfc3339", "to_micros",
 ]

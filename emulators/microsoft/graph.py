@@ -38,7 +38,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 from ..clock import Clock
 from .signin import IssuedToken, SignInService
-from .tenant import AppRoleAssignment, DelegatedGrant, MicrosoftTenant
+from .tenant import GRAPH_APP_ID, AppRoleAssignment, DelegatedGrant, MicrosoftTenant
 from .throttle import SlidingWindow, resource_units
 
 MAX_PAGE = 999
@@ -182,6 +182,11 @@ PERMISSIONS = {
     "servicePrincipals": {"Application.Read.All", "Application.ReadWrite.All", *_READ_DIRECTORY},
     "oauth2PermissionGrants": {"DelegatedPermissionGrant.Read.All", "DelegatedPermissionGrant.ReadWrite.All", *_READ_DIRECTORY},
     "reports": {"AuditLog.Read.All", *_READ_DIRECTORY},
+    # The consent settings and requests: Directory.Read.All does not reach these (their permission tables).
+    "authorizationPolicy": {"Policy.Read.All", "Policy.ReadWrite.Authorization"},
+    "adminConsentRequestPolicy": {"Policy.Read.All", "Policy.ReadWrite.ConsentRequest"},
+    "consentRequests": {"ConsentRequest.Read.All", "ConsentRequest.ReadWrite.All"},
+    "classifications": {"Application.Read.All", "Application.ReadWrite.OwnedBy", *_READ_DIRECTORY},
 }
 
 USER_PROPERTIES = {
@@ -208,6 +213,10 @@ GROUP_PROPERTIES = {"id", "displayName", "description", "mail", "mailEnabled", "
 ORGANIZATION_PROPERTIES = {"id", "displayName", "verifiedDomains", "tenantType", "countryLetterCode", "createdDateTime"}
 SKU_PROPERTIES = {"id", "accountId", "accountName", "appliesTo", "capabilityStatus", "consumedUnits", "prepaidUnits",
                   "servicePlans", "skuId", "skuPartNumber", "subscriptionIds"}
+APP_CONSENT_REQUEST_PROPERTIES = {"id", "appId", "appDisplayName", "consentType", "pendingScopes", "userConsentRequests"}
+USER_CONSENT_REQUEST_PROPERTIES = {"id", "reason", "status", "createdDateTime", "createdBy", "approvalId",
+                                   "completedDateTime", "customData"}
+CLASSIFICATION_PROPERTIES = {"id", "permissionId", "permissionName", "classification"}
 SIGN_IN_PROPERTIES = {"id", "appId", "applicationAuthenticationClientSignInActivity",
                       "applicationAuthenticationResourceSignInActivity", "delegatedClientSignInActivity",
                       "delegatedResourceSignInActivity", "lastSignInActivity"}
@@ -247,7 +256,21 @@ ROUTES = (
            "_sp_assignments", "appRoleAssignments", "servicePrincipals"),
     _route(r"/servicePrincipals/(?P<id>[^/]+)/appRoleAssignedTo", "servicePrincipals/{id}/appRoleAssignedTo",
            "_sp_assigned_to", "appRoleAssignments", "servicePrincipals"),
+    _route(r"/servicePrincipals/(?P<id>[^/]+)/delegatedPermissionClassifications",
+           "servicePrincipals/{id}/delegatedPermissionClassifications", "_classifications", "servicePrincipal", "classifications"),
+    _route(r"/servicePrincipals\(appId='(?P<app_id>[^']+)'\)/delegatedPermissionClassifications",
+           "servicePrincipals(appId)/delegatedPermissionClassifications", "_classifications", "servicePrincipal",
+           "classifications"),
     _route(r"/oauth2PermissionGrants", "oauth2PermissionGrants", "_grants", "oauth2PermissionGrants", "oauth2PermissionGrants"),
+    _route(r"/policies/authorizationPolicy", "policies/authorizationPolicy", "_authorization_policy", "policy",
+           "authorizationPolicy"),
+    _route(r"/policies/adminConsentRequestPolicy", "policies/adminConsentRequestPolicy", "_admin_consent_request_policy",
+           "policy", "adminConsentRequestPolicy"),
+    _route(r"/identityGovernance/appConsent/appConsentRequests", "identityGovernance/appConsent/appConsentRequests",
+           "_app_consent_requests", "consentRequests", "consentRequests"),
+    _route(r"/identityGovernance/appConsent/appConsentRequests/(?P<id>[^/]+)/userConsentRequests",
+           "identityGovernance/appConsent/appConsentRequests/{id}/userConsentRequests", "_user_consent_requests",
+           "consentRequests", "consentRequests"),
     _route(r"/reports/servicePrincipalSignInActivities", "reports/servicePrincipalSignInActivities", "_sign_in_activities",
            "reports", "reports", beta_only=True),
 )
@@ -706,6 +729,44 @@ class GraphService:
         return self._collection(request, version, list(tenant.sign_in_activities.values()),
                                 context="reports/servicePrincipalSignInActivities", properties=SIGN_IN_PROPERTIES,
                                 entity="servicePrincipalSignInActivity", render=lambda a: a)
+
+
+    # -- the consent settings and requests --------------------------------------------------
+
+    def _authorization_policy(self, request: GraphRequest, version: str) -> GraphAnswer:
+        return GraphAnswer(200, {"@odata.context": f"{self.base_url}/{version}/$metadata#policies/authorizationPolicy/$entity",
+                                 **self.tenant().authorization_policy})
+
+    def _admin_consent_request_policy(self, request: GraphRequest, version: str) -> GraphAnswer:
+        return GraphAnswer(200, {"@odata.context": f"{self.base_url}/{version}/$metadata#policies/adminConsentRequestPolicy/$entity",
+                                 **self.tenant().admin_consent_request_policy})
+
+    def _app_consent_requests(self, request: GraphRequest, version: str) -> GraphAnswer:
+        # As the docs show it: the list does not expand userConsentRequests (an empty list);
+        # who asked and why come from each request's userConsentRequests.
+        return self._collection(request, version, self.tenant().app_consent_requests,
+                                context="identityGovernance/appConsent/appConsentRequests",
+                                properties=APP_CONSENT_REQUEST_PROPERTIES, entity="appConsentRequest",
+                                render=lambda r: {**r, "userConsentRequests": []})
+
+    def _user_consent_requests(self, request: GraphRequest, version: str, id: str) -> GraphAnswer:
+        found = next((r for r in self.tenant().app_consent_requests if r["id"] == id), None)
+        if found is None:
+            raise _not_found(id)
+        return self._collection(request, version, found["userConsentRequests"],
+                                context=f"identityGovernance/appConsent/appConsentRequests('{id}')/userConsentRequests",
+                                properties=USER_CONSENT_REQUEST_PROPERTIES, entity="userConsentRequest", render=lambda r: r)
+
+    def _classifications(self, request: GraphRequest, version: str, id: str | None = None, app_id: str | None = None) -> GraphAnswer:
+        tenant = self.tenant()
+        sp = tenant.sp_by_id.get(id) if id else tenant.sp_by_app_id.get(app_id)
+        if sp is None:
+            raise _not_found(id or app_id)
+        items = tenant.permission_classifications if sp["appId"] == GRAPH_APP_ID else []
+        return self._collection(request, version, items,
+                                context=f"servicePrincipals('{sp['id']}')/delegatedPermissionClassifications",
+                                properties=CLASSIFICATION_PROPERTIES, entity="delegatedPermissionClassification",
+                                render=lambda c: c)
 
 
 # -- rendering and query options --------------------------------------------------------------

@@ -1,7 +1,9 @@
 """An Entra ID tenant described by data, as the Microsoft Graph emulator serves it.
 
 A `MicrosoftTenant` holds Graph-shaped objects (users, groups, subscribed SKUs,
-service principals) plus the consent data in a compact form (delegated grants and
+service principals, the consent settings: authorization policy, admin consent request
+policy, people's requests for admin consent, the permission classifications on Microsoft
+Graph) plus the consent data in a compact form (delegated grants and
 app role assignments as tuples, since a benchmark tenant holds close to a million
 of them). It round-trips through JSON (`to_json` / `from_json`) so a child process
 can serve the same tenant; `microsoft_tenant()` turns a synthetic district
@@ -58,6 +60,7 @@ GRAPH_APP_ROLES = (
     "Calendars.Read", "DelegatedPermissionGrant.Read.All", "Directory.Read.All", "Directory.ReadWrite.All",
     "EduAssignments.ReadBasic.All", "EduRoster.Read.All", "Files.Read.All", "Group.Read.All", "GroupMember.Read.All",
     "Mail.Read", "Mail.Send", "Organization.Read.All", "Sites.Read.All", "User.Read.All",
+    "Policy.Read.All", "ConsentRequest.Read.All",
 )
 GRAPH_SCOPES = (
     "openid", "profile", "email", "offline_access", "User.Read", "User.ReadBasic.All", "User.Read.All",
@@ -162,7 +165,48 @@ class AppRegistration:
 
 # The changes a child-process emulator accepts by name (MicrosoftEmulatorProcess.mutate_tenant).
 MUTATIONS = frozenset({"add_grant", "revoke_grants", "add_app_permission", "remove_app_permission",
-                       "add_service_principal", "set_premium", "churn"})
+                       "add_service_principal", "set_premium", "churn", "set_consent_settings", "add_consent_request"})
+
+# The user consent choices of Microsoft Entra (permission grant policies assigned to the default user role).
+USER_CONSENT_OFF: tuple[str, ...] = ()
+USER_CONSENT_LOW = ("ManagePermissionGrantsForSelf.microsoft-user-default-low",)
+USER_CONSENT_LEGACY = ("ManagePermissionGrantsForSelf.microsoft-user-default-legacy",)
+USER_CONSENT_RECOMMENDED = ("ManagePermissionGrantsForSelf.microsoft-user-default-recommended",)
+DEVELOPER_CONSENT = "ManagePermissionGrantsForOwnedResource.DeveloperConsent"
+
+
+def authorization_policy(consent: Iterable[str] = USER_CONSENT_LOW, *, allowed_to_create_apps: bool = True,
+                         risky_apps: bool | None = False) -> dict:
+    """GET /policies/authorizationPolicy as Graph v1.0 returns it (authorizationpolicy-get.md)."""
+    policy = {
+        "id": "authorizationPolicy", "allowInvitesFrom": "everyone", "allowedToSignUpEmailBasedSubscriptions": True,
+        "allowedToUseSSPR": True, "allowEmailVerifiedUsersToJoinOrganization": False, "blockMsolPowerShell": False,
+        "displayName": "Authorization Policy",
+        "description": "Used to manage authorization related settings across the company.",
+        "guestUserRoleId": "10dae51f-b6af-4016-8d66-8c2a99b929b3",
+        "defaultUserRolePermissions": {
+            "allowedToCreateApps": allowed_to_create_apps, "allowedToCreateSecurityGroups": True,
+            "allowedToCreateTenants": True, "allowedToReadBitlockerKeysForOwnedDevice": True,
+            "allowedToReadOtherUsers": True,
+            "permissionGrantPoliciesAssigned": [*consent, DEVELOPER_CONSENT],
+        },
+    }
+    if risky_apps is not None:
+        policy["allowUserConsentForRiskyApps"] = risky_apps
+    return policy
+
+
+def admin_consent_request_policy(enabled: bool = True, reviewers: Iterable[str] = ()) -> dict:
+    """GET /policies/adminConsentRequestPolicy: reviewers are user ids (adminconsentrequestpolicy-get.md)."""
+    return {"isEnabled": enabled, "notifyReviewers": enabled, "remindersEnabled": enabled,
+            "requestDurationInDays": 30 if enabled else 0, "version": 1 if enabled else 0,
+            "reviewers": [{"query": f"/users/{user}", "queryType": "MicrosoftGraph", "queryRoot": None} for user in reviewers]}
+
+
+def permission_classification(permission: str, classification: str = "low") -> dict:
+    """A delegatedPermissionClassification on Microsoft Graph's service principal."""
+    return {"id": _b64url(uuid.UUID(stable_guid("classification", permission)).bytes)[:22],
+            "permissionId": graph_scope_id(permission), "permissionName": permission, "classification": classification}
 
 
 @dataclass
@@ -181,6 +225,10 @@ class MicrosoftTenant:
     grants: list[DelegatedGrant] = field(default_factory=list)
     assignments: list[AppRoleAssignment] = field(default_factory=list)
     sign_in_activities: dict[str, dict] = field(default_factory=dict)  # appId -> activity
+    authorization_policy: dict = field(default_factory=authorization_policy)
+    admin_consent_request_policy: dict = field(default_factory=admin_consent_request_policy)
+    app_consent_requests: list[dict] = field(default_factory=list)  # with their userConsentRequests
+    permission_classifications: list[dict] = field(default_factory=list)  # on Microsoft Graph's service principal
 
     def __post_init__(self) -> None:
         self.reindex()
@@ -291,6 +339,37 @@ class MicrosoftTenant:
         self.reindex()
         return {"users": len(chosen), "authorized": len(added), "revoked": len(dropped)}
 
+    def set_consent_settings(self, *, authorization: dict | None = None, admin_consent: dict | None = None,
+                             classifications: list[dict] | None = None) -> None:
+        """Replace the consent settings (what the Entra admin center changes): Graph-shaped objects."""
+        if authorization is not None:
+            self.authorization_policy = authorization
+        if admin_consent is not None:
+            self.admin_consent_request_policy = admin_consent
+        if classifications is not None:
+            self.permission_classifications = classifications
+
+    def add_consent_request(self, app_id: str, app_name: str, scopes: Iterable[str], user_id: str, *, reason: str = "",
+                            status: str = "InProgress", created: str | None = None) -> dict:
+        """A person asks an administrator to consent to an app: a userConsentRequest under the
+        app's appConsentRequest (made if it is the app's first). Returns the person's request."""
+        user = self.user_by_id[user_id]
+        request = next((r for r in self.app_consent_requests if r["appId"] == app_id), None)
+        if request is None:
+            request = {"id": stable_guid("app-consent-request", self.tenant_id, app_id), "appId": app_id,
+                       "appDisplayName": app_name, "consentType": "Dynamic",
+                       "pendingScopes": [{"displayName": scope} for scope in scopes], "userConsentRequests": []}
+            self.app_consent_requests.append(request)
+        asked = {
+            "id": stable_guid("user-consent-request", request["id"], user_id, str(len(request["userConsentRequests"]))),
+            "reason": reason, "status": status, "createdDateTime": created or _iso(dt.datetime.now(dt.timezone.utc)),
+            "createdBy": {"user": {"id": user["id"], "displayName": user.get("displayName"),
+                                   "userPrincipalName": user.get("userPrincipalName"), "mail": user.get("mail")}},
+            "approvalId": None, "completedDateTime": None, "customData": None,
+        }
+        request["userConsentRequests"].append(asked)
+        return asked
+
     def set_premium(self, premium: bool) -> None:
         """Entra ID P1/P2 or not: without it, sign-in reports answer 403."""
         self.premium = bool(premium)
@@ -307,6 +386,10 @@ class MicrosoftTenant:
             "oauth2_permission_grants": [g._asdict() for g in self.grants],
             "app_role_assignments": [a._asdict() for a in self.assignments],
             "sign_in_activities": self.sign_in_activities,
+            "authorization_policy": self.authorization_policy,
+            "admin_consent_request_policy": self.admin_consent_request_policy,
+            "app_consent_requests": self.app_consent_requests,
+            "permission_classifications": self.permission_classifications,
         }
 
     @classmethod
@@ -319,6 +402,10 @@ class MicrosoftTenant:
             grants=[DelegatedGrant(**g) for g in data.get("oauth2_permission_grants", [])],
             assignments=[AppRoleAssignment(**a) for a in data.get("app_role_assignments", [])],
             sign_in_activities=data.get("sign_in_activities", {}),
+            authorization_policy=data.get("authorization_policy") or authorization_policy(),
+            admin_consent_request_policy=data.get("admin_consent_request_policy") or admin_consent_request_policy(),
+            app_consent_requests=data.get("app_consent_requests", []),
+            permission_classifications=data.get("permission_classifications", []),
         )
 
 
@@ -400,7 +487,10 @@ _MICROSOFT_SERVICES = (
 # Microsoft's own apps live in its "Microsoft Services" tenant, a few in "Microsoft Corp".
 _FIRST_PARTY_OWNERS = {"Graph Explorer": MICROSOFT_CORP_TENANT}
 SCANNER_APP_NAME = "District App Inventory"
-SCANNER_PERMISSIONS = ("Directory.Read.All", "DelegatedPermissionGrant.Read.All", "Application.Read.All", "AuditLog.Read.All")
+SCANNER_PERMISSIONS = ("Directory.Read.All", "DelegatedPermissionGrant.Read.All", "Application.Read.All", "AuditLog.Read.All",
+                       "Policy.Read.All", "ConsentRequest.Read.All")
+# What low-impact user consent covers in a typical tenant: signing in and the basic profile.
+LOW_IMPACT_PERMISSIONS = ("openid", "profile", "email", "offline_access", "User.Read")
 DEFAULT_CLIENT_SECRET = "emulator-secret-do-not-use"
 STUDENT_SKU, STAFF_SKU = "STANDARDWOFFPACK_STUDENT", "STANDARDWOFFPACK_FACULTY"
 _A3_SKU = {STUDENT_SKU: "M365EDU_A3_STUDENT", STAFF_SKU: "M365EDU_A3_FACULTY"}
@@ -417,6 +507,10 @@ def microsoft_tenant(district: District, *, tenant_id: str | None = None, client
     with `permissions` on Graph); a service principal per app on Microsoft, with its admin
     consent for everyone, application permissions and each Microsoft grant (plus SharePoint
     for apps that ask for it); last sign-ins from the grants' last use (`premium`: Entra ID P1).
+    Consent settings as many districts have them: users may consent to verified publishers'
+    apps for low-impact permissions (sign-in and profile, classified low), anyone may register
+    apps (Entra's default), and the admin consent workflow is on, reviewed by the IT
+    technician, with the district's requests for admin consent in it.
     """
     rng = random.Random(f"microsoft:{district.seed}")
 
@@ -469,13 +563,20 @@ def microsoft_tenant(district: District, *, tenant_id: str | None = None, client
             app_id = app_sps[id(app)]["appId"]
             last_use[app_id] = max(last_use.get(app_id, own), own)
 
-    return MicrosoftTenant(
+    tenant = MicrosoftTenant(
         tenant_id=tenant_id, display_name=district.name, domains=[district.domain, district.student_domain],
         registration=AppRegistration(client_id=client_id, client_secret=client_secret, certificate_pem=certificate_pem),
         premium=premium, users=users, groups=groups, subscribed_skus=skus, service_principals=sps,
         grants=grants, assignments=assignments,
         sign_in_activities={app_id: sign_in_activity(app_id, moment, rng) for app_id, moment in last_use.items()},
+        admin_consent_request_policy=admin_consent_request_policy(True, [users[0]["id"]] if district.people else []),
+        permission_classifications=[permission_classification(p) for p in LOW_IMPACT_PERMISSIONS],
     )
+    for ask in sorted(district.consent_requests, key=lambda ask: ask.asked_at):
+        expired = ask.asked_at < district.now - dt.timedelta(days=30)  # requestDurationInDays
+        tenant.add_consent_request(ask.app.microsoft_id, ask.app.name, ask.app.microsoft_scopes, users[ask.person]["id"],
+                                   reason=ask.reason, status="Expired" if expired else "InProgress", created=_iso(ask.asked_at))
+    return tenant
 
 
 def build_tenant(users: int = 2000, *, seed: int = 2026, grants_per_user: float | None = None, extra_apps: int = 0,

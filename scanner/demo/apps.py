@@ -3,7 +3,9 @@
 Each is an emulators.apps.App. Ids are derived from the name, so examples/catalog.csv
 (the demo's catalog) can list the same ids; a test checks the two agree. Adoption rates
 are the share of students or staff (in the schools the app targets) who connected it with
-Google; fewer connect it with Microsoft (see scanner.demo.tenants).
+Google; fewer connect it with Microsoft (see scanner.demo.tenants). `request_rates` are the
+share who asked IT, through Microsoft's admin consent workflow, to allow an app that user
+consent does not cover.
 """
 
 from __future__ import annotations
@@ -50,11 +52,13 @@ DEMO_APPS: tuple[App, ...] = (
     # In the catalog as denied or pending.
     _app("Yet Another Mail Merge", "Talarian", SIGN_IN + ["https://mail.google.com/", G + "spreadsheets", G + "drive.readonly"],
          student_rate=0.0, staff_rate=0.06),
-    _app("ChatGPT", "OpenAI", SIGN_IN, MS_SIGN_IN, student_rate=0.05, staff_rate=0.10, levels=("high",)),
+    _app("ChatGPT", "OpenAI", SIGN_IN, MS_SIGN_IN, student_rate=0.05, staff_rate=0.10, levels=("high",),
+         request_rates=(0.02, 0.10)),
     _app("Discord", "Discord Inc.", SIGN_IN, MS_SIGN_IN, student_rate=0.04, staff_rate=0.01, levels=SECONDARY),
     _app("Blooket", "Blooket LLC", SIGN_IN + ROSTER, student_rate=0.14, staff_rate=0.10),
     _app("Gimkit", "Gimkit Inc.", SIGN_IN + ROSTER, student_rate=0.06, staff_rate=0.06, levels=SECONDARY),
-    _app("MagicSchool AI", "MagicSchool AI", SIGN_IN + [G + "drive.file"], MS_SIGN_IN, student_rate=0.0, staff_rate=0.15),
+    _app("MagicSchool AI", "MagicSchool AI", SIGN_IN + [G + "drive.file"], MS_SIGN_IN, student_rate=0.0, staff_rate=0.15,
+         request_rates=(0.0, 0.08)),
     # Not in the catalog yet: real apps staff and students connected on their own.
     _app("Quizizz", "Quizizz Inc.", SIGN_IN + ROSTER + [G + "classroom.coursework.students"], MS_SIGN_IN, student_rate=0.10, staff_rate=0.10),
     _app("Prodigy Math", "Prodigy Education", SIGN_IN + ROSTER, student_rate=0.12, staff_rate=0.05, levels=("elementary", "middle")),
@@ -62,7 +66,8 @@ DEMO_APPS: tuple[App, ...] = (
     _app("BrainPOP", "BrainPOP LLC", SIGN_IN, student_rate=0.08, staff_rate=0.06, levels=("elementary", "middle")),
     _app("Formative", "Goformative Inc.", SIGN_IN + ROSTER + [G + "classroom.coursework.students", G + "drive.file"], student_rate=0.05, staff_rate=0.06, levels=SECONDARY),
     _app("ClassDojo", "ClassDojo Inc.", SIGN_IN, MS_SIGN_IN, student_rate=0.05, staff_rate=0.20, levels=("elementary",)),
-    _app("Turnitin", "Turnitin LLC", SIGN_IN + [G + "drive.readonly"], MS_SIGN_IN + ["Files.Read.All"], student_rate=0.06, staff_rate=0.08, levels=("high",)),
+    _app("Turnitin", "Turnitin LLC", SIGN_IN + [G + "drive.readonly"], MS_SIGN_IN + ["Files.Read.All"], student_rate=0.06, staff_rate=0.08, levels=("high",),
+         request_rates=(0.01, 0.06)),
     _app("Brisk Teaching", "Brisk Labs", SIGN_IN + [G + "documents", G + "drive.file"] + ROSTER, student_rate=0.0, staff_rate=0.12),
     _app("Diffit", "Diffit Inc.", SIGN_IN + [G + "drive.file"], student_rate=0.0, staff_rate=0.08),
     _app("Curipod", "Curipod AS", SIGN_IN + ROSTER, student_rate=0.03, staff_rate=0.05),
@@ -85,7 +90,7 @@ DEMO_APPS: tuple[App, ...] = (
     # Risky apps nobody reviewed: broad scopes, often unverified publishers.
     _app("PDF Merge Pro", "pdfmergepro.app", SIGN_IN + [G + "drive"], student_rate=0.02, staff_rate=0.05, verified=False),
     _app("Inbox AI Assistant", "InboxAI Labs", SIGN_IN + ["https://mail.google.com/", G + "gmail.send"], MS_SIGN_IN + ["Mail.ReadWrite", "Mail.Send"],
-         student_rate=0.0, staff_rate=0.03, verified=False),
+         student_rate=0.0, staff_rate=0.03, verified=False, request_rates=(0.0, 0.05)),
     _app("Homework Solver AI", "HW Solver", SIGN_IN + [G + "drive.readonly", G + "classroom.coursework.me"], MS_SIGN_IN + ["Files.Read.All"],
          student_rate=0.04, staff_rate=0.0, levels=SECONDARY, verified=False),
     _app("Sheets Auto Mailer", "automailer.dev", SIGN_IN + [G + "spreadsheets", G + "script.external_request", G + "gmail.send"],

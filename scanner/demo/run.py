@@ -23,7 +23,7 @@ from pathlib import Path
 
 from emulators.apps import DISTRICT_PROJECT_NUMBER
 from emulators.district import District
-from emulators.google.server import GoogleEmulator, new_service_account_key
+from emulators.google.server import POSTURE_SCOPES, SCANNER_SCOPES, GoogleEmulator, new_service_account_key
 from emulators.microsoft.server import MicrosoftEmulator
 from scanner import store
 from scanner.catalog import read_catalog
@@ -69,7 +69,7 @@ def run_demo(db_path: str, *, users: int = DEFAULT_USERS, serve: bool = True, po
         with GoogleEmulator(tenants.demo_google_tenant(district)) as google, \
                 MicrosoftEmulator(tenants.demo_microsoft_tenant(district, client_secret=ms_secret)) as microsoft:
             key = new_service_account_key(token_uri=google.token_uri)
-            google.delegate(key)
+            google.delegate(key, SCANNER_SCOPES + POSTURE_SCOPES)  # the posture checks' scopes too
             key_file = workdir / "demo-service-account.json"
             key_file.write_text(json.dumps(key), encoding="utf-8")
             key_file.chmod(0o600)
@@ -132,6 +132,7 @@ def write_demo_config(folder: Path, district: District, google, microsoft, key_f
 admin_email = "{tenants.admin_email(district)}"
 service_account_file = "{key_file}"
 api_root = "{google.api_root}"
+policy_api_root = "{google.api_root}"
 internal_project_numbers = ["{DISTRICT_PROJECT_NUMBER}"]
 
 [microsoft]
@@ -193,6 +194,9 @@ SUMMARY_COUNTS = {
     "high_risk": "select count(*) from apps where risk = 'high' and (users > 0 or tenant_wide = 1)",
     "agreements": "select count(*) from dpa_expiring where days_left < 60",
     "alerts": "select count(*) from alerts where status = 'pending'",
+    "posture_failing": "select count(*) from posture_current where result = 'fail'",
+    "posture_unknown": "select count(*) from posture_current where result = 'unknown'",
+    "consent_requests": "select coalesce(sum(requests), 0) from consent_request_summary",
 }
 
 
@@ -209,5 +213,7 @@ def summary(db_path: str, result: DemoResult) -> str:
         f"  {n['apps']:,} apps; {n['unapproved_apps']:,} third-party apps in use are not approved",
         f"  {n['unapproved_accounts']:,} accounts use an unapproved app; {n['scope_creep']:,} grants hold more than the catalog approved",
         f"  {n['high_risk']:,} apps in use hold high-risk scopes; {n['agreements']:,} agreements expired or expire within 60 days",
+        f"  {n['posture_failing']:,} consent settings fail their check ({n['posture_unknown']:,} unknown); "
+        f"{n['consent_requests']:,} requests for admin consent wait for a decision",
         f"  {n['alerts']:,} alerts queued (preview them: app-inventory --db {db_path} alerts send --dry-run)",
     ])

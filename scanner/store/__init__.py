@@ -8,6 +8,7 @@ WAL mode) see either the previous inventory or the new one.
     database.py   opening (schema and scope knowledge up to date), many rows at once, checkpoints
     scans.py      the `scans` rows: running, succeeded, failed, interrupted
     writer.py     ScanWriter: one provider's records -> users, apps, grants, changes
+    posture.py    the tenant's consent posture (history per scan) and consent requests
     derived.py    recomputed after a scan or catalog change: counts, matching, unapproved_usage, retention
     catalog.py    replacing the catalog, all or nothing
 """

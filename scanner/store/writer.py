@@ -2,8 +2,9 @@
 
 `ScanWriter` streams the provider's records into batched upserts, computes changes,
 revokes what a scan that re-read a user's grants no longer sees, then (finish())
-refreshes per-app counts, catalog matching and unapproved_usage, marks the scan
-succeeded and applies retention, all inside the caller's transaction.
+refreshes per-app counts, catalog matching and unapproved_usage, writes the posture
+findings and consent requests (store.posture), marks the scan succeeded and applies
+retention, all inside the caller's transaction.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from typing import Any
 from sqlite_utils import Database
 
 from .. import scopes
-from ..providers import App, Grant, GrantsListed, LastUsed, Record, ScanRun, User
+from ..providers import App, ConsentRequest, Grant, GrantsListed, LastUsed, PostureFinding, Record, ScanRun, User
 from ..timestamps import iso, normalize_timestamp
 from .database import insert_rows
 from .derived import DEFAULT_HISTORY_DAYS, apply_matching, purge_history, refresh_app_stats, refresh_unapproved_usage
+from .posture import PostureWriter, purge_posture
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,7 @@ class ScanWriter:
         self._uses: list[tuple] = []
         self._app_last_used: dict[str, str] = {}
         self._listed: list[tuple] = []
+        self.posture = PostureWriter(db, scan_id, provider, self.now)
         db.execute("create temp table if not exists _listed_users (user_id text primary key)")
         # Every reported use, appended as reports come; finish() keeps the latest of each
         # (user, app). Appending is cheap while the scan's thread is the busiest part of a scan:
@@ -98,8 +101,11 @@ class ScanWriter:
             self._listed.append((self._id(record.user_id),))
             if len(self._listed) >= self.BATCH:
                 self._flush_notes()
+        elif isinstance(record, (PostureFinding, ConsentRequest)):
+            self.posture.add(record)
         else:
-            raise TypeError(f"provider {self.provider} yielded {record!r}; expected User, App, Grant, LastUsed or GrantsListed")
+            raise TypeError(f"provider {self.provider} yielded {record!r}; expected User, App, Grant, LastUsed, "
+                            "GrantsListed, PostureFinding or ConsentRequest")
 
     # users ----------------------------------------------------------------------------------
 
@@ -259,6 +265,7 @@ class ScanWriter:
         refresh_app_stats(self.db, self.provider)
         apply_matching(self.db)
         refresh_unapproved_usage(self.db, self.provider)
+        self.posture.finish()
         scan = {
             "status": "succeeded", "finished_at": self.now, "mode": run.mode, "tenant": run.tenant,
             "users_seen": self.counts["users"], "apps_seen": self.counts["apps"], "grants_seen": self.counts["grants"],
@@ -266,7 +273,9 @@ class ScanWriter:
             "state": json.dumps(run.new_state, sort_keys=True),
         }
         self.db["scans"].update(self.scan_id, scan)
-        purge_history(self.db, history_days, dt.datetime.fromisoformat(self.now))
+        moment = dt.datetime.fromisoformat(self.now)
+        purge_posture(self.db, history_days, moment)  # before the scans its rows belong to
+        purge_history(self.db, history_days, moment)
         return self.db["scans"].get(self.scan_id)
 
     def _apply_last_used(self) -> None:
