@@ -339,3 +339,25 @@ def test_microsoft_authorize_refuses_unknown_apps_redirects_and_disabled_users(m
     if disabled is not None:
         answer = requests.post(page, data={**base, "account": disabled["userPrincipalName"]}, allow_redirects=False, timeout=10)
         assert answer.status_code == 200 and "AADSTS50057" in answer.text
+
+
+def test_google_directory_answers_has_member_for_a_delegated_admin_only(google, google_tenant, rsa_key):
+    from google.auth.transport.requests import AuthorizedSession
+    from google.oauth2 import service_account
+
+    from emulators.google.server import new_service_account_key
+
+    scope = "https://www.googleapis.com/auth/admin.directory.group.member.readonly"
+    key = new_service_account_key(token_uri=google.token_uri, private_key=rsa_key)
+    google.delegate(key, scopes=[scope])
+    google.set_group_members("it@district.example", ["leads@district.example"])
+    google.set_group_members("leads@district.example", ["someone@district.example"])
+    url = google.api_root + "admin/directory/v1/groups/{}/hasMember/{}"
+    assert requests.get(url.format("it@district.example", "someone@district.example"), timeout=10).status_code == 401
+    admin = AuthorizedSession(service_account.Credentials.from_service_account_info(key, scopes=[scope], subject=admin_of(google_tenant)))
+    assert admin.get(url.format("it@district.example", "someone@district.example"), timeout=10).json() == {"isMember": True}
+    assert admin.get(url.format("it@district.example", "nobody@district.example"), timeout=10).json() == {"isMember": False}
+    assert admin.get(url.format("missing@district.example", "someone@district.example"), timeout=10).status_code == 404
+    staff = next(u.primary_email for u in google_tenant.users.values() if not u.is_admin and not u.suspended)
+    not_admin = AuthorizedSession(service_account.Credentials.from_service_account_info(key, scopes=[scope], subject=staff))
+    assert not_admin.get(url.format("it@district.example", "someone@district.example"), timeout=10).status_code == 403

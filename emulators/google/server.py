@@ -45,6 +45,7 @@ from ..clock import Clock
 from ..server import EmulatorHandler, GateControls, EmulatorProcess, ServedEmulator, UnknownControl, load_tenant_json, serve_in_child
 from .api import HTTP_FAULT_KINDS, Answer, GoogleAPI, Knobs, Stats
 from .oauth import TokenService, delegation_for, new_service_account_key
+from .groups import DirectoryGroups
 from .openid import GoogleSignIn
 from .tenant import SCANNER_SCOPES, DirectoryUser, GoogleTenant, OAuthClient, ServiceAccount, build_tenant, parse_time
 
@@ -62,11 +63,15 @@ class EmulatorCore:
         self.oauth = TokenService(tenant, lambda: self.knobs.token_lifetime, lambda: self.knobs.token_expires_in, clock)
         self.api = GoogleAPI(tenant, knobs, self.stats_recorder, self.oauth, clock)
         self.openid = GoogleSignIn(tenant, clock, issuer=url)  # Sign in with Google (emulators.google.openid)
+        self.groups = DirectoryGroups(tenant, self.oauth)  # members.hasMember, for sign-in (emulators.google.groups)
 
     def answer(self, method: str, target: str, headers, body: bytes) -> Answer:
         if self.openid.handles(method, urlsplit(target).path, body):
             self.stats_recorder.add("http.openid")
             return self.openid.answer(method, target, headers, body)
+        if self.groups.handles(method, urlsplit(target).path):
+            self.stats_recorder.add("http.members.hasMember")
+            return self.groups.answer(urlsplit(target).path, headers.get("authorization"))
         if urlsplit(target).path == "/token":
             self.stats_recorder.add("http.token")
             if method != "POST":
@@ -101,6 +106,9 @@ class EmulatorCore:
             return [self._mutate(change) for change in args["changes"]]
         if op == "digest":
             return self.tenant.grants_digest()
+        if op == "set_group_members":
+            self.groups.set_members(args["group"], list(args["members"]))
+            return {}
         if op == "openid_register_client":
             self.openid.register_client(args["client_id"], args["client_secret"], args["redirect_uris"])
             return {}
@@ -231,6 +239,10 @@ class GoogleControls(GateControls):
     def rotate_signing_key(self, *, keep_previous: bool = True) -> str:
         """Sign ID tokens with a new key from now on; the old one stays published unless keep_previous is False."""
         return self.control("openid_rotate_key", {"keep_previous": keep_previous})["kid"]
+
+    def set_group_members(self, group: str, members: list[str]) -> None:
+        """Create or replace a Google group (members: user or group addresses), for members.hasMember."""
+        self.control("set_group_members", {"group": group, "members": list(members)})
 
     def mint_id_token(self, email: str, *, client_id: str, nonce: str | None = None, spoil: str | None = None) -> str:
         """An ID token for one of the tenant's (or an outside) accounts, as the token endpoint would issue it."""

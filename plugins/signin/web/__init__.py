@@ -449,12 +449,11 @@ async def sign_in_callback(request, datasette):
         return await refuse(error.reason, error.message, username=error.username)
     except ConfigError as error:
         return await refuse(str(error), "Sign-in is not available right now.", status=503)
-    record["username"] = identity.actor_id
     if actor_for(identity, settings) is None:
         reason = "not IT staff in [signin] it_emails or it_groups" + (f"; {note}" if note else "")
         return await refuse(reason, f"You signed in as {identity.actor_id}, who is not IT staff on this server.",
                             username=identity.actor_id, outcome="failed")
-    response = await _start_session(datasette, state, request, identity, settings, record)
+    response = await _start_session(datasette, state, request, identity, settings, {**record, "username": identity.actor_id})
     response.set_cookie(FLOW_COOKIE, "", max_age=0, httponly=True, samesite="lax", secure=_is_https(request.scope))
     return response
 
