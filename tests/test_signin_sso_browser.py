@@ -190,3 +190,47 @@ def test_removing_someone_from_it_emails_ends_their_session_at_the_next_request(
         ended = log.execute("select event, auth, username, reason from sign_ins where event = 'session_ended' "
                             "order by id desc limit 1").fetchone()
     assert ended == ("session_ended", "google", idps.google_it.lower(), "no longer IT staff in the configuration")
+
+
+def test_in_the_demo_it_staff_sign_in_with_the_district_s_google_or_microsoft_account(browser, tmp_path):
+    """`app-inventory demo` configures both buttons against its emulators; its IT technician
+    signs in with each by clicking them, and reaches users.json."""
+    import subprocess
+    import sys
+
+    from scanner.demo.run import demo_it_person
+    from scanner.demo.tenants import demo_district
+    from tests.conftest import free_port
+
+    port = free_port()
+    command = [sys.executable, "-m", "scanner", "--db", str(tmp_path / "demo.db"), "demo", "--users", "300", "--port", str(port)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    output = []
+    try:
+        for line in process.stdout:  # the demo scans, then prints where it serves
+            output.append(line)
+            if "Press Ctrl-C" in line:
+                break
+        assert process.poll() is None, "".join(output)
+        printed = "".join(output)
+        it_email = demo_it_person(demo_district(300)).email
+        assert "Sign in with Google" in printed and it_email in printed
+        base = f"http://127.0.0.1:{port}"
+        for provider in ("google", "microsoft"):
+            context = browser.new_context()
+            try:
+                page = context.new_page()
+                page.set_default_timeout(20_000)
+                page.goto(f"{base}/-/login")
+                assert page.locator("#id_password").count() == 1  # the demo's password account stays
+                page.click(f"#sign-in-{provider}")
+                page.locator("button.account").first.click()  # the IT technician, first on the provider's page
+                page.wait_for_url(f"{base}/")
+                response = page.goto(f"{base}/inventory/users.json?_shape=array&_size=1")
+                assert response.status == 200 and EMAIL.search(response.text())
+                assert page.goto(f"{base}/-/actor.json").json()["actor"] == {"id": it_email, "auth": provider, "role": "it"}
+            finally:
+                context.close()
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)

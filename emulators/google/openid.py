@@ -64,6 +64,7 @@ class GoogleSignIn:
         self._lock = threading.Lock()
         self._clients: dict[str, dict[str, Any]] = {}
         self._outside: dict[str, dict[str, Any]] = {}  # email -> {"name", "hd"}
+        self._remembered: list[str] = []  # listed first, as a browser lists the accounts it signed in with
 
     # -- set-up (controls) -----------------------------------------------------------------
 
@@ -76,6 +77,11 @@ class GoogleSignIn:
         """An account from outside the tenant the browser can also sign in as."""
         with self._lock:
             self._outside[email.lower()] = {"email": email, "name": name or email.split("@")[0], "hd": hd}
+
+    def remember_accounts(self, emails: list[str]) -> None:
+        """List these accounts first on the chooser page (a browser that signed in with them before)."""
+        with self._lock:
+            self._remembered = [email.lower() for email in emails]
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -173,13 +179,16 @@ class GoogleSignIn:
                 "hd": user.primary_email.rsplit("@", 1)[1]}, None
 
     def _listed_accounts(self) -> list[Account]:
-        """Admins first, then the primary domain's accounts, then the others (up to PAGE_ACCOUNTS in
-        all), then outside ones."""
+        """Remembered accounts first, then admins, then the primary domain's accounts, then the others
+        (up to PAGE_ACCOUNTS in all), then outside ones."""
         with self.tenant.lock:
             current = list(self.tenant.users.values())
         staff_suffix = "@" + self.tenant.domain.lower()
+        with self._lock:
+            remembered = {email: rank for rank, email in enumerate(self._remembered)}
         users = sorted((u for u in current if not u.suspended),
-                       key=lambda u: (not u.is_admin, not u.primary_email.lower().endswith(staff_suffix), u.primary_email))
+                       key=lambda u: (remembered.get(u.primary_email.lower(), len(remembered)), not u.is_admin,
+                                      not u.primary_email.lower().endswith(staff_suffix), u.primary_email))
         listed = [Account(u.primary_email, f"{u.given_name} {u.family_name}".strip(), "administrator" if u.is_admin else "")
                   for u in users[:PAGE_ACCOUNTS]]
         with self._lock:

@@ -118,6 +118,9 @@ class EmulatorCore:
         if op == "openid_spoil_next":
             self.openid.spoils.add(args["kind"])
             return {}
+        if op == "openid_remember_accounts":
+            self.openid.remember_accounts(list(args["emails"]))
+            return {}
         if op == "openid_rotate_key":
             return {"kid": self.openid.keys.rotate(keep_previous=args.get("keep_previous", True))}
         if op == "openid_mint":
@@ -230,6 +233,10 @@ class GoogleControls(GateControls):
     def add_outside_account(self, email: str, *, name: str = "", hd: str | None = None) -> None:
         """An account from outside the tenant the sign-in page also offers (hd None: a consumer account)."""
         self.control("openid_add_outside_account", {"email": email, "name": name, "hd": hd})
+
+    def remember_accounts(self, emails: list[str]) -> None:
+        """List these accounts first on the sign-in page, as a browser that signed in with them before."""
+        self.control("openid_remember_accounts", {"emails": list(emails)})
 
     def spoil_next_id_token(self, kind: str) -> None:
         """Spoil the next ID token the token endpoint issues: expired, forged, wrong_audience,

@@ -103,10 +103,16 @@ class UserSignIn:
         self._error = error  # Entra's error body (emulators.microsoft.signin)
         self._lock = threading.Lock()
         self._apps: dict[str, SignInApp] = {}
+        self._remembered: list[str] = []  # listed first, as a browser lists the accounts it signed in with
 
     def register_app(self, app: SignInApp) -> None:
         with self._lock:
             self._apps[app.client_id] = app
+
+    def remember_accounts(self, names: list[str]) -> None:
+        """List these accounts (UPN or address) first on the chooser page."""
+        with self._lock:
+            self._remembered = [name.lower() for name in names]
 
     def _app(self, client_id: str) -> SignInApp | None:
         with self._lock:
@@ -201,8 +207,11 @@ class UserSignIn:
     def _listed_accounts(self) -> list[Account]:
         tenant = self.tenant()
         first_domain = tenant.domains[0].lower() if tenant.domains else ""
+        with self._lock:
+            remembered = {name: rank for rank, name in enumerate(self._remembered)}
         users = [u for u in tenant.users if u.get("accountEnabled", True)]
-        users.sort(key=lambda u: (u.get("userType") == "Guest", not u["userPrincipalName"].lower().endswith("@" + first_domain),
+        users.sort(key=lambda u: (min(remembered.get((u.get(key) or "").lower(), len(remembered)) for key in ("userPrincipalName", "mail")),
+                                  u.get("userType") == "Guest", not u["userPrincipalName"].lower().endswith("@" + first_domain),
                                   u["userPrincipalName"].lower()))
         return [Account(u.get("mail") or u["userPrincipalName"], u.get("displayName") or u["userPrincipalName"],
                         "guest" if u.get("userType") == "Guest" else "") for u in users[:PAGE_ACCOUNTS]]

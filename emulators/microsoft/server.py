@@ -193,6 +193,10 @@ class MicrosoftControls(GateControls):
                                              "redirect_uris": list(redirect_uris), "groups_claim": groups_claim,
                                              "groups_limit": groups_limit})
 
+    def remember_accounts(self, names: list[str]) -> None:
+        """List these accounts (UPNs or addresses) first on the sign-in page, as a browser that signed in with them before."""
+        self.control("openid_remember_accounts", {"names": list(names)})
+
     def spoil_next_id_token(self, kind: str) -> None:
         """Spoil the next ID token the token endpoint issues: expired, forged, wrong_audience,
         wrong_nonce or other_tenant."""
@@ -298,6 +302,8 @@ class MicrosoftEmulator(MicrosoftControls, ServedEmulator):
                                                      groups_limit=args.get("groups_limit", 200)))
         elif op == "openid_spoil_next":
             self.user_sign_in.spoils.add(args["kind"])
+        elif op == "openid_remember_accounts":
+            self.user_sign_in.remember_accounts(list(args["names"]))
         elif op == "openid_rotate_key":
             return {"kid": self.user_sign_in.keys.rotate(keep_previous=args.get("keep_previous", True))}
         elif op == "openid_mint":
