@@ -400,6 +400,14 @@ def test_microsoft_verification_refuses(idps, spoil, match):
                                          tenant_id=idps.microsoft.tenant.tenant_id)
 
 
+async def test_while_the_configuration_does_not_load_the_page_says_so_and_nobody_signs_in(inventory, tmp_path, idps):
+    datasette, config = await serving(inventory, tmp_path, idps.signin_lines())
+    config.write_text(config.read_text() + "\nthis is not toml\n", encoding="utf-8")
+    page = await datasette.client.get("/-/login")
+    assert "configuration does not load" in ERROR.search(page.text).group(1) and 'id="sign-in-google"' not in page.text
+    assert (await datasette.client.get("/-/sign-in/google")).status_code == 404
+
+
 def test_no_client_secret_reaches_the_access_log(inventory):
     """Run last in this module: by now the log holds every kind of sign-in above."""
     assert len(access_log(inventory, "select * from sign_ins where auth in ('google', 'microsoft')")) > 20

@@ -485,13 +485,17 @@ async def logout(request, datasette):
 
 async def _login_page(datasette, request, *, error: str | None = None, status: int = 200, username: str = "") -> Response:
     state = state_of(datasette)
-    settings = (state.settings() if state else None) or {}
+    settings = state.settings() if state else None
+    broken = settings is None
+    if broken and error is None:
+        error = "Sign-in is not available right now: this server's configuration does not load."
+    settings = settings or {}
     buttons = [{"label": provider.LABEL, "name": provider.NAME,
                 "url": datasette.urls.path(SIGN_IN_PATH.format(provider=provider.NAME))}
                for provider in PROVIDERS.values() if provider.configured(settings)]
     passwords = bool(settings.get("password_accounts"))
     context = {"error": error, "username": username, "signed_in": request.actor is not None, "buttons": buttons,
-               "passwords": passwords, "nothing_configured": not buttons and not passwords}
+               "passwords": passwords, "nothing_configured": not broken and not buttons and not passwords}
     return Response.html(await datasette.render_template("signin_login.html", context, request=request), status=status)
 
 
