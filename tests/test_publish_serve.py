@@ -135,7 +135,7 @@ async def test_without_accounts_the_start_up_message_says_how_to_add_one(invento
     datasette = build_datasette(inventory.db_path, load_config(write_config(tmp_path, public=True, accounts=False)))
     await datasette.invoke_startup()
     message = describe_addresses("inventory.db", "127.0.0.1", 8001, public=True, plugin_lines=served_lines(datasette))
-    assert "no account is configured" in message and "app-inventory hash-password" in message
+    assert "no way to sign in is configured" in message and "app-inventory hash-password" in message
     assert "http://127.0.0.1:8001/transparency" in message
     assert "Access log:" in message and "http://127.0.0.1:8001/access_log" in message
     message = describe_addresses("inventory.db", "0.0.0.0", 8001, public=False,
@@ -149,7 +149,7 @@ async def test_without_accounts_the_public_page_still_works(inventory, tmp_path)
     datasette = build_datasette(inventory.db_path, config)
     assert (await datasette.client.get("/transparency")).status_code == 200
     login = await datasette.client.get("/-/login")
-    assert "No IT account is configured" in login.text
+    assert "No way to sign in is configured" in login.text and "id_password" not in login.text
     assert (await datasette.client.get("/inventory/users.json")).status_code == 404
 
 

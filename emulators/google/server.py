@@ -1,6 +1,6 @@
 """A local emulator of the Google Admin SDK (Directory users, tokens and org units, Reports
-token activity, batches), the Cloud Identity Policy API and Google's OAuth token endpoint,
-over real HTTP on 127.0.0.1.
+token activity, batches), the Cloud Identity Policy API, Google's OAuth token endpoint and
+Sign in with Google (OpenID Connect, emulators.google.openid), over real HTTP on 127.0.0.1.
 
     tenant = build_tenant(users=2000)
     with GoogleEmulator(tenant, knobs={"fault_rate": 0.1}) as emulator:
@@ -14,6 +14,8 @@ over real HTTP on 127.0.0.1.
         emulator.mutate([{"op": "churn", "fraction": 0.02}])   # change grants, with audit events
         emulator.mutate([{"op": "set_policy", "setting": "api_controls.internal_apps",
                           "value": {"trustInternalApps": False}, "org_unit": "/"}])   # an admin console setting
+        emulator.register_sign_in_client(client_id, secret, [redirect_uri])   # Sign in with Google:
+        # [signin] google_issuer = emulator.issuer; spoil_next_id_token("other_domain"), rotate_signing_key()
 
 The tenant is data (emulators.google.tenant); the knobs (emulators.google.api.Knobs)
 set latency, the per-minute quota, seeded faults (error answers, 429 with Retry-After, reset
@@ -45,6 +47,8 @@ from ..clock import Clock
 from ..server import EmulatorHandler, GateControls, EmulatorProcess, ServedEmulator, UnknownControl, load_tenant_json, serve_in_child
 from .api import HTTP_FAULT_KINDS, Answer, GoogleAPI, Knobs, Stats
 from .oauth import TokenService, delegation_for, new_service_account_key
+from .groups import DirectoryGroups
+from .openid import GoogleSignIn
 from .tenant import (
     POSTURE_SCOPES, SCANNER_SCOPES, DirectoryUser, GoogleTenant, OAuthClient, ServiceAccount, build_tenant, parse_time,
 )
@@ -58,12 +62,20 @@ __all__ = [
 class EmulatorCore:
     """Tenant, knobs, counters, token endpoint and API: what both ways of running share."""
 
-    def __init__(self, tenant: GoogleTenant, knobs: Knobs, clock: Clock):
+    def __init__(self, tenant: GoogleTenant, knobs: Knobs, clock: Clock, url: str):
         self.tenant, self.knobs, self.stats_recorder, self.clock = tenant, knobs, Stats(), clock
         self.oauth = TokenService(tenant, lambda: self.knobs.token_lifetime, lambda: self.knobs.token_expires_in, clock)
         self.api = GoogleAPI(tenant, knobs, self.stats_recorder, self.oauth, clock)
+        self.openid = GoogleSignIn(tenant, clock, issuer=url)  # Sign in with Google (emulators.google.openid)
+        self.groups = DirectoryGroups(tenant, self.oauth)  # members.hasMember, for sign-in (emulators.google.groups)
 
     def answer(self, method: str, target: str, headers, body: bytes) -> Answer:
+        if self.openid.handles(method, urlsplit(target).path, body):
+            self.stats_recorder.add("http.openid")
+            return self.openid.answer(method, target, headers, body)
+        if self.groups.handles(method, urlsplit(target).path):
+            self.stats_recorder.add("http.members.hasMember")
+            return self.groups.answer(urlsplit(target).path, headers.get("authorization"))
         if urlsplit(target).path == "/token":
             self.stats_recorder.add("http.token")
             if method != "POST":
@@ -98,6 +110,26 @@ class EmulatorCore:
             return [self._mutate(change) for change in args["changes"]]
         if op == "digest":
             return self.tenant.grants_digest()
+        if op == "set_group_members":
+            self.groups.set_members(args["group"], list(args["members"]))
+            return {}
+        if op == "openid_register_client":
+            self.openid.register_client(args["client_id"], args["client_secret"], args["redirect_uris"])
+            return {}
+        if op == "openid_add_outside_account":
+            self.openid.add_outside_account(args["email"], args.get("name", ""), args.get("hd"))
+            return {}
+        if op == "openid_spoil_next":
+            self.openid.spoils.add(args["kind"])
+            return {}
+        if op == "openid_remember_accounts":
+            self.openid.remember_accounts(list(args["emails"]))
+            return {}
+        if op == "openid_rotate_key":
+            return {"kid": self.openid.keys.rotate(keep_previous=args.get("keep_previous", True))}
+        if op == "openid_mint":
+            return {"id_token": self.openid.mint_id_token(args["email"], client_id=args["client_id"], nonce=args.get("nonce"),
+                                                          spoil_kind=args.get("spoil"))}
         raise UnknownControl(f"unknown emulator control {op!r}")
 
     def _mutate(self, change: dict[str, Any]) -> Any:
@@ -198,6 +230,43 @@ class GoogleControls(GateControls):
     def digest(self) -> dict[str, Any]:
         return self.control("digest", {})
 
+    # -- Sign in with Google (emulators.google.openid) --------------------------------------
+
+    @property
+    def issuer(self) -> str:
+        """What [signin] google_issuer points at: the discovery document is under it."""
+        return self.url
+
+    def register_sign_in_client(self, client_id: str, client_secret: str, redirect_uris: list[str]) -> None:
+        """Register a web app's OAuth client for Sign in with Google (Google Cloud > Credentials)."""
+        self.control("openid_register_client", {"client_id": client_id, "client_secret": client_secret,
+                                                "redirect_uris": list(redirect_uris)})
+
+    def add_outside_account(self, email: str, *, name: str = "", hd: str | None = None) -> None:
+        """An account from outside the tenant the sign-in page also offers (hd None: a consumer account)."""
+        self.control("openid_add_outside_account", {"email": email, "name": name, "hd": hd})
+
+    def remember_accounts(self, emails: list[str]) -> None:
+        """List these accounts first on the sign-in page, as a browser that signed in with them before."""
+        self.control("openid_remember_accounts", {"emails": list(emails)})
+
+    def spoil_next_id_token(self, kind: str) -> None:
+        """Spoil the next ID token the token endpoint issues: expired, forged, wrong_audience,
+        wrong_nonce, other_domain, no_domain or unverified_email."""
+        self.control("openid_spoil_next", {"kind": kind})
+
+    def rotate_signing_key(self, *, keep_previous: bool = True) -> str:
+        """Sign ID tokens with a new key from now on; the old one stays published unless keep_previous is False."""
+        return self.control("openid_rotate_key", {"keep_previous": keep_previous})["kid"]
+
+    def set_group_members(self, group: str, members: list[str]) -> None:
+        """Create or replace a Google group (members: user or group addresses), for members.hasMember."""
+        self.control("set_group_members", {"group": group, "members": list(members)})
+
+    def mint_id_token(self, email: str, *, client_id: str, nonce: str | None = None, spoil: str | None = None) -> str:
+        """An ID token for one of the tenant's (or an outside) accounts, as the token endpoint would issue it."""
+        return self.control("openid_mint", {"email": email, "client_id": client_id, "nonce": nonce, "spoil": spoil})["id_token"]
+
 
 class GoogleEmulator(GoogleControls, ServedEmulator):
     """The emulator in this process: a context manager serving from a thread."""
@@ -214,7 +283,7 @@ class GoogleEmulator(GoogleControls, ServedEmulator):
         if isinstance(knobs, dict):
             self.knobs.update(**knobs)
         super().__init__(host=host, port=port, clock=clock)
-        self.core = EmulatorCore(self.tenant, self.knobs, self.clock)
+        self.core = EmulatorCore(self.tenant, self.knobs, self.clock, self.url)
 
     def provider_control(self, op: str, args: dict[str, Any]) -> Any:
         return self.core.control(op, args)

@@ -9,7 +9,8 @@
         emulator.stats()         # requests by endpoint, batch items, throttled, faults
 
 One server on 127.0.0.1 answers both the authority (what MSAL requests for client
-credentials) and Graph (`/v1.0`, `/beta`); its certificate comes from a throwaway
+credentials, and Sign in with Microsoft's authorization-code flow: emulators.microsoft.openid)
+and Graph (`/v1.0`, `/beta`); its certificate comes from a throwaway
 trustme CA made at start-up (nothing is committed), and clients trust it through
 `REQUESTS_CA_BUNDLE=emulator.ca_pem_path`. The knobs (emulators.microsoft.graph.Knobs)
 set latency, throttling budgets, Retry-After style, seeded faults (429, 500, 503,
@@ -46,6 +47,7 @@ from urllib.parse import parse_qsl, urlsplit
 from ..clock import Clock
 from ..server import EmulatorHandler, GateControls, EmulatorProcess, ServedEmulator, UnknownControl, load_tenant_json, serve_in_child
 from .graph import FAULT_STATUSES, GUID, JSON_TYPE, GraphRequest, GraphService, Knobs, Stats
+from .openid import SignInApp, SignInPages, UserSignIn
 from .signin import SignInService
 from .tenant import MUTATIONS, MicrosoftTenant, build_tenant
 
@@ -67,6 +69,11 @@ class _Handler(EmulatorHandler):
         stats.count("http_requests")
         if emulator.knobs.latency > 0:
             time.sleep(emulator.knobs.latency)  # real time: see emulators.clock
+        if emulator.user_sign_in.handles(self.command, parts.path, body):  # Sign in with Microsoft (emulators.microsoft.openid)
+            stats.count("sign_in_requests")
+            answer = emulator.user_sign_in.answer(self.command, parts.path, parts.query, body)
+            self.send_answer(answer.status, answer.body, answer.content_type, answer.headers)
+            return
         if emulator.signin.handles(parts.path):
             stats.count("token_requests")
             if parts.path.endswith("/token") and emulator.take_token_failure():
@@ -176,6 +183,33 @@ class MicrosoftControls(GateControls):
     def replace_tenant(self, tenant: MicrosoftTenant | dict) -> None:
         self.control("replace_tenant", tenant.to_json() if isinstance(tenant, MicrosoftTenant) else tenant)
 
+    # -- Sign in with Microsoft (emulators.microsoft.openid) ---------------------------------
+
+    def register_sign_in_app(self, client_id: str, client_secret: str, redirect_uris: list[str], *,
+                             groups_claim: bool = True, groups_limit: int = 200) -> None:
+        """Register an app that signs people in (Entra admin center > App registrations), apart from
+        the scanner's registration; groups_claim: ID tokens carry the user's group object ids."""
+        self.control("openid_register_app", {"client_id": client_id, "client_secret": client_secret,
+                                             "redirect_uris": list(redirect_uris), "groups_claim": groups_claim,
+                                             "groups_limit": groups_limit})
+
+    def remember_accounts(self, names: list[str]) -> None:
+        """List these accounts (UPNs or addresses) first on the sign-in page, as a browser that signed in with them before."""
+        self.control("openid_remember_accounts", {"names": list(names)})
+
+    def spoil_next_id_token(self, kind: str) -> None:
+        """Spoil the next ID token the token endpoint issues: expired, forged, wrong_audience,
+        wrong_nonce or other_tenant."""
+        self.control("openid_spoil_next", {"kind": kind})
+
+    def rotate_signing_key(self, *, keep_previous: bool = True) -> str:
+        """Sign ID tokens with a new key from now on; the old one stays published unless keep_previous is False."""
+        return self.control("openid_rotate_key", {"keep_previous": keep_previous})["kid"]
+
+    def mint_id_token(self, upn: str, *, client_id: str, nonce: str | None = None, spoil: str | None = None) -> str:
+        """A v2.0 ID token for one of the tenant's users, as the token endpoint would issue it."""
+        return self.control("openid_mint", {"upn": upn, "client_id": client_id, "nonce": nonce, "spoil": spoil})["id_token"]
+
     def mutate_tenant(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Change the tenant between scans by one of its MUTATIONS, e.g.
         `mutate_tenant("revoke_grants", app_id)`, `mutate_tenant("set_premium", False)`."""
@@ -190,7 +224,9 @@ class MicrosoftEmulator(MicrosoftControls, ServedEmulator):
     queue_size = 64
 
     def __init__(self, tenant: MicrosoftTenant | dict | None = None, *, knobs: dict[str, Any] | Knobs | None = None,
-                 host: str = "127.0.0.1", port: int = 0, clock: Clock | None = None):
+                 host: str = "127.0.0.1", port: int = 0, clock: Clock | None = None, sign_in_pages: bool = False):
+        """sign_in_pages: also serve the sign-in page over plain HTTP (`sign_in_pages_url`), for a
+        browser that cannot trust the throwaway certificate (see emulators.microsoft.openid)."""
         if tenant is None:
             tenant = build_tenant(users=200)
         self._tenant = tenant if isinstance(tenant, MicrosoftTenant) else MicrosoftTenant.from_json(tenant)
@@ -202,6 +238,22 @@ class MicrosoftEmulator(MicrosoftControls, ServedEmulator):
         self.stats_recorder = Stats(clock=self.clock)
         self.signin = SignInService(self.url, self.clock)
         self.graph = GraphService(self.url, self.signin, self.knobs, self.stats_recorder, lambda: self._tenant, self.clock)
+        self.user_sign_in = UserSignIn(self.url, lambda: self._tenant, self.clock, self.signin._error)
+        self._pages = SignInPages(self.user_sign_in, host=host, clock=self.clock) if sign_in_pages else None
+        self.sign_in_pages_url = self._pages.url if self._pages else None
+        if self._pages:
+            self.signin.authorization_base = self._pages.url
+
+    def start(self) -> MicrosoftEmulator:
+        super().start()
+        if self._pages:
+            self._pages.start()
+        return self
+
+    def stop(self) -> None:
+        if self._pages:
+            self._pages.stop()
+        super().stop()
 
     @property
     def tenant(self) -> MicrosoftTenant:
@@ -244,6 +296,19 @@ class MicrosoftEmulator(MicrosoftControls, ServedEmulator):
             return self.tenant.to_json()
         elif op == "replace_tenant":
             self.replace_tenant(args)
+        elif op == "openid_register_app":
+            self.user_sign_in.register_app(SignInApp(args["client_id"], args["client_secret"], list(args["redirect_uris"]),
+                                                     groups_claim=args.get("groups_claim", True),
+                                                     groups_limit=args.get("groups_limit", 200)))
+        elif op == "openid_spoil_next":
+            self.user_sign_in.spoils.add(args["kind"])
+        elif op == "openid_remember_accounts":
+            self.user_sign_in.remember_accounts(list(args["names"]))
+        elif op == "openid_rotate_key":
+            return {"kid": self.user_sign_in.keys.rotate(keep_previous=args.get("keep_previous", True))}
+        elif op == "openid_mint":
+            return {"id_token": self.user_sign_in.mint_id_token(args["upn"], client_id=args["client_id"], nonce=args.get("nonce"),
+                                                                spoil_kind=args.get("spoil"))}
         elif op == "mutate_tenant":
             if args.get("method") not in MUTATIONS:
                 raise ValueError(f"the tenant change must be one of {', '.join(sorted(MUTATIONS))}")

@@ -49,6 +49,9 @@ class SignInService:
 
     def __init__(self, base_url: str, clock: Clock | None = None):
         self.base_url = base_url.rstrip("/")
+        # Where a browser is sent to sign in (emulators.microsoft.openid): the authority itself,
+        # or the plain-HTTP sign-in pages when those run.
+        self.authorization_base = self.base_url
         self.clock = clock or Clock()
         self._tokens: dict[str, IssuedToken] = {}
         self._lock = threading.Lock()
@@ -89,7 +92,7 @@ class SignInService:
             "issuer": f"{base}/v2.0",
             "request_uri_parameter_supported": False,
             "userinfo_endpoint": f"{self.base_url}/oidc/userinfo",
-            "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+            "authorization_endpoint": f"{self.authorization_base}/{tenant.tenant_id}/oauth2/v2.0/authorize",
             "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
             "http_logout_supported": True,
             "frontchannel_logout_supported": True,

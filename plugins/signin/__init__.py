@@ -1,10 +1,14 @@
 """District sign-in for IT staff, and the access log.
 
-    settings.py    the [signin] section
-    membership.py  who is IT staff: one function, re-applied at every request
-    passwords.py   PBKDF2 hashes (datasette-auth-passwords' format), checked off the event loop
-    accesslog.py   the access log and the sessions, in a SQLite file of their own
-    web/           the Datasette side: /-/login, /-/logout, sessions, the access log's pages
+    settings.py          the [signin] section
+    membership.py        who is IT staff: one function, re-applied at every request
+    google_signin.py     Sign in with Google: OpenID Connect, the ID token verified with google-auth
+    microsoft_signin.py  Sign in with Microsoft: MSAL's auth-code flow, the ID token verified with PyJWT
+    sso.py               what both share: sign-ins under way (state, once, expiring), refusals
+    passwords.py         PBKDF2 hashes (datasette-auth-passwords' format), checked off the event loop
+    accesslog.py         the access log and the sessions, in a SQLite file of their own
+    web/                 the Datasette side: /-/login, /-/sign-in/..., /-/logout, sessions, the
+                         access log's pages
 
 The core never imports this package: it gives `app-inventory serve` its Datasette plugin
 through the `datasette_plugins` hook, and `app-inventory hash-password` through
@@ -25,7 +29,8 @@ from .settings import SETTINGS, USERNAME, check_settings, hash_variable_for
 
 @hookimpl
 def register_config_sections(register):
-    """The [signin] section: password accounts, sessions, lockout, the access log's file."""
+    """The [signin] section: Google and Microsoft sign-in, who is IT staff, password accounts,
+    sessions, lockout, the access log's file."""
     register("signin", SETTINGS, check=check_settings)
 
 

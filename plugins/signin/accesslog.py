@@ -144,18 +144,21 @@ class AccessLog:
         )
 
     def _failures_for_account(self, username: str, since: str) -> int:
-        """Failed password sign-ins for a username since `since`, after its last success."""
+        """Failed password sign-ins for a username since `since`, after its last success (Google and
+        Microsoft sign-ins cannot be guessed at here, so they count for nothing)."""
         return self._db.execute(
             """select count(*) from sign_ins
-               where event = 'sign_in' and outcome = 'failed' and username = ? collate nocase and at >= ?
-                 and at >= coalesce((select max(at) from sign_ins where event = 'sign_in' and outcome = 'succeeded'
-                                     and username = ? collate nocase), '')""",
+               where event = 'sign_in' and auth = 'password' and outcome = 'failed' and username = ? collate nocase
+                 and at >= ?
+                 and at >= coalesce((select max(at) from sign_ins where event = 'sign_in' and auth = 'password'
+                                     and outcome = 'succeeded' and username = ? collate nocase), '')""",
             [username, since, username],
         ).fetchone()[0]
 
     def _failures_from_address(self, client_ip: str | None, since: str) -> int:
         return self._db.execute(
-            "select count(*) from sign_ins where event = 'sign_in' and outcome = 'failed' and client_ip is ? and at >= ?",
+            "select count(*) from sign_ins where event = 'sign_in' and auth = 'password' and outcome = 'failed' "
+            "and client_ip is ? and at >= ?",
             [client_ip, since],
         ).fetchone()[0]
 

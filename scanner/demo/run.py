@@ -2,10 +2,12 @@
 
     district -> Google Admin SDK emulator (HTTP) + Microsoft Graph emulator (HTTPS) on 127.0.0.1
              -> the real providers, through a generated configuration, exactly as `scan` runs them
-             -> example catalog imported, apps matched -> Datasette (unless --no-serve)
+             -> example catalog imported, apps matched -> Datasette (unless --no-serve), where IT
+                staff sign in with the district's Google or Microsoft account (the same emulators
+                play Sign in with Google and Sign in with Microsoft) or the demo password
 
-Nothing leaves this machine: the service account key, the Entra client secret and the
-emulators' certificate are made for this run and deleted when it ends.
+Nothing leaves this machine: the service account key, the Entra client secret, the sign-in
+clients' secrets and the emulators' certificate are made for this run and deleted when it ends.
 """
 
 from __future__ import annotations
@@ -45,6 +47,12 @@ DEMO_IT_PASSWORD_HASH = "pbkdf2_sha256$480000$springfield-demo-salt$7QtiKSjowgCk
 DEMO_APPLICATION_ID = 0x4149646D
 SECRET_ENV = "APP_INVENTORY_DEMO_MS_SECRET"
 HASH_ENV = "APP_INVENTORY_DEMO_HASH"
+# The demo's sign-in clients (apart from the scanner's, as a district keeps them).
+GOOGLE_SIGN_IN_CLIENT = "274102026-springfield-signin.apps.googleusercontent.com"
+MICROSOFT_SIGN_IN_CLIENT = "6d1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b"
+GOOGLE_SIGN_IN_ENV = "APP_INVENTORY_DEMO_GOOGLE_SIGNIN_SECRET"
+MICROSOFT_SIGN_IN_ENV = "APP_INVENTORY_DEMO_MS_SIGNIN_SECRET"
+DEFAULT_PORT = 8001
 
 
 @dataclass
@@ -66,31 +74,86 @@ def run_demo(db_path: str, *, users: int = DEFAULT_USERS, serve: bool = True, po
     with tempfile.TemporaryDirectory(prefix="app-inventory-demo-") as folder:
         workdir = Path(folder)
         ms_secret = secrets.token_urlsafe(24)
+        sign_in = DemoSignIn(port or DEFAULT_PORT)
+        # The emulators stay up while Datasette serves: they are also the identity providers.
         with GoogleEmulator(tenants.demo_google_tenant(district)) as google, \
-                MicrosoftEmulator(tenants.demo_microsoft_tenant(district, client_secret=ms_secret)) as microsoft:
+                MicrosoftEmulator(tenants.demo_microsoft_tenant(district, client_secret=ms_secret), sign_in_pages=True) as microsoft:
             key = new_service_account_key(token_uri=google.token_uri)
             google.delegate(key, SCANNER_SCOPES + POSTURE_SCOPES)  # the posture checks' scopes too
             key_file = workdir / "demo-service-account.json"
             key_file.write_text(json.dumps(key), encoding="utf-8")
             key_file.chmod(0o600)
-            config = load_config(write_demo_config(workdir, district, google, microsoft, key_file))
+            sign_in.register(district, google, microsoft)
+            config = load_config(write_demo_config(workdir, district, google, microsoft, key_file, sign_in))
             echo(f"Emulated Google Workspace at {google.api_root} and Microsoft 365 at {microsoft.graph_url} (127.0.0.1 only).")
-            with environment({SECRET_ENV: ms_secret, "REQUESTS_CA_BUNDLE": microsoft.ca_pem_path}):
+            with environment({SECRET_ENV: ms_secret, "REQUESTS_CA_BUNDLE": microsoft.ca_pem_path, **sign_in.environment}):
                 import_catalog(db_path)
                 outcome = run_scans(db_path, config, force_full=True)
-        for row in outcome.scans:
-            echo(describe(row))
-        if outcome.failures:
-            raise RuntimeError("the demo scan failed: " + "; ".join(outcome.failures))
-        result = DemoResult(district, config, outcome.scans, time.monotonic() - started)
-        echo(summary(db_path, result))
-        if serve:
-            from scanner.serve import serve as serve_datasette
+                for row in outcome.scans:
+                    echo(describe(row))
+                if outcome.failures:
+                    raise RuntimeError("the demo scan failed: " + "; ".join(outcome.failures))
+                result = DemoResult(district, config, outcome.scans, time.monotonic() - started)
+                echo(summary(db_path, result))
+                if serve:
+                    from scanner.serve import serve as serve_datasette
 
-            with environment({HASH_ENV: DEMO_IT_PASSWORD_HASH}):
-                echo(f"Sign in as IT staff with username {DEMO_IT_USER!r} and password {DEMO_IT_PASSWORD!r}.")
-                serve_datasette(db_path, config, port=port, public=True, echo=echo)
+                    with environment({HASH_ENV: DEMO_IT_PASSWORD_HASH}):
+                        echo(sign_in.instructions(district))
+                        serve_datasette(db_path, config, port=port, public=True, echo=echo)
     return result
+
+
+def demo_it_person(district: District):
+    """The IT technician whose district account signs in as IT staff (with Google or Microsoft)."""
+    staff = [person for person in district.people if person.role == "staff" and not person.suspended]
+    return next((person for person in staff if person.title == "IT Technician"), staff[0])
+
+
+class DemoSignIn:
+    """Sign in with Google and Microsoft for the demo: a sign-in client registered with each
+    emulator (redirect URIs on 127.0.0.1 and localhost at the demo's port), fresh secrets, and
+    the district's IT technician (and Google's super admin) as IT staff."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.google_secret, self.microsoft_secret = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+        self.google_issuer = self.microsoft_authority = ""
+
+    @property
+    def environment(self) -> dict[str, str]:
+        return {GOOGLE_SIGN_IN_ENV: self.google_secret, MICROSOFT_SIGN_IN_ENV: self.microsoft_secret}
+
+    def redirect_uris(self, provider: str) -> list[str]:
+        return [f"http://{host}:{self.port}/-/sign-in/{provider}/callback" for host in ("127.0.0.1", "localhost")]
+
+    def register(self, district: District, google, microsoft) -> None:
+        google.register_sign_in_client(GOOGLE_SIGN_IN_CLIENT, self.google_secret, self.redirect_uris("google"))
+        microsoft.register_sign_in_app(MICROSOFT_SIGN_IN_CLIENT, self.microsoft_secret, self.redirect_uris("microsoft"))
+        it_person = demo_it_person(district)
+        # As if this browser had signed in with them before: first on the providers' pages.
+        google.remember_accounts([it_person.email, tenants.admin_email(district)])
+        microsoft.remember_accounts([it_person.email])
+        self.google_issuer, self.microsoft_authority = google.issuer, microsoft.authority_host
+
+    def config_lines(self, district: District) -> str:
+        it_emails = [demo_it_person(district).email, tenants.admin_email(district)]
+        return f"""it_emails = {json.dumps(it_emails)}
+google_client_id = "{GOOGLE_SIGN_IN_CLIENT}"
+google_client_secret_env = "{GOOGLE_SIGN_IN_ENV}"
+google_domain = "{district.domain}"
+google_issuer = "{self.google_issuer}"
+microsoft_client_id = "{MICROSOFT_SIGN_IN_CLIENT}"
+microsoft_client_secret_env = "{MICROSOFT_SIGN_IN_ENV}"
+microsoft_tenant_id = "{DISTRICT_TENANT_ID}"
+microsoft_authority_host = "{self.microsoft_authority}"
+"""
+
+    def instructions(self, district: District) -> str:
+        person = demo_it_person(district)
+        return (f"Sign in as IT staff: click \"Sign in with Google\" or \"Sign in with Microsoft\" and choose "
+                f"{person.given} {person.family} ({person.email}), the district's IT technician; or use the password "
+                f"account: username {DEMO_IT_USER!r}, password {DEMO_IT_PASSWORD!r}.")
 
 
 def prepare_demo_inventory(db_path: str) -> None:
@@ -124,7 +187,7 @@ def is_demo_inventory(path: str | Path) -> bool:
         return False
 
 
-def write_demo_config(folder: Path, district: District, google, microsoft, key_file: Path) -> Path:
+def write_demo_config(folder: Path, district: District, google, microsoft, key_file: Path, sign_in: DemoSignIn) -> Path:
     """The configuration a district would write, pointed at the emulators."""
     path = folder / "app-inventory.toml"
     path.write_text(f"""
@@ -154,7 +217,7 @@ public_contact = "https://www.{district.domain}/privacy"
 
 [signin]
 password_accounts = {{ {DEMO_IT_USER} = "{HASH_ENV}" }}
-""", encoding="utf-8")
+{sign_in.config_lines(district)}""", encoding="utf-8")
     return path
 
 

@@ -5,9 +5,19 @@ In the shape of datasette-auth-github: routes that sign people in and out, an ac
 cookie holds no actor, only a random session id, signed: the session lives in the access
 log's file, so it can expire, be ended by "Log out", and be re-checked at every request.
 
-    /-/login    GET: the form. POST: CSRF-checked (even without cookies), throttled per
-                account and per address, the password checked off the event loop with the
-                same work for unknown usernames; a new session id at every sign-in
+    /-/login    GET: the sign-in page: a button for each identity provider configured, and
+                the password form when password accounts exist. POST: the password form,
+                CSRF-checked (even without cookies), throttled per account and per address,
+                the password checked off the event loop with the same work for unknown
+                usernames; a new session id at every sign-in
+    /-/sign-in/google, /-/sign-in/microsoft
+                the buttons: the sign-in is kept as under way (plugins/signin/sso.py), the
+                browser gets a cookie naming it and goes to the identity provider
+    /-/sign-in/google/callback, /-/sign-in/microsoft/callback
+                the identity provider's answer: it must belong to the sign-in under way in this
+                browser (cookie, then state), once; the code is exchanged and the ID token
+                verified off the event loop (google_signin.py, microsoft_signin.py); then the
+                same IT check and session as for a password
     /-/logout   GET: Datasette's confirmation page. POST: ends the session server-side
 
 Every request: the Authorization header is dropped (no HTTP Basic anywhere), a ds_actor
@@ -19,6 +29,7 @@ access log before it is answered; if the log cannot be written, the request is r
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
@@ -27,6 +38,7 @@ import secrets
 import weakref
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -36,10 +48,12 @@ from itsdangerous import BadSignature
 
 from scanner import ConfigError, ServedInventory, iso, parse_iso, served_inventory, utc_now
 
+from .. import google_signin, microsoft_signin
 from .. import settings as signin_settings
 from ..accesslog import AccessLog
 from ..membership import Identity, actor_for
 from ..passwords import PasswordChecker, decoy_hash
+from ..sso import PendingSignIn, PendingSignIns, SignInRefused
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +64,12 @@ ACCESS_DATABASE = "access_log"
 SCOPE_KEY = "app_inventory.session"
 LOGIN_PATH = "/-/login"
 LOGOUT_PATH = "/-/logout"
+SIGN_IN_PATH = "/-/sign-in/{provider}"
+CALLBACK_PATH = "/-/sign-in/{provider}/callback"
+FLOW_COOKIE = "ds_sign_in"  # names the sign-in under way in this browser (plugins/signin/sso.py)
+FLOW_NAMESPACE = "app-inventory-sign-in"
+# The identity providers, in the order of their buttons.
+PROVIDERS = {google_signin.NAME: google_signin, microsoft_signin.NAME: microsoft_signin}
 PURGE_EVERY = dt.timedelta(hours=24)
 
 
@@ -67,6 +87,7 @@ class SignIn:
     served: ServedInventory
     access_log: AccessLog
     passwords: PasswordChecker
+    pending: PendingSignIns = field(default_factory=PendingSignIns)
     last_purge: dt.datetime | None = None
     config_error_logged: bool = False
     decoys: dict[tuple, str] = field(default_factory=dict)
@@ -114,7 +135,13 @@ def startup(datasette):
         return
     config = served.config.current()
     settings = config.section("signin")
-    hashes = signin_settings.password_hashes(settings, f"{config.where}: [signin]", strict=True)
+    where = f"{config.where}: [signin]"
+    hashes = signin_settings.password_hashes(settings, where, strict=True)
+    providers = [provider for provider in PROVIDERS.values() if provider.configured(settings)]
+    for provider in providers:  # a missing secret stops serve now (exit 2), not at someone's first sign-in
+        signin_settings.client_secret(settings, f"{provider.NAME}_client_secret_env", where)
+    if settings.get("google_groups_key_file") and not Path(settings["google_groups_key_file"]).is_file():
+        raise ConfigError(f"{where} google_groups_key_file {settings['google_groups_key_file']}: file not found")
     path = signin_settings.access_log_path(settings, served.db_path)
     access_log = AccessLog(path)
     access_log.run(access_log._setup)
@@ -122,13 +149,20 @@ def startup(datasette):
     _states[datasette] = state
     _purge_now(state)
     datasette.add_database(Database(datasette, path=str(path.resolve()), is_mutable=True), name=ACCESS_DATABASE)
+    ways = [provider.describe(settings) for provider in providers]
     if hashes:
-        served.announce(f"IT staff:     sign in at {{base}}{LOGIN_PATH} (password accounts: {', '.join(sorted(hashes))})")
+        ways.append(f"password accounts: {', '.join(sorted(hashes))}")
+    if ways:
+        served.announce(f"IT staff:     sign in at {{base}}{LOGIN_PATH} ({'; '.join(ways)})")
+        for provider in providers:
+            redirect = (settings.get("site_url") or "{base}").rstrip("/")
+            served.announce(f"              redirect URI to register with {provider.LABEL}: "
+                            f"{redirect}{CALLBACK_PATH.format(provider=provider.NAME)}")
     else:
         served.announce(
-            "IT staff:     no account is configured, so nobody can sign in. To add one, run "
-            "`app-inventory hash-password --username NAME`, export the hash, and name its variable "
-            "in [signin] password_accounts (see app-inventory.example.toml)."
+            "IT staff:     no way to sign in is configured, so nobody can sign in. Configure Sign in with "
+            "Google or Microsoft ([signin] google_client_id / microsoft_client_id and it_emails), or run "
+            "`app-inventory hash-password --username NAME` for a password account (docs/publishing.md)."
         )
     served.announce(f"Access log:   {path} (IT staff read it at {{base}}/{ACCESS_DATABASE})")
 
@@ -271,7 +305,9 @@ async def _record_request(state: SignIn, scope, session: Session) -> None:
 def register_routes(datasette):
     # Routes are fixed when Datasette is made, before it is known to serve an inventory:
     # the views answer 404 for an instance that does not.
-    return [(r"^/-/login$", login), (r"^/-/logout$", logout)]
+    return [(r"^/-/login$", login), (r"^/-/logout$", logout),
+            (r"^/-/sign-in/(?P<provider>google|microsoft)$", sign_in_start),
+            (r"^/-/sign-in/(?P<provider>google|microsoft)/callback$", sign_in_callback)]
 
 
 def _state_or_not_found(datasette) -> SignIn:
@@ -322,6 +358,14 @@ async def login(request, datasette):
         await state.access_log.call(state.access_log._record_sign_in, at=iso(now), outcome="failed",
                                     reason="wrong username or password", **record)
         return await _login_page(datasette, request, error="Invalid username or password", status=200, username=username)
+    return await _start_session(datasette, state, request, identity, settings, record)
+
+
+async def _start_session(datasette, state: SignIn, request, identity: Identity, settings: dict[str, Any],
+                         record: dict[str, Any]) -> Response:
+    """A new session for someone who is IT staff, recorded in the access log; the response
+    that sets its cookie and goes to the front page."""
+    now = utc_now()
     # A new session every time: a session id someone else planted is never taken over.
     old = request.scope.get(SCOPE_KEY)
     if old is not None:
@@ -337,6 +381,87 @@ async def login(request, datasette):
     response.set_cookie(COOKIE, datasette.sign({"s": token}, COOKIE_NAMESPACE), max_age=int(lifetime.total_seconds()),
                         httponly=True, samesite="lax", secure=_is_https(request.scope))
     return response
+
+
+# -- Sign in with Google / Microsoft ----------------------------------------------------------
+
+async def sign_in_start(request, datasette):
+    """The button: keep the sign-in as under way, name it in a cookie, go to the identity provider."""
+    state = _state_or_not_found(datasette)
+    provider = PROVIDERS[request.url_vars["provider"]]
+    settings = state.settings()
+    if settings is None or not provider.configured(settings):
+        return await _login_page(datasette, request, error=f"Sign in with {provider.LABEL} is not configured here.", status=404)
+    redirect_uri = _redirect_uri(datasette, request, settings, provider.NAME)
+    try:
+        url, flow_state, kept = await asyncio.to_thread(provider.start, settings, redirect_uri)
+    except (SignInRefused, ConfigError) as error:
+        reason = error.reason if isinstance(error, SignInRefused) else str(error)
+        await state.access_log.call(state.access_log._record_sign_in, at=iso(utc_now()), event="sign_in", outcome="refused",
+                                    auth=provider.NAME, username=None, client_ip=_client_ip(request.scope),
+                                    user_agent=request.headers.get("user-agent"), reason=reason[:500])
+        message = error.message if isinstance(error, SignInRefused) else "Sign-in is not available right now."
+        return await _login_page(datasette, request, error=message, status=503)
+    key = state.pending.add(PendingSignIn(provider.NAME, flow_state, redirect_uri, kept))
+    response = Response.redirect(url)
+    response.set_cookie(FLOW_COOKIE, datasette.sign({"p": key}, FLOW_NAMESPACE), max_age=int(state.pending.lifetime.total_seconds()),
+                        httponly=True, samesite="lax", secure=_is_https(request.scope))
+    return response
+
+
+async def sign_in_callback(request, datasette):
+    """The identity provider's answer: only for the sign-in under way in this browser, once."""
+    state = _state_or_not_found(datasette)
+    provider = PROVIDERS[request.url_vars["provider"]]
+    answer = {key: request.args.get(key) for key in request.args.keys()}
+    record = {"event": "sign_in", "auth": provider.NAME, "client_ip": _client_ip(request.scope),
+              "user_agent": request.headers.get("user-agent")}
+
+    async def refuse(reason: str, message: str, *, username: str | None = None, outcome: str = "refused",
+                     status: int = 403) -> Response:
+        await state.access_log.call(state.access_log._record_sign_in, at=iso(utc_now()), outcome=outcome,
+                                    username=username, reason=reason[:500], **record)
+        response = await _login_page(datasette, request, error=message, status=status)
+        response.set_cookie(FLOW_COOKIE, "", max_age=0, httponly=True, samesite="lax", secure=_is_https(request.scope))
+        return response
+
+    again = "Please sign in again."
+    try:
+        key = datasette.unsign(request.cookies.get(FLOW_COOKIE, ""), FLOW_NAMESPACE)["p"]
+    except (BadSignature, KeyError, TypeError):
+        return await refuse("no sign-in under way in this browser (no valid sign-in cookie)",
+                            f"This sign-in did not start in this browser, or it expired. {again}")
+    pending = state.pending.take(key)
+    if pending is None or pending.provider != provider.NAME:
+        return await refuse("the sign-in is unknown, already finished or expired (a replayed state?)",
+                            f"This sign-in link was already used or has expired. {again}")
+    if not answer.get("state"):
+        return await refuse("the answer carries no state", f"The sign-in answer is incomplete. {again}")
+    if not secrets.compare_digest(answer["state"], pending.state):
+        return await refuse("the answer's state is not the sign-in's under way", f"The sign-in answer does not match. {again}")
+    settings = state.settings()
+    if settings is None or not provider.configured(settings):
+        return await refuse("the configuration does not load, or no longer configures this sign-in",
+                            "Sign-in is not available right now.", status=503)
+    try:
+        identity, note = await asyncio.to_thread(provider.finish, settings, pending.secrets, pending.redirect_uri, answer)
+    except SignInRefused as error:
+        return await refuse(error.reason, error.message, username=error.username)
+    except ConfigError as error:
+        return await refuse(str(error), "Sign-in is not available right now.", status=503)
+    if actor_for(identity, settings) is None:
+        reason = "not IT staff in [signin] it_emails or it_groups" + (f"; {note}" if note else "")
+        return await refuse(reason, f"You signed in as {identity.actor_id}, who is not IT staff on this server.",
+                            username=identity.actor_id, outcome="failed")
+    response = await _start_session(datasette, state, request, identity, settings, {**record, "username": identity.actor_id})
+    response.set_cookie(FLOW_COOKIE, "", max_age=0, httponly=True, samesite="lax", secure=_is_https(request.scope))
+    return response
+
+
+def _redirect_uri(datasette, request, settings: dict[str, Any], provider: str) -> str:
+    """Where the identity provider sends the browser back: [signin] site_url, or this request's own address."""
+    base = (settings.get("site_url") or f"{request.scheme}://{request.host}").rstrip("/")
+    return base + datasette.urls.path(CALLBACK_PATH.format(provider=provider))
 
 
 async def logout(request, datasette):
@@ -361,8 +486,16 @@ async def logout(request, datasette):
 async def _login_page(datasette, request, *, error: str | None = None, status: int = 200, username: str = "") -> Response:
     state = state_of(datasette)
     settings = state.settings() if state else None
-    context = {"error": error, "username": username, "signed_in": request.actor is not None,
-               "no_accounts": not (settings or {}).get("password_accounts")}
+    broken = settings is None
+    if broken and error is None:
+        error = "Sign-in is not available right now: this server's configuration does not load."
+    settings = settings or {}
+    buttons = [{"label": provider.LABEL, "name": provider.NAME,
+                "url": datasette.urls.path(SIGN_IN_PATH.format(provider=provider.NAME))}
+               for provider in PROVIDERS.values() if provider.configured(settings)]
+    passwords = bool(settings.get("password_accounts"))
+    context = {"error": error, "username": username, "signed_in": request.actor is not None, "buttons": buttons,
+               "passwords": passwords, "nothing_configured": not broken and not buttons and not passwords}
     return Response.html(await datasette.render_template("signin_login.html", context, request=request), status=status)
 
 
