@@ -28,13 +28,13 @@ def quick_district(monkeypatch):
     """Small pages (more paged calls to fail), a short read timeout with stalls just past it, and
     short backoffs: the retry rules are the real ones, only their waits shrink. Retry-After stays
     at the emulator's 1 s, so a retry that ignored it would come back early and be counted."""
-    monkeypatch.setattr(google_auth, "HTTP_TIMEOUT", 0.75)
+    monkeypatch.setattr(google_auth, "HTTP_TIMEOUT", 2.0)
     monkeypatch.setattr(google_calls, "RETRY_BASE_SECONDS", 0.05)
     monkeypatch.setattr(google_users, "PAGE_SIZE", 50)
     monkeypatch.setattr(google_reports, "PAGE_SIZE", 100)
 
 
-STALL = {"stall_seconds": 1.25}  # longer than the 0.75 s read timeout
+STALL = {"stall_seconds": 2.5}  # longer than the 2 s read timeout (an answer on a busy machine is not)
 _calm: dict[tuple[int, int], tuple[GoogleTenant, dict]] = {}
 
 
