@@ -14,6 +14,7 @@ FROZEN = {
     "0001_initial": "8d5046db7260",
     "0002_users_is_admin": "d836948bdfd6",
     "0003_unapproved_usage_table": "62a571308d71",
+    "0004_people_and_products": "5f3a39c13382",
 }
 
 
@@ -66,3 +67,9 @@ def test_a_database_made_by_the_first_migration_upgrades_in_place(tmp_path):
     for view in schema.VIEWS:
         list(db.query(f"select * from {view}"))
     assert {r["grant_id"] for r in db.query("select grant_id from unapproved_grants")} == {"g2", "g3"}
+    # Migration 0004's people and products were filled on opening, not at the next scan.
+    assert {(r["id"], r["email"], r["role"]) for r in db["people"].rows} == {
+        ("google:1", "t@d.org", "staff"), ("google:2", "s@students.d.org", "student")}
+    assert {r["person_id"] for r in db["unapproved_usage"].rows} == {"google:1", "google:2"}
+    products = {r["id"]: (r["people"], r["students"], r["staff"]) for r in db["products"].rows}
+    assert products == {"catalog:wordly": (2, 1, 1), "google:8-q.apps.googleusercontent.com": (1, 0, 1)}

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from .derived import apply_matching, refresh_unapproved_usage
+from .derived import apply_matching, refresh_products, refresh_unapproved_usage
 
 
 CATALOG_COLUMNS = (
@@ -16,7 +16,7 @@ CATALOG_COLUMNS = (
 
 
 def replace_catalog(db: Database, rows: list[dict[str, Any]]) -> dict[str, int]:
-    """Make the catalog exactly `rows` (one transaction) and rematch apps.
+    """Make the catalog exactly `rows` (one transaction), rematch apps and recount products.
 
     Returns counts of added, updated, removed and unchanged entries; an identical
     catalog writes nothing at all.
@@ -39,4 +39,5 @@ def replace_catalog(db: Database, rows: list[dict[str, Any]]) -> dict[str, int]:
             db["catalog"].upsert_all(added + updated, pk="id")
         apply_matching(db)
         refresh_unapproved_usage(db)
+        refresh_products(db)
     return counts

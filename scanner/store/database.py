@@ -12,6 +12,7 @@ from sqlite_utils import Database
 
 from .. import scopes
 from ..schema import ensure_db_shape
+from .derived import refresh_derived
 
 
 def insert_rows(conn: sqlite3.Connection, insert: str, rows: Sequence[Sequence[Any]], upsert: str = "") -> None:
@@ -37,7 +38,12 @@ def open_db(path: str) -> Database:
     """Open (creating if needed) the inventory, with its schema and scope knowledge up to date."""
     db = Database(path)
     db.conn.execute("PRAGMA busy_timeout = 10000")
-    ensure_db_shape(db)
+    upgraded = ensure_db_shape(db)
+    if upgraded and db["users"].count:
+        # An inventory made by an older version: fill what the new migrations added
+        # (people, products) now, rather than after the next scan.
+        with db.atomic():
+            refresh_derived(db)
     sync_scopes(db)
     return db
 

@@ -21,11 +21,28 @@ from .. import scopes
 from ..providers import App, Grant, GrantsListed, LastUsed, Record, ScanRun, User
 from ..timestamps import iso, normalize_timestamp
 from .database import insert_rows
-from .derived import DEFAULT_HISTORY_DAYS, apply_matching, purge_history, refresh_app_stats, refresh_unapproved_usage
+from .derived import (
+    DEFAULT_HISTORY_DAYS, apply_matching, purge_history, refresh_app_stats, refresh_people, refresh_products,
+    refresh_unapproved_usage,
+)
 
 log = logging.getLogger(__name__)
 
 CHANGE_KINDS = ("new_app", "new_grant", "revoked_grant", "new_scopes")
+
+
+def aliases_json(user: User) -> str | None:
+    """The account's other addresses as a JSON list (None when it has none): trimmed, each
+    once whatever its case, without the primary address."""
+    if not isinstance(user.aliases, (list, tuple)) or not all(isinstance(a, str) for a in user.aliases):
+        raise ValueError(f"user {user.id}: aliases must be a list of addresses, got {user.aliases!r}")
+    seen = {user.email.strip().lower()}
+    kept = []
+    for alias in (a.strip() for a in user.aliases):
+        if alias and alias.lower() not in seen:
+            seen.add(alias.lower())
+            kept.append(alias)
+    return json.dumps(kept) if kept else None
 
 
 def grant_id(provider: str, grant: Grant) -> str:
@@ -38,7 +55,7 @@ def grant_id(provider: str, grant: Grant) -> str:
     return ":".join(parts)
 
 
-USER_COLUMNS = ("id", "provider", "email", "name", "role", "org_unit", "suspended", "is_admin", "first_seen", "last_seen")
+USER_COLUMNS = ("id", "provider", "email", "name", "role", "org_unit", "suspended", "is_admin", "aliases", "first_seen", "last_seen")
 GRANT_COLUMNS = ("id", "provider", "user_id", "app_id", "scopes", "grant_type", "resource", "tenant_wide", "risk",
                  "first_seen", "last_seen", "last_used", "seen_scan_id")
 CHANGE_COLUMNS = ("scan_id", "provider", "kind", "app_id", "user_id", "grant_id", "scopes", "detected_at")
@@ -110,7 +127,7 @@ class ScanWriter:
             "id": self._id(user.id), "provider": self.provider, "email": user.email, "name": user.name,
             "role": user.role, "org_unit": user.org_unit, "suspended": int(user.suspended),
             "is_admin": None if user.is_admin is None else int(user.is_admin),
-            "first_seen": self.now, "last_seen": self.now,
+            "aliases": aliases_json(user), "first_seen": self.now, "last_seen": self.now,
         }
         if row["id"] not in self._users:
             self.counts["users"] += 1
@@ -127,7 +144,7 @@ class ScanWriter:
             [[row[column] for column in USER_COLUMNS] for row in self._users.values()],
             """on conflict(id) do update set email = excluded.email, name = excluded.name, role = excluded.role,
                  org_unit = excluded.org_unit, suspended = excluded.suspended, is_admin = excluded.is_admin,
-                 last_seen = excluded.last_seen""",
+                 aliases = excluded.aliases, last_seen = excluded.last_seen""",
         )
         self._users.clear()
 
@@ -256,9 +273,11 @@ class ScanWriter:
         self._flush_notes()
         self._apply_last_used()
         self._revoke_unseen(incremental=run.mode == "incremental")
+        refresh_people(self.db)
         refresh_app_stats(self.db, self.provider)
         apply_matching(self.db)
         refresh_unapproved_usage(self.db, self.provider)
+        refresh_products(self.db)
         scan = {
             "status": "succeeded", "finished_at": self.now, "mode": run.mode, "tenant": run.tenant,
             "users_seen": self.counts["users"], "apps_seen": self.counts["apps"], "grants_seen": self.counts["grants"],
@@ -266,7 +285,8 @@ class ScanWriter:
             "state": json.dumps(run.new_state, sort_keys=True),
         }
         self.db["scans"].update(self.scan_id, scan)
-        purge_history(self.db, history_days, dt.datetime.fromisoformat(self.now))
+        if purge_history(self.db, history_days, dt.datetime.fromisoformat(self.now)):
+            refresh_people(self.db)  # forgotten accounts (none had a grant) leave their person
         return self.db["scans"].get(self.scan_id)
 
     def _apply_last_used(self) -> None:
