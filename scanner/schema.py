@@ -141,7 +141,7 @@ def m0004_people_and_products(db: Database) -> None:
     db["people"].create(
         {
             "id": str, "email": str, "name": str, "role": str, "accounts": int, "providers": str,
-            "account_ids": str, "addresses": str, "suspended": int, "first_seen": str, "last_seen": str,
+            "account_ids": str, "addresses": str, "suspended": int,
         },
         pk="id",
         not_null={"email", "role", "accounts"},
@@ -173,9 +173,8 @@ INDEXES = [
     ("users", ["role"]),
     ("users", ["org_unit"]),
     ("users", ["email"]),
-    ("users", ["person_id"]),
+    ("users", ["person_id", "id"]),
     ("people", ["email"]),
-    ("people", ["role"]),
     ("apps", ["provider", "status"]),
     ("apps", ["catalog_id"]),
     ("apps", ["product_id"]),

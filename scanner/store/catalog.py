@@ -6,7 +6,8 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from .derived import apply_matching, refresh_products, refresh_unapproved_usage
+from .derived import apply_matching, refresh_unapproved_usage
+from .products import refresh_products
 
 
 CATALOG_COLUMNS = (

@@ -1,11 +1,10 @@
-"""What the store recomputes after a scan or a catalog change: people (accounts that share
-an address), per-app counts, catalog matching, the unapproved_usage table, products
-(counts of distinct people across providers), and retention.
+"""What the store recomputes after a scan or a catalog change: per-app counts, catalog
+matching (which makes each app's product), the unapproved_usage table, and retention;
+people.py and products.py hold the rest.
 
-After a scan, in this order (scanner.store.writer): purge_history, refresh_people,
-refresh_app_stats, apply_matching, refresh_unapproved_usage, refresh_products. After a
-catalog change: apply_matching, refresh_unapproved_usage, refresh_products. The rules
-are in docs/people-and-products.md.
+After a scan, in this order (scanner.store.writer): refresh_people, refresh_app_stats,
+apply_matching, refresh_unapproved_usage, refresh_products, then purge_history. After a
+catalog change: apply_matching, refresh_unapproved_usage, refresh_products.
 """
 
 from __future__ import annotations
@@ -17,6 +16,8 @@ from sqlite_utils import Database
 
 from .. import matching, schema
 from ..timestamps import iso
+from .people import refresh_people
+from .products import refresh_products
 
 DEFAULT_HISTORY_DAYS = 400
 
@@ -106,140 +107,9 @@ def product_of(app_id: str, catalog_id: str | None) -> str:
     return f"catalog:{catalog_id}" if catalog_id is not None else app_id
 
 
-def refresh_people(db: Database) -> int:
-    """Group accounts into people: accounts that share an address (primary or alias, compared
-    case-insensitively), directly or through other accounts, are one person, whatever
-    provider reports them. Sets users.person_id (the lowest account id of the person) and
-    rebuilds `people`; returns how many accounts changed person.
-
-    All in SQL: each round gives every account the lowest person id among the accounts it
-    shares an address with, until a round changes nothing (two rounds when accounts pair
-    directly, one more for each link of a longer chain)."""
-    db.execute("create temp table if not exists _addresses (user_id text not null, address text not null)")
-    db.execute("create temp table if not exists _person (user_id text primary key, person_id text not null) without rowid")
-    db.execute("create temp table if not exists _person_changed (user_id text primary key, person_id text not null) without rowid")
-    for table in ("_addresses", "_person", "_person_changed"):
-        db.execute(f"delete from temp.{table}")
-    db.execute("drop index if exists temp._addresses_by_address")
-    db.execute(
-        """insert into temp._addresses (user_id, address)
-           select id, lower(trim(email)) from users where trim(coalesce(email, '')) != ''
-           union
-           select users.id, lower(trim(alias.value)) from users, json_each(users.aliases) as alias
-           where users.aliases is not null and alias.type = 'text' and trim(alias.value) != ''"""
-    )
-    db.execute("create index temp._addresses_by_address on _addresses (address, user_id)")
-    db.execute("insert into temp._person (user_id, person_id) select id, id from users")
-    while db.execute(
-        """update temp._person set person_id = lowest.person_id
-           from (
-             select mine.user_id, min(theirs_person.person_id) as person_id
-             from temp._addresses as mine
-               join temp._addresses as theirs on theirs.address = mine.address and theirs.user_id != mine.user_id
-               join temp._person as theirs_person on theirs_person.user_id = theirs.user_id
-             group by mine.user_id
-           ) as lowest
-           where _person.user_id = lowest.user_id and lowest.person_id < _person.person_id"""
-    ).rowcount:
-        pass
-    db.execute(
-        """insert into temp._person_changed (user_id, person_id)
-           select users.id, p.person_id from users join temp._person as p on p.user_id = users.id
-           where users.person_id is not p.person_id"""
-    )
-    changed = db.execute("select count(*) from temp._person_changed").fetchone()[0]
-    if changed:
-        db.execute("update users set person_id = c.person_id from temp._person_changed as c where users.id = c.user_id")
-        # Rows of the other providers are not rebuilt by this scan: keep their person current.
-        db.execute(
-            """update unapproved_usage set person_id = c.person_id from temp._person_changed as c
-               where unapproved_usage.user_id = c.user_id"""
-        )
-    db.execute("delete from people")
-    db.execute(f"insert into people ({', '.join(PEOPLE_COLUMNS)}) {PEOPLE_ROWS}")
-    return changed
-
-
-PEOPLE_COLUMNS = ("id", "email", "name", "role", "accounts", "providers", "account_ids", "addresses", "suspended",
-                  "first_seen", "last_seen")
-
-# One row a person. Role: student when any of their accounts is a student's, else staff when
-# any is staff's, else unknown. Primary address (the `To:` of their alert): the `email` of
-# their first account in this order: active before suspended, of the person's role before
-# others, then the lowest account id.
-PEOPLE_ROWS = """
-with persons as (
-  select person_id,
-    case when max(role = 'student') then 'student' when max(role = 'staff') then 'staff' else 'unknown' end as role,
-    count(*) as accounts, group_concat(distinct provider) as providers, json_group_array(id) as account_ids,
-    min(coalesce(suspended, 0)) as suspended, min(first_seen) as first_seen, max(last_seen) as last_seen,
-    max(name) as any_name
-  from (select * from users order by person_id, id)
-  group by person_id
-),
-primary_account as (
-  select users.person_id, users.email, users.name,
-    row_number() over (
-      partition by users.person_id order by coalesce(users.suspended, 0), users.role != persons.role, users.id
-    ) as rank
-  from users join persons on persons.person_id = users.person_id
-),
-addresses as (
-  select person_id, json_group_array(address) as addresses
-  from (select distinct p.person_id, a.address from temp._addresses as a join temp._person as p on p.user_id = a.user_id
-        order by p.person_id, a.address)
-  group by person_id
-)
-select persons.person_id, primary_account.email, coalesce(nullif(primary_account.name, ''), persons.any_name, ''),
-  persons.role, persons.accounts, persons.providers, persons.account_ids, addresses.addresses,
-  persons.suspended, persons.first_seen, persons.last_seen
-from persons
-  join primary_account on primary_account.person_id = persons.person_id and primary_account.rank = 1
-  left join addresses on addresses.person_id = persons.person_id
-"""
-
-
-def refresh_products(db: Database) -> None:
-    """Rebuild `products`: one row a catalog entry (with or without apps) and one a third-party
-    or internal app no entry names, counting distinct people across all its clients and
-    providers (a person's role is the one in `people`)."""
-    db.execute("delete from products")
-    db.execute(
-        """insert into products (id, catalog_id, app_id, ownership, risk, people, students, staff, providers, clients,
-             tenant_wide, last_used)
-           with usage as (
-             select apps.product_id, count(distinct users.person_id) as people,
-               count(distinct case when people.role = 'student' then users.person_id end) as students,
-               count(distinct case when people.role = 'staff' then users.person_id end) as staff
-             from (select distinct app_id, user_id from grants where revoked_at is null and user_id is not null) as used
-               join apps on apps.id = used.app_id
-               join users on users.id = used.user_id
-               join people on people.id = users.person_id
-             group by apps.product_id
-           ),
-           clients as (
-             select product_id, max(catalog_id) as catalog_id, case when max(catalog_id) is null then max(id) end as app_id,
-               case when max(ownership = 'third_party') then 'third_party' else min(ownership) end as ownership,
-               max(case risk when 'high' then 2 when 'medium' then 1 else 0 end) as risk_rank,
-               group_concat(distinct case when users > 0 or tenant_wide > 0 then provider end) as providers,
-               count(*) as clients, max(tenant_wide) as tenant_wide, max(last_used) as last_used
-             from (select * from apps order by product_id, provider)
-             group by product_id
-           )
-           select clients.product_id, clients.catalog_id, clients.app_id, clients.ownership,
-             case clients.risk_rank when 2 then 'high' when 1 then 'medium' else 'low' end,
-             coalesce(usage.people, 0), coalesce(usage.students, 0), coalesce(usage.staff, 0),
-             coalesce(clients.providers, ''), clients.clients, clients.tenant_wide, clients.last_used
-           from clients left join usage on usage.product_id = clients.product_id
-           union all
-           select 'catalog:' || catalog.id, catalog.id, null, 'third_party', 'low', 0, 0, 0, '', 0, 0, null
-           from catalog where not exists (select 1 from apps where apps.catalog_id = catalog.id)"""
-    )
-
-
 def refresh_derived(db: Database) -> None:
     """Recompute everything derived from scratch (after a schema upgrade), inside the caller's transaction."""
-    refresh_people(db)
+    refresh_people(db, full=True)
     for (provider,) in db.execute("select distinct provider from apps").fetchall():
         refresh_app_stats(db, provider)
     apply_matching(db)

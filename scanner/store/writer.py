@@ -21,10 +21,9 @@ from .. import scopes
 from ..providers import App, Grant, GrantsListed, LastUsed, Record, ScanRun, User
 from ..timestamps import iso, normalize_timestamp
 from .database import insert_rows
-from .derived import (
-    DEFAULT_HISTORY_DAYS, apply_matching, purge_history, refresh_app_stats, refresh_people, refresh_products,
-    refresh_unapproved_usage,
-)
+from .derived import DEFAULT_HISTORY_DAYS, apply_matching, purge_history, refresh_app_stats, refresh_unapproved_usage
+from .people import refresh_people, track_people_changes
+from .products import refresh_products
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +89,7 @@ class ScanWriter:
         db.execute("create temp table if not exists _uses (user_id text not null, app_id text not null, at text not null)")
         db.execute("delete from temp._listed_users")
         db.execute("delete from temp._uses")
+        track_people_changes(db)  # refresh_people then rebuilds only the people whose accounts changed
 
     def _id(self, native: str | None) -> str | None:
         return None if native is None else f"{self.provider}:{native}"
@@ -273,7 +273,7 @@ class ScanWriter:
         self._flush_notes()
         self._apply_last_used()
         self._revoke_unseen(incremental=run.mode == "incremental")
-        refresh_people(self.db)
+        refresh_people(self.db, scanned=self.provider)
         refresh_app_stats(self.db, self.provider)
         apply_matching(self.db)
         refresh_unapproved_usage(self.db, self.provider)
