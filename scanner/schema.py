@@ -156,6 +156,13 @@ def m0004_people_and_products(db: Database) -> None:
         not_null={"ownership", "risk", "people", "students", "staff", "clients", "tenant_wide"},
         foreign_keys=[("catalog_id", "catalog", "id"), ("app_id", "apps", "id")],
     )
+    # What the accounts of people with several accounts add to each product (scanner.store.products).
+    db["multi_account_usage"].create(
+        {"product_id": str, "person_id": str, "person_role": str, "accounts": int, "student_accounts": int,
+         "staff_accounts": int},
+        pk=("product_id", "person_id"),
+        not_null={"accounts", "student_accounts", "staff_accounts"},
+    )
     # An app may now have several suggestions: a catalog entry, and apps of other providers
     # that look like the same product. The table is derived (refilled by the store), so it is
     # made again rather than altered.
@@ -175,6 +182,7 @@ INDEXES = [
     ("users", ["email"]),
     ("users", ["person_id", "id"]),
     ("people", ["email"]),
+    ("multi_account_usage", ["person_id"]),
     ("apps", ["provider", "status"]),
     ("apps", ["catalog_id"]),
     ("apps", ["product_id"]),

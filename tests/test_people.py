@@ -403,6 +403,13 @@ PROPERTY_CATALOG = [
     {**CATALOG[0], "id": "x", "google_client_ids": '["c1", "c2"]', "microsoft_app_ids": '["m1"]'},
     {**CATALOG[1], "id": "y", "google_client_ids": '["c3"]', "microsoft_app_ids": "[]"},
 ]
+# What a catalog import may change: an app leaves its entry, one joins, an entry goes.
+CATALOG_CHANGES = [
+    PROPERTY_CATALOG,
+    [{**PROPERTY_CATALOG[0], "microsoft_app_ids": "[]"}, PROPERTY_CATALOG[1]],
+    [{**PROPERTY_CATALOG[0], "google_client_ids": '["c1", "c2", "c3"]', "microsoft_app_ids": '["m1", "m2"]'}],
+    [{**PROPERTY_CATALOG[1], "microsoft_app_ids": '["m2"]'}],
+]
 accounts = st.lists(st.tuples(
     st.sampled_from(ADDRESSES), st.lists(st.sampled_from(ADDRESSES), max_size=2),
     st.sampled_from(["student", "staff", "unknown"]), st.booleans(),
@@ -414,7 +421,7 @@ quiet_accounts = st.sampled_from([0, 40])
 district_state = st.tuples(accounts, accounts, grant_picks, grant_picks, quiet_accounts)
 
 
-def expected_people_and_products(users: dict[str, User], google: FakeTenant, microsoft: FakeTenant) -> tuple[dict, dict]:
+def expected_people_and_products(users: dict[str, User], google: FakeTenant, microsoft: FakeTenant, catalog) -> tuple[dict, dict]:
     """People and product counts straight from the definitions (docs/people-and-products.md):
     `users` is every account the inventory holds (an account no longer listed stays, as it
     was last seen, until retention forgets it); the grants are the tenants' current ones."""
@@ -442,7 +449,10 @@ def expected_people_and_products(users: dict[str, User], google: FakeTenant, mic
         first = min(accounts_of, key=lambda a: (int(users[a].suspended), rank[users[a].role], a))
         people[person] = (users[first].email, role, len(accounts_of))
     person_of = {account: root(account) for account in users}
-    product_of = {"c1": "catalog:x", "c2": "catalog:x", "m1": "catalog:x", "c3": "catalog:y", "m2": f"{M}:m2"}
+    product_of = {client: f"{provider}:{client}" for provider, clients in CLIENTS.items() for client in clients}
+    for entry in catalog:
+        for client in json.loads(entry["google_client_ids"]) + json.loads(entry["microsoft_app_ids"]):
+            product_of[client] = f"catalog:{entry['id']}"
     using: dict[str, set[str]] = {}
     for provider, tenant in ((G, google), (M, microsoft)):
         for grant in tenant.grants:
@@ -466,21 +476,30 @@ def set_state(google: FakeTenant, microsoft: FakeTenant, state) -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(first=district_state, second=district_state)
-def test_people_and_product_counts_follow_their_definitions_scan_after_scan(first, second):
+@given(first=district_state, catalog=st.sampled_from(CATALOG_CHANGES), second=district_state)
+def test_people_and_product_counts_follow_their_definitions_scan_after_scan(first, catalog, second):
     """Random districts on two providers (shared addresses in any case, chains, two accounts on
-    one provider, mixed roles), scanned, then changed and scanned again (the incremental paths):
-    `people` and `products` always equal what the definitions give."""
+    one provider, mixed roles), scanned, then a catalog import, then changed and scanned again
+    (the incremental paths): `people` and `products` always equal what the definitions give."""
     with tempfile.TemporaryDirectory() as folder, two_providers() as (google, microsoft):
         db_path = str(Path(folder) / "inventory.db")
         store.replace_catalog(store.open_db(db_path), [dict(row) for row in PROPERTY_CATALOG])
         held: dict[str, User] = {}
-        for state in (first, second):
-            set_state(google, microsoft, state)
-            scan(db_path)
-            held |= {f"{G}:{u.id}": u for u in google.users} | {f"{M}:{u.id}": u for u in microsoft.users}
-            people, products = expected_people_and_products(held, google, microsoft)
+
+        def check(catalog_rows):
+            people, products = expected_people_and_products(held, google, microsoft, catalog_rows)
             db = store.open_db(db_path)
             assert {r["id"]: (r["email"], r["role"], r["accounts"]) for r in db["people"].rows} == people
             found = {r["id"]: (r["people"], r["students"], r["staff"]) for r in db["products"].rows if r["people"]}
             assert found == products
+
+        set_state(google, microsoft, first)
+        scan(db_path)
+        held |= {f"{G}:{u.id}": u for u in google.users} | {f"{M}:{u.id}": u for u in microsoft.users}
+        check(PROPERTY_CATALOG)
+        store.replace_catalog(store.open_db(db_path), [dict(row) for row in catalog])
+        check(catalog)
+        set_state(google, microsoft, second)
+        scan(db_path)
+        held |= {f"{G}:{u.id}": u for u in google.users} | {f"{M}:{u.id}": u for u in microsoft.users}
+        check(catalog)

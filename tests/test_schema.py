@@ -14,7 +14,7 @@ FROZEN = {
     "0001_initial": "8d5046db7260",
     "0002_users_is_admin": "d836948bdfd6",
     "0003_unapproved_usage_table": "62a571308d71",
-    "0004_people_and_products": "75afaee637bc",
+    "0004_people_and_products": "7e456109e69e",
 }
 
 

@@ -10,7 +10,8 @@ WAL mode) see either the previous inventory or the new one.
     writer.py     ScanWriter: one provider's records -> users, apps, grants, changes
     derived.py    recomputed after a scan or catalog change: counts, matching, unapproved_usage, retention
     people.py     accounts that share an address are one person (users.person_id, people)
-    products.py   catalog entries and uncatalogued apps, counted in distinct people (products)
+    products.py   catalog entries and uncatalogued apps, counted in distinct people (products,
+                  multi_account_usage)
     temp.py       scratch temp tables for the SQL above
     catalog.py    replacing the catalog, all or nothing
 """
@@ -21,13 +22,13 @@ from .derived import (
     DEFAULT_HISTORY_DAYS, apply_matching, product_of, purge_history, refresh_app_stats, refresh_derived,
     refresh_unapproved_usage,
 )
-from .people import refresh_people, track_people_changes
+from .people import PeopleRefresh, refresh_people, track_people_changes
 from .products import refresh_products
 from .scans import ScanChanges, fail_scan, known_user_ids, last_succeeded_scan, mark_interrupted_scans, start_scan
 from .writer import CHANGE_KINDS, ScanWriter, grant_id
 
 __all__ = [
-    "CATALOG_COLUMNS", "CHANGE_KINDS", "DEFAULT_HISTORY_DAYS", "ScanChanges", "ScanWriter", "apply_matching",
+    "CATALOG_COLUMNS", "CHANGE_KINDS", "PeopleRefresh", "DEFAULT_HISTORY_DAYS", "ScanChanges", "ScanWriter", "apply_matching",
     "checkpoint_alongside", "fail_scan", "grant_id", "insert_rows", "known_user_ids", "last_succeeded_scan",
     "mark_interrupted_scans", "open_db", "product_of", "purge_history", "refresh_app_stats", "refresh_derived",
     "refresh_people", "refresh_products", "refresh_unapproved_usage", "track_people_changes",

@@ -38,7 +38,7 @@ def replace_catalog(db: Database, rows: list[dict[str, Any]]) -> dict[str, int]:
             db.execute(f"delete from catalog where id in ({placeholders})", removed)
         if added or updated:
             db["catalog"].upsert_all(added + updated, pk="id")
-        apply_matching(db)
+        moved = apply_matching(db)
         refresh_unapproved_usage(db)
-        refresh_products(db)
+        refresh_products(db, moved_products=moved)
     return counts

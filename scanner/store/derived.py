@@ -65,10 +65,11 @@ def refresh_unapproved_usage(db: Database, provider: str | None = None) -> None:
         db.execute(schema.refresh_unapproved_usage_sql(provider=True), [provider])
 
 
-def apply_matching(db: Database) -> None:
+def apply_matching(db: Database) -> set[str]:
     """Match every app to the catalog by exact client id / app id, which also makes its
     product (the entry, or the app itself); suggest, never approve or merge: catalog entries
-    with a similar name, and other providers' apps of the same name, homepage or publisher."""
+    with a similar name, and other providers' apps of the same name, homepage or publisher.
+    Returns the products that gained or lost an app."""
     catalog = list(db["catalog"].rows)
     # Google client ids and Microsoft app ids (GUIDs) cannot collide, so one index serves
     # every provider, including third-party ones that reuse either kind of id.
@@ -78,7 +79,7 @@ def apply_matching(db: Database) -> None:
             for client_id in json.loads(row[column] or "[]"):
                 by_client_id[client_id.lower()] = row
     names = {row["id"]: row["name"] for row in catalog}
-    updates, suggestions = [], []
+    updates, suggestions, moved = [], [], set()
     apps = list(db.query(
         "select id, provider, client_id, name, publisher, homepage, ownership, catalog_id, status, product_id from apps"))
     for app in apps:
@@ -87,6 +88,8 @@ def apply_matching(db: Database) -> None:
         product_id = product_of(app["id"], catalog_id)
         if (catalog_id, status, product_id) != (app["catalog_id"], app["status"], app["product_id"]):
             updates.append((catalog_id, status, product_id, app["id"]))
+        if product_id != app["product_id"]:
+            moved |= {product_id, app["product_id"]} - {None}
         app["catalog_id"] = catalog_id
         if row is None:
             suggestion = matching.suggest_catalog_entry(app["name"], names)
@@ -100,6 +103,7 @@ def apply_matching(db: Database) -> None:
         db.execute("delete from catalog_suggestions")
         if suggestions:
             db["catalog_suggestions"].insert_all(suggestions)
+    return moved
 
 
 def product_of(app_id: str, catalog_id: str | None) -> str:

@@ -7,9 +7,19 @@ rebuilt, in SQL (temp tables on the scan's connection, inside its transaction).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from sqlite_utils import Database
 
 from .temp import temp_table
+
+
+class PeopleRefresh(NamedTuple):
+    """What refresh_people did: how many accounts changed person, and whether it regrouped
+    everyone (else temp._people_affected lists the people it rebuilt, before and after)."""
+
+    changed: int
+    everyone: bool
 
 
 def track_people_changes(db: Database) -> None:
@@ -35,11 +45,11 @@ def track_people_changes(db: Database) -> None:
     )
 
 
-def refresh_people(db: Database, *, full: bool = False, scanned: str | None = None) -> int:
+def refresh_people(db: Database, *, full: bool = False, scanned: str | None = None) -> PeopleRefresh:
     """Group accounts into people: accounts that share an address (primary or alias, compared
     case-insensitively), directly or through other accounts, are one person, whatever
     provider reports them. Sets users.person_id (the lowest account id of the person) and
-    brings `people` up to date; returns how many accounts changed person.
+    brings `people` up to date.
 
     Only the people of accounts noted by track_people_changes are regrouped and rebuilt
     (nothing at all when no account changed); everyone is with full=True, when nothing was
@@ -47,12 +57,13 @@ def refresh_people(db: Database, *, full: bool = False, scanned: str | None = No
     `scanned` names the provider whose unapproved_usage rows the caller rebuilds next (they
     need no update here). All in SQL: each round gives every account that shares an address the lowest person id
     among the accounts it shares one with, until a round changes nothing."""
+    temp_table(db, "_people_affected", "person_id text primary key", rowid=False)
     tracked = db.execute("select 1 from temp.sqlite_master where name = '_people_dirty'").fetchone() is not None
     full = full or not tracked or not db.execute("select 1 from people limit 1").fetchone()
     if not full:
         dirty = db.execute("select count(*) from temp._people_dirty").fetchone()[0]
         if not dirty:
-            return 0
+            return PeopleRefresh(0, everyone=False)
         full = dirty * 10 > db.execute("select count(*) from users").fetchone()[0]
     temp_table(db, "_addresses", "user_id text not null, address text not null")
     temp_table(db, "_regrouped", "user_id text primary key", rowid=False)
@@ -148,7 +159,6 @@ def refresh_people(db: Database, *, full: bool = False, scanned: str | None = No
         db.execute("delete from people")
         db.execute(f"insert into people ({', '.join(PEOPLE_COLUMNS)}) {people_rows('')}")
     else:
-        temp_table(db, "_people_affected", "person_id text primary key", rowid=False)
         db.execute(
             """insert or ignore into temp._people_affected (person_id)
                select person_id from temp._person_changed union select old_person_id from temp._person_changed
@@ -161,7 +171,7 @@ def refresh_people(db: Database, *, full: bool = False, scanned: str | None = No
         )
     if tracked:
         db.execute("delete from temp._people_dirty")
-    return changed
+    return PeopleRefresh(changed, everyone=full)
 
 
 PEOPLE_COLUMNS = ("id", "email", "name", "role", "accounts", "providers", "account_ids", "addresses", "suspended")

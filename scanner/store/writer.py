@@ -273,11 +273,13 @@ class ScanWriter:
         self._flush_notes()
         self._apply_last_used()
         self._revoke_unseen(incremental=run.mode == "incremental")
-        refresh_people(self.db, scanned=self.provider)
+        people = refresh_people(self.db, scanned=self.provider)
         refresh_app_stats(self.db, self.provider)
         apply_matching(self.db)
         refresh_unapproved_usage(self.db, self.provider)
-        refresh_products(self.db)
+        # A first scan records no new grants: it redoes every person's part of the products.
+        partly = not (self.baseline or people.everyone)
+        refresh_products(self.db, after_scan=self.scan_id if partly else None)
         scan = {
             "status": "succeeded", "finished_at": self.now, "mode": run.mode, "tenant": run.tenant,
             "users_seen": self.counts["users"], "apps_seen": self.counts["apps"], "grants_seen": self.counts["grants"],
@@ -286,7 +288,9 @@ class ScanWriter:
         }
         self.db["scans"].update(self.scan_id, scan)
         if purge_history(self.db, history_days, dt.datetime.fromisoformat(self.now)):
-            refresh_people(self.db)  # forgotten accounts (none had a grant) leave their person
+            # Forgotten accounts (none had a grant) leave their person, whose role may change.
+            people = refresh_people(self.db, scanned=self.provider)
+            refresh_products(self.db, after_scan=None if people.everyone else self.scan_id)
         return self.db["scans"].get(self.scan_id)
 
     def _apply_last_used(self) -> None:
