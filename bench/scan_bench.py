@@ -51,12 +51,13 @@ from googleapiclient.discovery import build
 from google.oauth2 import service_account
 from sqlite_utils import Database
 
-from scanner.config import load_config
+from emulators.apps import district_apps
 from emulators.google.server import GoogleEmulatorProcess, new_service_account_key
-from emulators.google.tenant import SCANNER_SCOPES, synthetic_clients
-from scanner.shipped import example_catalog
+from emulators.google.tenant import SCANNER_SCOPES
 from emulators.microsoft.server import MicrosoftEmulatorProcess
 from plugins.microsoft.records import MICROSOFT_TENANTS, SERVICE_PRINCIPAL_FIELDS, USER_FIELDS
+from scanner.config import load_config
+from scanner.shipped import example_catalog
 
 GOOGLE_ADMIN = "it-admin@district.example"
 MICROSOFT_SECRET = "emulator-secret-do-not-use"  # what build_tenant gives the scanner's registration
@@ -150,7 +151,7 @@ requests_per_minute = {args.google_quota}
 
 def google_app_ids() -> dict[str, str]:
     """Name -> client id of the apps the emulated Google district holds."""
-    return {client.display_text: client.client_id for client, _, _ in synthetic_clients(extra_apps=GOOGLE_EXTRA_APPS)}
+    return {app.name: app.google_id for app in district_apps(GOOGLE_EXTRA_APPS) if app.google_id}
 
 
 def naive_google_baseline(emulator: GoogleEmulatorProcess, key: dict) -> float:

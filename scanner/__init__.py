@@ -3,7 +3,7 @@
 This module is the public API: plugins, built-in or third-party, import what they
 need from `scanner` and nothing below it (a test checks the built-in ones).
 
-    from scanner import hookimpl, Provider, User, App, Grant, ScanRun
+    from scanner import hookimpl, Provider, User, App, Grant, ScanRun, PostureFinding, ConsentRequest
 
 Hooks are documented in docs/plugins.md; the record types in scanner.providers.
 """
@@ -12,15 +12,19 @@ __version__ = "0.1.0"
 
 from .config import Config, ConfigError, ConfigKey
 from .hookspecs import hookimpl
-from .providers import App, Grant, GrantsListed, LastUsed, Provider, ProviderError, Record, ScanRun, User
+from .providers import (
+    App, ConsentRequest, Grant, GrantsListed, LastUsed, PostureFinding, Provider, ProviderError, Record, ScanRun, User,
+)
 from .roles import classify_role
 from .schema import STATUSES_NEEDING_REVIEW
-from .scopes import RISK_RANK
-from .store import ScanChanges, open_db
+from .scopes import RISK_RANK, scope_risk
+from .served import ServedInventory, served_inventory
+from .store import ScanChanges, create_private_file, open_db
 from .timestamps import iso, normalize_timestamp, parse_iso, utc_now
 
 __all__ = [
-    "App", "Config", "ConfigError", "ConfigKey", "Grant", "GrantsListed", "LastUsed", "Provider", "ProviderError",
-    "RISK_RANK", "Record", "STATUSES_NEEDING_REVIEW", "ScanChanges", "ScanRun", "User", "classify_role",
-    "hookimpl", "iso", "normalize_timestamp", "open_db", "parse_iso", "utc_now",
+    "App", "Config", "ConfigError", "ConfigKey", "ConsentRequest", "Grant", "GrantsListed", "LastUsed", "PostureFinding", "Provider",
+    "ProviderError", "RISK_RANK", "Record", "STATUSES_NEEDING_REVIEW", "ScanChanges", "ScanRun", "ServedInventory", "User",
+    "classify_role", "create_private_file", "hookimpl", "iso", "normalize_timestamp", "open_db", "parse_iso",
+    "scope_risk", "served_inventory", "utc_now",
 ]

@@ -46,6 +46,9 @@ AUDIENCE_WORDS = {
     "students": "students", "student": "students", "students only": "students",
 }
 GOOGLE_CLIENT_ID = re.compile(r"^\d+(-[a-z0-9]+)?(\.apps\.googleusercontent\.com)?$")
+GOOGLE_CLIENT_ID_SUFFIX = ".apps.googleusercontent.com"
+# Deeper than any catalog needs, and well inside Python's recursion limit.
+MAX_NESTING = 20
 MICROSOFT_APP_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
@@ -65,6 +68,13 @@ def normalize_status(word: str) -> str | None:
     return STATUS_WORDS.get(re.sub(r"[^a-z]+", " ", word.lower()).strip())
 
 
+def normalize_google_client_id(client_id: str) -> str:
+    """123-abc -> 123-abc.apps.googleusercontent.com: Google reports every client id with its
+    suffix, so an id copied without it would never match an app."""
+    client_id = client_id.strip().lower()
+    return client_id if client_id.endswith(GOOGLE_CLIENT_ID_SUFFIX) else client_id + GOOGLE_CLIENT_ID_SUFFIX
+
+
 def read_catalog(path: str | Path) -> list[dict[str, Any]]:
     """Parse and validate a catalog file into rows for the `catalog` table."""
     path = Path(path)
@@ -78,21 +88,22 @@ def read_catalog(path: str | Path) -> list[dict[str, Any]]:
     except OSError as error:
         raise CatalogError([f"{name}: cannot read: {error.strerror}"]) from None
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        entries = _csv_entries(text, name)
-    elif suffix in (".yaml", ".yml"):
-        entries = _yaml_entries(text, name)
-    elif suffix == ".json":
-        entries = _json_entries(text, name)
-    else:
+    formats = {".csv": _csv_entries, ".yaml": _yaml_entries, ".yml": _yaml_entries, ".json": _json_entries}
+    if suffix not in formats:
         raise CatalogError([f"{name}: unknown catalog format {suffix or '(none)'}; use .csv, .yaml, .yml or .json"])
+    try:
+        entries = formats[suffix](text, name)
+    except RecursionError:  # the parsers recurse once per level of nesting
+        raise _too_deep(name) from None
     return _validate(entries, name)
 
 
 # -- formats: each yields (line, mapping of column -> raw value) --------------------------------
 
 def _csv_entries(text: str, name: str) -> list[tuple[int, Any]]:
-    reader = csv.reader(io.StringIO(text, newline=""))
+    # strict: an unterminated quote is an error, not one cell swallowing the rest of the file.
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    line = 1
     try:
         header = next(reader, None)
         if not header:
@@ -108,14 +119,50 @@ def _csv_entries(text: str, name: str) -> list[tuple[int, Any]]:
                     entries.append((line, dict(zip(columns, cells))))
             line = reader.line_num + 1
     except csv.Error as error:
+        if "unexpected end of data" in str(error):
+            raise CatalogError([f"{name}:{line}: not valid CSV: a quote (\") opened in this row is never closed"]) from None
         raise CatalogError([f"{name}:{reader.line_num}: not valid CSV: {error}"]) from None
     return entries
 
 
+class _CatalogYamlLoader(yaml.SafeLoader):
+    """YAML's safe loader, keeping dates as text: `2027-02-30` then gets a row error naming
+    its line from our own date check, instead of a traceback from the YAML library."""
+
+
+_CatalogYamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _too_deep(name: str) -> CatalogError:
+    return CatalogError([f"{name}: nested too deeply to be a catalog (a list of apps, each with named fields)"])
+
+
+def _depth(node: Any, limit: int) -> int:
+    """How deeply lists and mappings nest in a composed YAML node (stops counting past limit)."""
+    deepest, stack = 0, [(node, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((child, depth + 1) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend((child, depth + 1) for pair in node.value for child in pair)
+    return deepest
+
+
 def _yaml_entries(text: str, name: str) -> list[tuple[int, Any]]:
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root = yaml.compose(text, Loader=_CatalogYamlLoader)
+        if _depth(root, MAX_NESTING) > MAX_NESTING:
+            raise _too_deep(name)
+        data = yaml.load(text, Loader=_CatalogYamlLoader)  # noqa: S506 (a safe loader)
+    except RecursionError:
+        raise _too_deep(name) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = mark.line + 1 if mark else 1
@@ -131,23 +178,67 @@ def _yaml_entries(text: str, name: str) -> list[tuple[int, Any]]:
     return [(node.start_mark.line + 1, item) for node, item in zip(root.value, data)]
 
 
+class _DuplicateKey(Exception):
+    """A JSON object names the same key twice (json would silently keep the last one)."""
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
 def _json_entries(text: str, name: str) -> list[tuple[int, Any]]:
+    decoder = json.JSONDecoder(object_pairs_hook=_object_without_duplicates)
+    duplicate: str | None = None
     try:
-        data = json.loads(text)
+        data = decoder.decode(text)
     except json.JSONDecodeError as error:
         raise CatalogError([f"{name}:{error.lineno}: not valid JSON: {error.msg}"]) from None
+    except RecursionError:
+        raise _too_deep(name) from None
+    except _DuplicateKey as error:
+        duplicate, data = str(error), json.loads(text)  # read again, to find the item that holds it
     start = _json_list_start(text, data)
     if start is None:
+        if duplicate is not None:
+            raise CatalogError([f"{name}:1: the key {duplicate!r} appears twice in one object; keep one"])
         raise CatalogError([f"{name}:1: expected a list of apps (or an object with an \"apps\" list)"])
     # Decode the list item by item to learn the line each item starts on.
-    decoder, entries, index = json.JSONDecoder(), [], start + 1
+    entries, index = [], start + 1
     while True:
         index = _skip_json_space(text, index, ",")
         if text[index] == "]":
-            return entries
-        item, end = decoder.raw_decode(text, index)
-        entries.append((text.count("\n", 0, index) + 1, item))
+            break
+        line = text.count("\n", 0, index) + 1
+        try:
+            item, end = decoder.raw_decode(text, index)
+        except _DuplicateKey as error:
+            raise CatalogError([f"{name}:{line}: the key {str(error)!r} appears twice in this app; keep one"]) from None
+        entries.append((line, item))
         index = end
+    if duplicate is not None:  # outside the list of apps, in the enclosing object
+        raise CatalogError([f"{name}:1: the key {duplicate!r} appears twice in one object; keep one"])
+    if any(_json_depth(item, MAX_NESTING) > MAX_NESTING for _, item in entries):
+        raise _too_deep(name)
+    return entries
+
+
+def _json_depth(value: Any, limit: int) -> int:
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        value, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        if isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
+        elif isinstance(value, dict):
+            stack.extend((item, depth + 1) for item in value.values())
+    return deepest
 
 
 def _json_list_start(text: str, data: Any) -> int | None:
@@ -244,8 +335,9 @@ def _validate_row(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     if audience is None:
         problems.append(f"audience {values['audience']!r} must be staff, students or all")
     for client_id in values["google_client_ids"]:
-        if not GOOGLE_CLIENT_ID.match(client_id):
+        if not GOOGLE_CLIENT_ID.match(client_id.lower()):
             problems.append(f"google_client_ids: {client_id!r} is not a Google OAuth client id (digits, then -xxxx.apps.googleusercontent.com)")
+    values["google_client_ids"] = list(dict.fromkeys(normalize_google_client_id(c) for c in values["google_client_ids"]))
     for app_id in values["microsoft_app_ids"]:
         if not MICROSOFT_APP_ID.match(app_id):
             problems.append(f"microsoft_app_ids: {app_id!r} is not a Microsoft application (client) id like 00000000-0000-0000-0000-000000000000")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -57,10 +58,15 @@ class InventoryGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (ConfigError, CatalogError) as error:
+        except (ConfigError, CatalogError, store.InventoryUnreadable) as error:
             raise BadInput(str(error)) from None
         except (ProviderError, ScanLocked) as error:
             raise RunFailed(str(error)) from None
+        except OSError as error:
+            if error.filename is None:
+                raise
+            # A folder this account may not write (the lock files live beside the inventory), a full disk.
+            raise BadInput(f"{error.filename}: {error.strerror or error}; run as the account that owns the inventory and its folder") from None
 
 
 @click.group(cls=InventoryGroup)
@@ -155,35 +161,6 @@ def serve_command(app: AppContext, host, port, public):
         raise RunFailed(str(error)) from None
 
 
-@cli.command(name="hash-password")
-@click.option("--username", help="The IT account the password is for (prints its configuration lines).")
-def hash_password_command(username):
-    """Make the password hash for an IT account of `app-inventory serve`."""
-    from .serve import MIN_PASSWORD_LENGTH, USERNAME, hash_password, hash_variable_for
-
-    if username is not None and not USERNAME.match(username):
-        raise BadInput("--username may hold letters, digits and . _ @ - (up to 64 characters)")
-    password = click.prompt("Password", hide_input=True, confirmation_prompt="Repeat the password", err=True)
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise BadInput(f"use a password of at least {MIN_PASSWORD_LENGTH} characters (this account sees student data)")
-    hashed = hash_password(password)
-    variable = hash_variable_for(username)
-    toml_key = username or "username"
-    if not toml_key.replace("_", "").replace("-", "").isalnum():
-        toml_key = json.dumps(toml_key)  # TOML bare keys cannot hold "." or "@"
-    click.echo(hashed)
-    # The instructions go to stderr, so `HASH=$(app-inventory hash-password)` captures only the hash.
-    click.echo(
-        "\nPut the hash in the environment of the account that runs `app-inventory serve`\n"
-        "(single quotes keep the $ signs as they are):\n\n"
-        f"    export {variable}='{hashed}'\n\n"
-        "and name the variable in app-inventory.toml:\n\n"
-        "    [serve]\n"
-        f'    it_accounts = {{ {toml_key} = "{variable}" }}',
-        err=True,
-    )
-
-
 @cli.command()
 @click.option("--users", type=click.IntRange(min=10), default=3000, show_default=True, help="How many accounts the district has.")
 @click.option("--no-serve", is_flag=True, help="Scan and summarize, then exit instead of starting Datasette.")
@@ -213,6 +190,9 @@ def main() -> None:
     except InstallationClash as error:
         click.echo(f"Error: {error}", err=True)
         sys.exit(1)
+    # Everything the tool writes (the inventory, its -wal and -shm, lock files, outboxes, the access
+    # log) holds staff and student data: owner-only, whatever the shell's umask.
+    os.umask(0o077)
     cli(prog_name="app-inventory")
 
 

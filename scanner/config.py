@@ -10,12 +10,14 @@ environment variable that holds the secret, read with `Config.secret()` only whe
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable
+from urllib.parse import urlsplit
 
 DEFAULT_CONFIG_PATH = "app-inventory.toml"
 CONFIG_ENV_VAR = "APP_INVENTORY_CONFIG"
@@ -33,6 +35,7 @@ class ConfigKey:
     default: Any = None
     required: bool = False
     minimum: int | None = None
+    maximum: int | None = None
     choices: tuple[str, ...] = ()
 
 
@@ -42,10 +45,13 @@ class ConfigSection:
 
     check(values, where) receives the section's validated values (defaults not filled
     in) and `where` ("app-inventory.toml: [name]"); it raises ConfigError to refuse.
+    moved maps keys that used to live here to where they live now ("[signin] password_accounts"),
+    so an old configuration gets told what to change.
     """
 
     keys: dict[str, ConfigKey]
     check: Callable[[dict[str, Any], str], None] | None = None
+    moved: dict[str, str] | None = None
 
 
 # The core's own sections. Plugins declare theirs through `register_config_sections`.
@@ -57,20 +63,34 @@ CORE_SECTIONS: dict[str, ConfigSection] = {
         "student_groups": ConfigKey("list[str]", []),
     }),
     "retention": ConfigSection({
-        "history_days": ConfigKey("int", 400, minimum=1),
+        # At most a century: a larger number overflows date arithmetic in every scan.
+        "history_days": ConfigKey("int", 400, minimum=1, maximum=36500),
     }),
     "serve": ConfigSection({
         "host": ConfigKey("str", "127.0.0.1"),
-        "port": ConfigKey("int", 8001, minimum=1),
+        "port": ConfigKey("int", 8001, minimum=1, maximum=65535),
         "public": ConfigKey("bool", False),
-        # IT staff who can sign in: username -> environment variable holding the
-        # password hash made by `app-inventory hash-password`.
-        "it_accounts": ConfigKey("table[str]", {}),
         "district_name": ConfigKey("str", "Our district"),
         # Shown on the public page: who parents can ask about student data privacy.
         "public_contact": ConfigKey("str"),
-    }),
+        # Addresses of the web server in front (nginx on this machine: "127.0.0.1"). Only
+        # requests from these may say, in X-Forwarded-Proto and X-Forwarded-For, that they
+        # came over HTTPS and from which address.
+        "trusted_proxies": ConfigKey("list[str]", []),
+    }, check=lambda values, where: _check_trusted_proxies(values.get("trusted_proxies", []), where),
+       moved={"it_accounts": "[signin] password_accounts"}),
 }
+
+
+def _check_trusted_proxies(addresses: list[str], where: str) -> None:
+    for address in addresses:
+        try:
+            ipaddress.ip_network(address, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"{where} trusted_proxies: {address!r} is not an IP address or network; name the web server's "
+                'own address, like "127.0.0.1" (never "*": anyone could then claim HTTPS or another address)'
+            ) from None
 
 
 def config_sections() -> dict[str, ConfigSection]:
@@ -127,6 +147,59 @@ class Config:
             )
         return value
 
+    def check_ready(self, section: str) -> None:
+        """Before a command writes anything: every secret the section names is in the
+        environment and every file it names can be read. Raises ConfigError naming the key."""
+        values = self.section(section)
+        for key, spec in self.schema[section].keys.items():
+            if values.get(key) is None:
+                continue
+            if key.endswith("_env"):
+                self.secret(section, key)
+            elif spec.kind == "path":
+                path = Path(values[key])
+                if not path.is_file():
+                    problem = "is a folder, not a file" if path.is_dir() else "file not found"
+                    raise ConfigError(f"{self.where}: [{section}] {key} {path}: {problem}")
+                if not os.access(path, os.R_OK):
+                    raise ConfigError(f"{self.where}: [{section}] {key} {path}: cannot read the file (permission denied)")
+
+
+class LiveConfig:
+    """The configuration of a long-running server, read again when its file changes, so that
+    an edit (removing someone's access) takes effect at the next request without a restart.
+
+    current() costs one stat() of the file. A file that no longer loads raises ConfigError
+    from current() until it is fixed: callers that decide access must then refuse.
+    """
+
+    def __init__(self, config: Config):
+        self._config = config
+        self._stamp = self._stat()
+        self._error: ConfigError | None = None
+
+    def _stat(self) -> tuple | None:
+        if self._config.path is None:
+            return None
+        try:
+            stat = self._config.path.stat()
+        except OSError:
+            return ("missing",)
+        return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+
+    def current(self) -> Config:
+        """The configuration as the file says now."""
+        stamp = self._stat()
+        if stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                self._config, self._error = load_config(self._config.path), None
+            except ConfigError as error:
+                self._error = error
+        if self._error is not None:
+            raise self._error
+        return self._config
+
 
 def load_config(path: str | os.PathLike | None = None) -> Config:
     """Load and validate the configuration file.
@@ -141,7 +214,8 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
             raise ConfigError(f"{file}: configuration file not found (copy app-inventory.example.toml and edit it)")
         return Config(path=None, sections={}, schema=config_sections())
     try:
-        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+        # utf-8-sig: Windows editors (Notepad) start a UTF-8 file with a byte order mark.
+        raw = tomllib.loads(file.read_text(encoding="utf-8-sig"))
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{file}: not valid TOML: {error}") from None
     except (OSError, UnicodeDecodeError) as error:
@@ -169,6 +243,9 @@ def _validate_section(name: str, table: dict[str, Any], file: Path, section: Con
     values: dict[str, Any] = {}
     for key, value in table.items():
         spec = section.keys.get(key)
+        if spec is None and key in (section.moved or {}):
+            raise ConfigError(f"{file}: [{name}] {key} has moved to {section.moved[key]}: "
+                              "move the line there, with the same value")
         if spec is None:
             raise ConfigError(f"{file}: [{name}] unknown key {key!r} (known keys: {', '.join(section.keys)})")
         values[key] = _check_value(spec, value, f"{file}: [{name}] {key}", file)
@@ -178,6 +255,40 @@ def _validate_section(name: str, table: dict[str, Any], file: Path, section: Con
     if section.check is not None:
         section.check(values, f"{file}: [{name}]")
     return values
+
+
+LOOPBACK_NAMES = ("localhost",)
+
+
+def is_loopback(host: str | None) -> bool:
+    """True for this computer's own addresses (127.0.0.0/8, ::1, localhost)."""
+    if not host:
+        return False
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_url(value: str, where: str) -> None:
+    """https:// anywhere; plain http:// only to this computer (the emulators, a local relay)."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+    except ValueError:
+        raise ConfigError(f"{where} is not a usable URL, got {value!r}") from None
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and is_loopback(parts.hostname):
+        return
+    if parts.scheme == "http" and parts.hostname:
+        raise ConfigError(
+            f"{where} must start with https:// (plain http:// is allowed only for this computer, "
+            f"127.0.0.1 or localhost), got {value!r}"
+        )
+    raise ConfigError(f"{where} must be a URL starting with https://, got {value!r}")
 
 
 def _check_value(spec: ConfigKey, value: Any, where: str, file: Path) -> Any:
@@ -191,6 +302,8 @@ def _check_value(spec: ConfigKey, value: Any, where: str, file: Path) -> Any:
             raise ConfigError(f"{where} must be a whole number, got {value!r}")
         if spec.minimum is not None and value < spec.minimum:
             raise ConfigError(f"{where} must be at least {spec.minimum}, got {value}")
+        if spec.maximum is not None and value > spec.maximum:
+            raise ConfigError(f"{where} must be at most {spec.maximum}, got {value}")
         return value
     if kind == "list[str]":
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
@@ -206,8 +319,8 @@ def _check_value(spec: ConfigKey, value: Any, where: str, file: Path) -> Any:
         raise ConfigError(f"{where} must be one of {', '.join(spec.choices)}, got {value!r}")
     if kind == "email" and (value.count("@") != 1 or value.startswith("@") or value.endswith("@") or " " in value):
         raise ConfigError(f"{where} must be an email address, got {value!r}")
-    if kind == "url" and not value.startswith(("https://", "http://")):
-        raise ConfigError(f"{where} must be a URL starting with https://, got {value!r}")
+    if kind == "url":
+        _check_url(value, where)
     if kind == "path":
         path = Path(value).expanduser()
         # Relative paths are relative to the configuration file, not the shell.

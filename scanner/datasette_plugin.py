@@ -1,4 +1,5 @@
-"""The app inventory's own Datasette plugin: the public page and the sign-in prompt.
+"""The app inventory's own Datasette plugin: the public page, what visitors who are not IT
+staff see, and the headers and CSV cells of every response.
 
 scanner.serve registers this module with Datasette's plugin manager at start-up (never
 through a plugins directory). Every hook is inert unless the metadata carries a
@@ -7,12 +8,15 @@ through a plugins directory). Every hook is inert unless the metadata carries a
 - `/transparency`: the parent-facing list of apps, rendered from the `public_apps` view
   (the same suppressed rows as its JSON and CSV). Readable by whoever may read that view:
   anyone with --public, otherwise IT staff only (as a preview).
-- Anonymous visitors who reach anything else get a sign-in prompt instead of a bare 403;
-  with --public, the front page sends them to the public list.
+- Visitors who are not IT staff get one and the same 404 for every table, view, row, query
+  and database they may not read, and for every one that does not exist, so nobody can
+  learn which tables exist. Datasette's own pages (`/-/...`) and the front page answer
+  with a sign-in prompt; with --public, the front page sends them to the public list.
 - `/-/sql?sql=...`: IT staff's shortcut to custom SQL on the inventory.
-- IT staff (actors with role "it") may open Datasette's permission debug pages.
-- `/-/password-tool` from datasette-auth-passwords is switched off: it lets anyone make
-  the server compute expensive hashes; `app-inventory hash-password` does the job.
+- IT staff (actors with role "it") may open Datasette's permission debug pages, and only
+  they may open `/-/allow-debug`.
+- Every response carries a Content-Security-Policy, X-Frame-Options, Referrer-Policy and
+  X-Content-Type-Options; every CSV export has its formula cells neutralised (csv_guard).
 """
 
 from __future__ import annotations
@@ -20,8 +24,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from datasette import Response, hookimpl
+from datasette import Forbidden, NotFound, Response, hookimpl
 from datasette.utils import actor_matches_allow
+from datasette.views.special import AllowDebugView
+
+from .csv_guard import CsvFormulaGuard
 
 PLUGIN_NAME = "app-inventory"
 DATABASE_NAME = "inventory"
@@ -30,6 +37,21 @@ PUBLIC_PAGE_PATH = "/transparency"
 DASHBOARD_PATH = "/-/dashboards/overview"
 IT_ROLE = "it"
 IT_ONLY = {"role": IT_ROLE}
+
+# Datasette's pages use inline scripts and styles (and Vega draws the dashboard charts with
+# generated functions, hence 'unsafe-eval' on those pages only); nothing loads from elsewhere,
+# no page may be framed, and forms post only here.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'{eval}; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "x-frame-options": "DENY",
+    # Links out (a privacy agreement) carry no address: query strings can hold emails.
+    "referrer-policy": "same-origin",
+    "x-content-type-options": "nosniff",
+}
 
 # The public page's sections, in the order a parent reads them.
 SECTIONS = (
@@ -66,7 +88,15 @@ def register_routes(datasette):
     return [
         (r"^/transparency$", transparency_page),
         (r"^/-/sql$", sql_shortcut),
+        (r"^/-/allow-debug$", allow_debug),
     ]
+
+
+async def allow_debug(request, datasette, send):
+    """Datasette's allow-block tester, for IT staff only (it tells anyone how access is decided)."""
+    if not await datasette.permission_allowed(request.actor, "permissions-debug"):
+        raise Forbidden("permissions-debug")
+    return await AllowDebugView.as_view(datasette)(request, send)
 
 
 async def transparency_page(request, datasette):
@@ -128,9 +158,12 @@ def forbidden(datasette, request, message):
     if settings is None or is_it_staff(request.actor):
         return None
 
-    async def sign_in_prompt():
+    async def not_found_or_sign_in_prompt():
         path = _path_in_instance(datasette, request)
         public = bool(settings.get("public"))
+        if not (path == "/" or path == PUBLIC_PAGE_PATH or path.startswith("/-/")):
+            # A database, table, view, row or query: the same answer as one that does not exist.
+            return await not_found(datasette, request, settings)
         if public and path == "/":
             return Response.redirect(datasette.urls.path(PUBLIC_PAGE_PATH))
         if path.endswith(".json"):
@@ -146,7 +179,29 @@ def forbidden(datasette, request, message):
             await datasette.render_template("app_inventory_sign_in.html", context, request=request), status=403
         )
 
-    return sign_in_prompt
+    return not_found_or_sign_in_prompt
+
+
+@hookimpl(tryfirst=True)
+def handle_exception(datasette, request, exception):
+    settings = plugin_settings(datasette)
+    if settings is None or not isinstance(exception, NotFound) or is_it_staff(request.actor):
+        return None
+    return not_found(datasette, request, settings)
+
+
+async def not_found(datasette, request, settings: dict[str, Any]) -> Response:
+    """The one 404 that visitors who are not IT staff get, whatever is or is not there."""
+    if request.path.endswith(".json"):
+        return Response.json({"ok": False, "status": 404, "error": "Not found", "title": None}, status=404)
+    context = {
+        "district_name": settings.get("district_name") or "Our district",
+        "is_public": bool(settings.get("public")),
+        "public_page": datasette.urls.path(PUBLIC_PAGE_PATH),
+    }
+    return Response.html(
+        await datasette.render_template("app_inventory_not_found.html", context, request=request), status=404
+    )
 
 
 @hookimpl
@@ -172,19 +227,35 @@ def menu_links(datasette, actor):
 @hookimpl
 def asgi_wrapper(datasette):
     def wrap(app):
-        async def without_password_tool(scope, receive, send):
-            if (
-                scope["type"] == "http"
-                and scope["path"] == datasette.urls.path("/-/password-tool")
-                and plugin_settings(datasette) is not None
-            ):
-                response = Response.text(
-                    "Not available here: make IT password hashes with `app-inventory hash-password`.", status=404
-                )
-                await response.asgi_send(send)
-                return
-            await app(scope, receive, send)
+        async def with_headers_and_safe_csv(scope, receive, send):
+            if scope["type"] != "http" or plugin_settings(datasette) is None:
+                return await app(scope, receive, send)
+            path = scope.get("path", "")
+            headers_to_set = {
+                **SECURITY_HEADERS,
+                "content-security-policy": CONTENT_SECURITY_POLICY.format(
+                    eval=" 'unsafe-eval'" if path.startswith(datasette.urls.path("/-/dashboards")) else ""
+                ),
+            }
+            guard: CsvFormulaGuard | None = None
 
-        return without_password_tool
+            async def send_with_headers(message):
+                nonlocal guard
+                if message["type"] == "http.response.start":
+                    headers = [(k, v) for k, v in message.get("headers", []) if k.lower().decode("latin-1") not in headers_to_set]
+                    headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers_to_set.items()]
+                    content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+                    if path.endswith(".csv") and not content_type.startswith(b"text/html"):
+                        guard = CsvFormulaGuard()
+                        headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+                    message = {**message, "headers": headers}
+                elif message["type"] == "http.response.body" and guard is not None:
+                    final = not message.get("more_body", False)
+                    message = {**message, "body": guard.feed(message.get("body", b""), final=final)}
+                await send(message)
+
+            await app(scope, receive, send_with_headers)
+
+        return with_headers_and_safe_csv
 
     return wrap

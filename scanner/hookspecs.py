@@ -1,4 +1,4 @@
-"""The hooks a plugin can implement. Each is documented in docs/plugins.md (a test checks)."""
+"""The hooks a plugin can implement. Each is documented in the README's "Writing a plugin" (a test checks)."""
 
 from pluggy import HookimplMarker, HookspecMarker
 
@@ -33,4 +33,16 @@ def scan_finished(db, scan, changes, config):
     db: the sqlite_utils.Database; scan: the `scans` row as a dict;
     changes: a scanner.ScanChanges (counts by kind, iterable of `changes` rows);
     config: the validated scanner.Config. An implementation may take any subset.
+    """
+
+
+@hookspec
+def datasette_plugins(register):
+    """Give `app-inventory serve` Datasette plugins: call register(plugin, name) for each.
+
+    plugin is a module (or object) with Datasette 0.65 hook implementations
+    (`from datasette import hookimpl`); a module in a package with a templates/ folder
+    brings its templates. It is registered with Datasette's plugin manager before the
+    inventory is served. Its hooks find the served inventory and the configuration through
+    scanner.served_inventory(datasette), and must do nothing when that is None.
     """

@@ -18,6 +18,7 @@ DEFAULT_PLUGINS = (
     "plugins.google",
     "plugins.microsoft",
     "plugins.alerts",
+    "plugins.signin",
 )
 ENTRY_POINT_GROUP = "app_inventory"
 

@@ -1,4 +1,5 @@
-"""What a provider is: a class that yields users, apps and grants from one service.
+"""What a provider is: a class that yields users, apps and grants from one service, and the
+tenant's app-consent posture (PostureFinding) and people's consent requests (ConsentRequest).
 
 A provider plugin registers its class through the `register_providers` hook. The
 core constructs it with the validated Config and calls `scan(run)`, writing each
@@ -91,7 +92,52 @@ class GrantsListed:
     user_id: str
 
 
-Record = Union[User, App, Grant, LastUsed, GrantsListed]
+POSTURE_RESULTS = ("pass", "fail", "unknown")
+POSTURE_SCOPES = ("tenant", "org_unit", "group")
+
+
+@dataclass
+class PostureFinding:
+    """One tenant setting that decides whether users can connect apps, checked for one scope.
+
+    `check_id` is the CISA SCuBA id where one exists ("MS.AAD.5.2", "GWS.COMMONCONTROLS.10.4");
+    `expected`, `actual` and `fix` are plain words for the district (`fix`: where in the admin
+    console to change it). A check the scan could not decide is `unknown`, never `pass`, and
+    `reason` says why: the permission or scope to add, or the value the service sent that
+    this version does not know.
+    """
+
+    check_id: str
+    title: str
+    expected: str
+    actual: str
+    result: str  # "pass" | "fail" | "unknown"
+    fix: str
+    scope_kind: str = "tenant"  # "tenant" | "org_unit" | "group"
+    scope: str = ""  # the org unit's path or the group, as the service names it ("" for the tenant)
+    reason: str = ""  # why the result is unknown (or a note on a pass or fail)
+    requirement: str = "SHALL"  # the baseline's word: "SHALL" or "SHOULD"
+
+
+@dataclass
+class ConsentRequest:
+    """One person's request that an administrator consent to an app for them (Microsoft's
+    admin consent workflow). Ids are the service's own; `status` is as the service says it."""
+
+    id: str  # the person's request
+    app_id: str  # the app's client id / app id
+    app_name: str
+    scopes: list[str]
+    status: str  # Microsoft: "InProgress", "Initializing", "Expired", "Completed"
+    user_id: str | None = None  # who asked (the service's user id)
+    email: str = ""
+    user_name: str = ""
+    reason: str = ""  # why they asked, in their words
+    requested_at: str | None = None  # ISO 8601 UTC
+    completed_at: str | None = None
+
+
+Record = Union[User, App, Grant, LastUsed, GrantsListed, PostureFinding, ConsentRequest]
 
 
 @dataclass

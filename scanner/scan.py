@@ -42,7 +42,7 @@ class ScanLock:
 
     def __init__(self, db_path: str | Path):
         self.path = f"{db_path}.lock"
-        self._lock = filelock.FileLock(self.path, timeout=0)
+        self._lock = filelock.FileLock(self.path, timeout=0, mode=store.PRIVATE_FILE_MODE)
 
     def __enter__(self) -> ScanLock:
         try:
@@ -99,6 +99,10 @@ def run_scans(
             f"{config.where}: no provider is configured; add a [google] or [microsoft] section "
             "(see app-inventory.example.toml), or try `app-inventory demo`"
         )
+    # A missing secret or key file is bad configuration: say so before anything is written.
+    for name in names:
+        if name in config.schema:
+            config.check_ready(name)
     outcome = ScanOutcome()
     history_days = config.section("retention")["history_days"]
     with ScanLock(db_path):

@@ -174,6 +174,33 @@ def m0004_people_and_products(db: Database) -> None:
     )
 
 
+@migrations(name="0005_posture")
+def m0005_posture(db: Database) -> None:
+    """The tenant settings that decide whether people can connect apps at all, one row per check
+    and scope for every scan (history), and people's requests for admin consent."""
+    db["posture"].create(
+        {
+            "id": int, "scan_id": int, "provider": str, "check_id": str, "title": str,
+            "scope_kind": str, "scope": str, "requirement": str, "expected": str, "actual": str,
+            "result": str, "previous_result": str, "reason": str, "fix": str, "checked_at": str,
+        },
+        pk="id",
+        not_null={"scan_id", "provider", "check_id", "title", "scope_kind", "scope", "result", "checked_at"},
+        defaults={"scope": ""},
+        foreign_keys=[("scan_id", "scans", "id")],
+    )
+    db["consent_requests"].create(
+        {
+            "id": str, "provider": str, "app_id": str, "client_id": str, "app_name": str, "scopes": str,
+            "status": str, "user_id": str, "email": str, "user_name": str, "reason": str,
+            "requested_at": str, "completed_at": str, "first_seen": str, "last_seen": str, "seen_scan_id": int,
+        },
+        pk="id",
+        not_null={"provider", "app_id", "client_id", "scopes", "status", "first_seen", "last_seen"},
+        foreign_keys=[("seen_scan_id", "scans", "id")],
+    )
+
+
 INDEXES = [
     ("scans", ["provider", "status", "id"]),
     ("users", ["provider"]),
@@ -195,6 +222,11 @@ INDEXES = [
     ("unapproved_usage", ["reason"]),
     ("unapproved_usage", ["role"]),
     ("unapproved_usage", ["provider"]),
+    # A check's history (the previous result of each check and scope), and each scan's rows.
+    ("posture", ["provider", "check_id", "scope_kind", "scope", "scan_id"]),
+    ("posture", ["scan_id"]),
+    ("consent_requests", ["seen_scan_id", "status"]),
+    ("consent_requests", ["client_id"]),
 ]
 
 # One row an app, counts kept on `apps` by the store after every scan.
@@ -373,6 +405,48 @@ from catalog
   left join products on products.catalog_id = catalog.id
 """
 
+# Each provider's latest succeeded scan: what "now" means for posture and consent requests.
+_LATEST_SCANS = "(select provider, max(id) as id from scans where status = 'succeeded' group by provider)"
+
+# The posture each provider's latest scan found: one row per check and scope.
+POSTURE_CURRENT = f"""
+select
+  posture.provider, posture.check_id, posture.title, posture.scope_kind, posture.scope, posture.requirement,
+  posture.result, posture.expected, posture.actual, posture.reason, posture.fix, posture.previous_result,
+  posture.checked_at, posture.scan_id
+from posture
+  join {_LATEST_SCANS} as latest on latest.id = posture.scan_id
+"""
+
+# Requests that wait for an administrator's decision (Microsoft: Initializing or InProgress).
+OPEN_CONSENT_STATUSES = ("inprogress", "initializing")
+_OPEN_STATUS = "lower(consent_requests.status) in (" + ", ".join(f"'{s}'" for s in OPEN_CONSENT_STATUSES) + ")"
+
+# One row per app people asked an administrator to consent to, with the catalog's decision,
+# as the latest scan saw the requests: "12 people asked for this app; it is denied". The
+# catalog is matched by exact client or app id, as apps are.
+CONSENT_REQUEST_SUMMARY = f"""
+select
+  consent_requests.provider, consent_requests.client_id, max(consent_requests.app_name) as app,
+  coalesce(catalog.status, 'unreviewed') as status, catalog.name as catalog_name, catalog.alternative,
+  count(*) as requests, count(distinct consent_requests.user_id) as people,
+  count(distinct case when users.role = 'student' then consent_requests.user_id end) as students,
+  count(distinct case when users.role = 'staff' then consent_requests.user_id end) as staff,
+  min(consent_requests.requested_at) as first_requested, max(consent_requests.requested_at) as last_requested,
+  consent_requests.app_id, catalog.id as catalog_id
+from consent_requests
+  join {_LATEST_SCANS} as latest on latest.id = consent_requests.seen_scan_id
+  left join users on users.id = consent_requests.user_id
+  left join catalog on catalog.id = (
+    select candidate.id from catalog as candidate
+    where exists (select 1 from json_each(candidate.microsoft_app_ids) where lower(value) = lower(consent_requests.client_id))
+       or exists (select 1 from json_each(candidate.google_client_ids) where lower(value) = lower(consent_requests.client_id))
+    limit 1
+  )
+where {_OPEN_STATUS}
+group by consent_requests.provider, consent_requests.client_id
+"""
+
 VIEWS = {
     "app_summary": APP_SUMMARY,
     "product_summary": PRODUCT_SUMMARY,
@@ -382,6 +456,8 @@ VIEWS = {
     "changes_since_last_scan": CHANGES_SINCE_LAST_SCAN,
     "unknown_scopes": UNKNOWN_SCOPES,
     "public_apps": PUBLIC_APPS,
+    "posture_current": POSTURE_CURRENT,
+    "consent_request_summary": CONSENT_REQUEST_SUMMARY,
 }
 
 

@@ -40,6 +40,7 @@ def highest_risk(risks: Iterable[str]) -> str:
 
 
 def scope_risk(provider: str, scope: str) -> str:
+    """A scope's risk (low, medium, high) from the shipped scope knowledge; medium when it does not know it."""
     lookup = _risk_lookup()
     return lookup.get((provider, scope)) or lookup.get((None, scope), UNKNOWN_SCOPE_RISK)
 

@@ -5,7 +5,8 @@
     serve(db_path, config, host=..., ...)   runs it with uvicorn and says where to reach it
 
 Permissions are deny-by-default: the whole instance and custom SQL are for actors with
-role "it" (the accounts in [serve] it_accounts, signed in through datasette-auth-passwords).
+role "it". Who gets that role is decided by the sign-in plugin (plugins/signin), which,
+like any plugin, hands its Datasette hooks over through the `datasette_plugins` hook.
 Only the tables in PUBLIC_TABLES are opened to anonymous visitors, and only with
 --public / `[serve] public = true`. The database file is served by name ("inventory"),
 never in directory mode, so the repository's plugins/ folder is never loaded by Datasette.
@@ -13,9 +14,9 @@ never in directory mode, so the repository's plugins/ folder is never loaded by 
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import os
-import re
 import socket
 import sqlite3
 from collections.abc import Callable
@@ -25,9 +26,11 @@ from typing import Any
 import yaml
 
 from . import datasette_plugin, store
+from .config import Config, LiveConfig
+from .datasette_plugin import DASHBOARD_PATH, DATABASE_NAME, IT_ONLY, PLUGIN_NAME, PUBLIC_PAGE_PATH, PUBLIC_VIEW
+from .plugin_manager import load_plugins
+from .served import ServedInventory, serve_inventory, served_inventory
 from .shipped import metadata_file
-from .config import Config, ConfigError
-from .datasette_plugin import DASHBOARD_PATH, DATABASE_NAME, IT_ONLY, IT_ROLE, PLUGIN_NAME, PUBLIC_PAGE_PATH, PUBLIC_VIEW
 
 # Views an anonymous visitor may read with --public. Each must hold app-level rows only,
 # with counts under 10 suppressed in SQL (see scanner.schema.PUBLIC_APPS).
@@ -36,7 +39,6 @@ PUBLIC_TABLES = (PUBLIC_VIEW,)
 # Datasette plugins the inventory needs, by entry-point name. Datasette loads installed
 # plugins itself, except under pytest; loading them by name makes both cases the same.
 REQUIRED_DATASETTE_PLUGINS = {
-    "auth_passwords": "datasette-auth-passwords",
     "dashboards": "datasette-dashboards",
     "leaflet": "datasette-leaflet",  # the dashboards' templates expect it
     "render_markdown": "datasette-render-markdown",
@@ -51,11 +53,12 @@ DATASETTE_SETTINGS = {
     "truncate_cells_html": 300,
 }
 
+# Installed Datasette plugins that must never run here, by entry-point name. Datasette loads
+# every installed plugin; datasette-auth-passwords (used before plugins/signin) accepts HTTP
+# Basic credentials on every URL, with no throttle, even with http_basic_auth off.
+REFUSED_DATASETTE_PLUGINS = ("auth_passwords",)
+
 TEMPLATES = Path(__file__).parent / "templates"
-MIN_PASSWORD_LENGTH = 12
-USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-ENV_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-PASSWORD_HASH = re.compile(r"^pbkdf2_sha256\$[0-9]+\$[^$\s]+\$[A-Za-z0-9+/=]+$")
 
 
 class ServeError(Exception):
@@ -83,54 +86,16 @@ def load_metadata(path: Path | None = None) -> dict[str, Any]:
     return metadata
 
 
-def it_accounts(config: Config) -> dict[str, str]:
-    """[serve] it_accounts, checked: username -> the environment variable holding its hash.
-
-    Raises ConfigError naming the account when a variable is missing or holds no hash;
-    the value itself is never repeated in a message.
-    """
-    accounts = config.section("serve")["it_accounts"]
-    for username, variable in accounts.items():
-        where = f"{config.where}: [serve] it_accounts.{username}"
-        if not USERNAME.match(username):
-            raise ConfigError(f"{where}: a username may hold letters, digits and . _ @ - (up to 64 characters)")
-        if not ENV_VARIABLE.match(variable):
-            raise ConfigError(
-                f"{where} must name the environment variable that holds the password hash, like "
-                f'"{hash_variable_for(username)}" (the hash itself never goes in the file)'
-            )
-        value = os.environ.get(variable, "").strip()
-        if not value:
-            raise ConfigError(
-                f"{where}: environment variable {variable} is not set; make a hash with "
-                f"`app-inventory hash-password --username {username}` and export it as {variable}"
-            )
-        if not PASSWORD_HASH.match(value):
-            raise ConfigError(
-                f"{where}: environment variable {variable} does not hold a password hash from "
-                "`app-inventory hash-password` (it starts with pbkdf2_sha256$)"
-            )
-    return dict(accounts)
-
-
 def build_metadata(config: Config, *, public: bool) -> dict[str, Any]:
-    """Datasette metadata: metadata.yml plus what depends on the configuration.
-
-    IT accounts go in as `$env` references, so Datasette reads the hashes from the
-    environment and /-/metadata never shows them.
-    """
+    """Datasette metadata: metadata.yml plus what depends on the configuration."""
     metadata = copy.deepcopy(load_metadata())
     serve_settings = config.section("serve")
-    accounts = it_accounts(config)
     # Deny by default, whatever the file says: a table added later stays IT-only.
     metadata["allow"] = dict(IT_ONLY)
     metadata["allow_sql"] = dict(IT_ONLY)
     if config.sections.get("serve", {}).get("district_name"):
         metadata["title"] = f"{serve_settings['district_name']} app inventory"
     plugins = metadata.setdefault("plugins", {})
-    auth = {f"{username}_password_hash": {"$env": variable} for username, variable in accounts.items()}
-    auth["actors"] = {username: {"id": username, "role": IT_ROLE} for username in accounts}
-    plugins["datasette-auth-passwords"] = auth
     plugins[PLUGIN_NAME] = {
         "public": public,
         "district_name": serve_settings["district_name"],
@@ -147,16 +112,28 @@ def build_metadata(config: Config, *, public: bool) -> dict[str, Any]:
 # -- the Datasette instance ----------------------------------------------------------------
 
 def register_datasette_plugins() -> None:
-    """Make sure the plugins the inventory relies on, and its own, are loaded (idempotent)."""
+    """Make sure the plugins the inventory relies on, its own, and those that app-inventory
+    plugins give through the `datasette_plugins` hook are loaded, and refused ones are not
+    (idempotent)."""
     from datasette.plugins import pm
 
+    for name in REFUSED_DATASETTE_PLUGINS:
+        if pm.get_plugin(name) is not None:
+            pm.unregister(name=name)
     for entry_point_name, distribution in REQUIRED_DATASETTE_PLUGINS.items():
         if pm.get_plugin(entry_point_name) is None:
             pm.load_setuptools_entrypoints("datasette", name=entry_point_name)
         if pm.get_plugin(entry_point_name) is None:
             raise ServeError(f"the Datasette plugin {distribution} is not installed; reinstall app-inventory")
-    if not pm.is_registered(datasette_plugin):
-        pm.register(datasette_plugin, name=PLUGIN_NAME)
+    given = [(datasette_plugin, PLUGIN_NAME)]
+
+    def register(plugin, name: str | None = None) -> None:
+        given.append((plugin, name or getattr(plugin, "__name__", None) or repr(plugin)))
+
+    load_plugins().hook.datasette_plugins(register=register)
+    for plugin, name in given:
+        if not pm.is_registered(plugin):
+            pm.register(plugin, name=name)
 
 
 def build_datasette(db_path: str | os.PathLike, config: Config, *, public: bool | None = None):
@@ -187,13 +164,14 @@ def build_datasette(db_path: str | os.PathLike, config: Config, *, public: bool 
     datasette.remove_database("_memory")
     # Served under one name whatever the file is called: links stay the same.
     datasette.add_database(Database(datasette, path=str(path.resolve()), is_mutable=True), name=DATABASE_NAME)
+    serve_inventory(datasette, ServedInventory(db_path=path, config=LiveConfig(config), public=public))
     return datasette
 
 
 def _update_db_shape(path: Path) -> None:
     """Apply pending migrations and views (the public view must exist before anyone asks for it)."""
     try:
-        db = store.open_db(str(path))
+        db = store.open_db(str(path))  # InventoryUnreadable for a file that is no inventory
     except sqlite3.DatabaseError as error:
         raise ServeError(f"{path}: cannot open the inventory: {error} (a scan may be writing it; try again when it finishes)") from None
     db.close()
@@ -221,10 +199,26 @@ def serve(
     port = port or settings["port"]
     public = settings["public"] if public is None else public
     datasette = build_datasette(db_path, config, public=public)
+    # Plugins check their settings and open what they need now, so a mistake stops here (exit 2).
+    asyncio.run(datasette.invoke_startup())
     check_address_free(host, port)
-    echo(describe_addresses(db_path, host, port, public=public, accounts=list(it_accounts(config))))
-    # No access log: query strings of canned queries can hold staff and student emails.
-    uvicorn.run(datasette.app(), host=host, port=port, log_level="warning", access_log=False, lifespan="on")
+    lines = served_lines(datasette)
+    echo(describe_addresses(db_path, host, port, public=public, plugin_lines=lines))
+    proxies = settings["trusted_proxies"]
+    uvicorn.run(
+        datasette.app(), host=host, port=port, log_level="warning",
+        # No uvicorn access log: query strings of canned queries hold staff and student emails
+        # (the sign-in plugin keeps its own access log, where only IT can read it).
+        access_log=False, lifespan="on",
+        # X-Forwarded-Proto / -For are believed only from the configured web server in front.
+        proxy_headers=bool(proxies), forwarded_allow_ips=",".join(proxies) if proxies else None,
+    )
+
+
+def served_lines(datasette) -> list[str]:
+    """What plugins announced at start-up (the sign-in plugin: where and who signs in)."""
+    served = served_inventory(datasette)
+    return list(served.start_up_lines) if served else []
 
 
 def check_address_free(host: str, port: int) -> None:
@@ -241,21 +235,14 @@ def check_address_free(host: str, port: int) -> None:
         raise ServeError(f"cannot listen on {host}:{port}: {error.strerror or error}; check --host / [serve] host") from None
 
 
-def describe_addresses(db_path, host: str, port: int, *, public: bool, accounts: list[str]) -> str:
-    """The start-up message: where IT signs in, where the public page is, how to add accounts."""
+def describe_addresses(db_path, host: str, port: int, *, public: bool, plugin_lines: list[str]) -> str:
+    """The start-up message: where IT signs in (as plugins describe it), where the public page is."""
     everywhere = host in ("0.0.0.0", "::", "")
     shown_host = "localhost" if everywhere else (f"[{host}]" if ":" in host else host)
     base = f"http://{shown_host}:{port}"
     lines = [f"Datasette is serving {db_path} at {base}/"]
-    if accounts:
-        lines.append(f"  IT staff:     sign in at {base}/-/login (accounts: {', '.join(sorted(accounts))})")
-        lines.append(f"  Dashboard:    {base}{DASHBOARD_PATH}")
-    else:
-        lines.append(
-            "  IT staff:     no account is configured, so nobody can sign in. To add one, run "
-            "`app-inventory hash-password --username NAME`, export the hash, and name its variable "
-            "in [serve] it_accounts (see app-inventory.example.toml)."
-        )
+    lines += ["  " + line.replace("{base}", base) for line in plugin_lines]
+    lines.append(f"  Dashboard:    {base}{DASHBOARD_PATH} (IT staff)")
     if public:
         lines.append(f"  Public page:  {base}{PUBLIC_PAGE_PATH} (open to anyone: app-level list, counts under 10 shown as <10)")
     else:
@@ -269,19 +256,3 @@ def describe_addresses(db_path, host: str, port: int, *, public: bool, accounts:
         lines.append("Only this computer can connect; to publish, put a web server with TLS in front (docs/publishing.md).")
     lines.append("Press Ctrl-C to stop.")
     return "\n".join(lines)
-
-
-# -- IT passwords --------------------------------------------------------------------------
-
-def hash_password(password: str) -> str:
-    """A datasette-auth-passwords hash (PBKDF2-SHA256) for an IT account's password."""
-    from datasette_auth_passwords.utils import hash_password as make_hash
-
-    return make_hash(password)
-
-
-def hash_variable_for(username: str | None) -> str:
-    """The conventional environment variable for an account: APP_INVENTORY_HASH_<USERNAME>."""
-    suffix = re.sub(r"[^A-Za-z0-9]+", "_", username or "username").strip("_").upper() or "USERNAME"
-    return f"APP_INVENTORY_HASH_{suffix}"
-

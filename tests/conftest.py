@@ -12,7 +12,8 @@ from scanner.plugin_manager import pm
 from scanner.providers import App, Grant, GrantsListed, LastUsed, Provider, ProviderError, ScanRun, User
 
 # Fixture modules, registered once: tests use their fixtures without importing them.
-pytest_plugins = ["tests.alerts_fixtures", "tests.google_fixtures", "tests.microsoft_fixtures", "tests.publish_fixtures"]
+pytest_plugins = ["tests.alerts_fixtures", "tests.google_fixtures", "tests.microsoft_fixtures", "tests.publish_fixtures",
+                  "tests.sso_fixtures"]
 
 
 def pytest_configure(config):
@@ -28,6 +29,7 @@ class FakeTenant:
     apps: list[App] = field(default_factory=list)
     grants: list[Grant] = field(default_factory=list)
     last_used: list[LastUsed] = field(default_factory=list)
+    posture: list = field(default_factory=list)  # PostureFinding and ConsentRequest records, yielded last
     fail_after: int | None = None  # raise after yielding this many records
     incremental_users: list[str] | None = None  # scan only these users' grants, incrementally
     runs: list[ScanRun] = field(default_factory=list)
@@ -46,7 +48,7 @@ class FakeTenant:
             records += [u for u in self.users if u.id in self.incremental_users]
         else:
             records += self.users + self.grants
-        records += self.last_used
+        records += self.last_used + self.posture
         for count, record in enumerate(records):
             if self.fail_after is not None and count >= self.fail_after:
                 raise ProviderError("the fake API stopped answering")

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlite_utils import Database
 
 from scanner.config import load_config
+from emulators.clock import Clock
 from emulators.google.server import GoogleEmulator, new_service_account_key
 from emulators.google.tenant import SCANNER_SCOPES, GoogleTenant
 from scanner.scan import run_scans
@@ -75,12 +76,12 @@ internal_project_numbers = ["{INTERNAL_PROJECT}"]
 
 @pytest.fixture
 def district(tmp_path, rsa_key):
-    """Start an emulator for a tenant (with knobs), delegate the scanner's scopes to a fresh key, write the config."""
+    """Start an emulator for a tenant (with knobs, and a clock), delegate the scanner's scopes to a fresh key, write the config."""
     started: list[GoogleEmulator] = []
 
     def make(tenant: GoogleTenant, *, knobs: dict[str, Any] | None = None, scopes=SCANNER_SCOPES,
-             requests_per_minute: int = 2400) -> District:
-        emulator = GoogleEmulator(tenant, knobs=knobs or {}).start()
+             requests_per_minute: int = 2400, clock: Clock | None = None) -> District:
+        emulator = GoogleEmulator(tenant, knobs=knobs or {}, clock=clock).start()
         started.append(emulator)
         key = new_service_account_key(token_uri=emulator.token_uri, private_key=rsa_key)
         emulator.delegate(key, scopes)

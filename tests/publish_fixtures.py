@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import re
 import socket
 import subprocess
 import sys
@@ -18,12 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from datasette_auth_passwords.utils import hash_password
 
+from plugins.signin.passwords import hash_password
 from scanner import store, timestamps
 from scanner.catalog import read_catalog
 from scanner.config import Config, config_sections
-from scanner.providers import App, Grant, User
+from scanner.providers import App, ConsentRequest, Grant, PostureFinding, User
 from scanner.scan import run_scans
 from tests.conftest import FakeTenant, free_port, registered_tenant
 
@@ -95,7 +96,23 @@ def district_with_usage(tenant: FakeTenant) -> FakeTenant:
     grants += [Grant(user_id=u.id, app_id=PADLET, scopes=PROFILE) for u in staff[:10] + students[20:22]]
     grants += [Grant(user_id=staff[13].id, app_id=PENDING, scopes=PROFILE)]
     tenant.grants = grants
+    tenant.posture = posture_findings(students, staff)
     return tenant
+
+
+def posture_findings(students: list[User], staff: list[User]) -> list:
+    """The consent settings: two checks fail, one is unknown; two students asked for ChatGPT (denied)."""
+    def check(check_id, result, scope="/", reason=""):
+        return PostureFinding(check_id=check_id, title=f"Check {check_id}", expected="restricted", actual=result, result=result,
+                              fix="Admin console > API controls", scope_kind="org_unit", scope=scope, reason=reason)
+
+    return [
+        check("GWS.COMMONCONTROLS.10.4", "fail"), check("GWS.COMMONCONTROLS.10.4", "pass", "/Students"),
+        check("GWS.COMMONCONTROLS.10.3", "fail"), check("GWS.COMMONCONTROLS.11.1", "pass"),
+        check("GWS.CLASSROOM.2.1", "unknown", reason="the scope is not delegated"),
+        *[ConsentRequest(id=f"req-{user.id}", app_id=CHATGPT, app_name="ChatGPT", scopes=PROFILE, status="InProgress",
+                         user_id=user.id, email=user.email, user_name=user.name, reason="for class") for user in students[:2]],
+    ]
 
 
 def catalog_csv(today: dt.date) -> str:
@@ -152,16 +169,30 @@ def clock_at(moment: dt.datetime | None) -> Iterator[None]:
         yield
 
 
-def write_config(directory: Path, *, public: bool, accounts: bool = True, contact: str | None = None) -> Path:
-    """An app-inventory.toml with a [serve] section for the tests."""
-    lines = ["[serve]", f'district_name = "{DISTRICT_NAME}"', f"public = {'true' if public else 'false'}"]
-    if accounts:
-        lines.append(f'it_accounts = {{ {IT_USERNAME} = "{IT_HASH_VARIABLE}" }}')
+def write_config(directory: Path, *, public: bool, accounts: bool = True, contact: str | None = None,
+                 serve: list[str] = (), signin: list[str] = (), name: str | None = None) -> Path:
+    """An app-inventory.toml with [serve] and [signin] sections for the tests (extra lines in serve and signin)."""
+    lines = ["[serve]", f'district_name = "{DISTRICT_NAME}"', f"public = {'true' if public else 'false'}", *serve]
     if contact:
         lines.append(f'public_contact = "{contact}"')
-    path = directory / ("public.toml" if public else "private.toml")
+    lines.append("[signin]")
+    if accounts:
+        lines.append(f'password_accounts = {{ {IT_USERNAME} = "{IT_HASH_VARIABLE}" }}')
+    lines += signin
+    path = directory / (name or ("public.toml" if public else "private.toml"))
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+async def sign_in_cookies(datasette, username: str = IT_USERNAME, password: str = IT_PASSWORD) -> dict[str, str]:
+    """Sign in through the real form (Datasette's client) and return the cookies of the session."""
+    form = await datasette.client.get("/-/login")
+    token = re.search(r'name="csrftoken" value="([^"]+)"', form.text).group(1)
+    csrf = form.cookies["ds_csrftoken"]
+    response = await datasette.client.post(
+        "/-/login", data={"username": username, "password": password, "csrftoken": token}, cookies={"ds_csrftoken": csrf})
+    assert response.status_code == 302, response.text
+    return {"ds_actor": response.cookies["ds_actor"]}
 
 
 @dataclass

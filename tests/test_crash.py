@@ -10,7 +10,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -44,14 +43,29 @@ def snapshot(db_path: str) -> dict[str, list[tuple]]:
 
 @pytest.fixture
 def scanned(district):
-    """A 400-account district scanned once, slow enough (latency, a low quota) that a full scan takes seconds."""
+    """A 400-account district scanned once; how many requests any full scan sends is noted
+    (the token log's windows aside: a later scan reads only those since the last one)."""
     tenant = build_tenant(users=400, seed=77, grants_per_user=5)
-    place = district(tenant, knobs={"latency": 0.4}, requests_per_minute=600)
-    started = time.monotonic()
+    place = district(tenant)
     code, output = finish(start_scan(place))
     assert code == 0, output
-    place.first_scan_seconds = time.monotonic() - started
+    stats = place.emulator.stats()
+    place.full_scan_requests = stats["http_requests"] - stats["http"]["activities.list"]
+    assert place.full_scan_requests >= 10  # the token, users pages and tokens.list batches
     return place
+
+
+def kill_when_held(place: District, child: subprocess.Popen, after_requests: int) -> None:
+    """Kill the scan while it waits for the emulator's answer to its request after `after_requests`
+    (the emulator holds it): a point in the scan, whatever the speed of this machine."""
+    try:
+        place.emulator.wait_held(timeout=60)
+        assert child.poll() is None, f"the scan ended on its own before request {after_requests + 1}"
+        child.send_signal(signal.SIGKILL)
+        code, _ = finish(child)
+        assert code == -signal.SIGKILL
+    finally:
+        place.emulator.release()
 
 
 def test_scans_killed_at_random_points_leave_the_previous_inventory(scanned):
@@ -60,14 +74,11 @@ def test_scans_killed_at_random_points_leave_the_previous_inventory(scanned):
         before = snapshot(scanned.db_path)
         assert before["grants"] and before["alerts"]  # there is something to lose
         scanned.emulator.mutate([{"op": "churn", "fraction": 0.2, "seed": round_}])
-        delay = rng.uniform(0.2, 0.95) * scanned.first_scan_seconds
-        child = start_scan(scanned, "--full")
-        time.sleep(delay)
-        child.send_signal(signal.SIGKILL)
-        code, _ = finish(child)
-        assert code == -signal.SIGKILL, f"the scan ended on its own before the kill at {delay:.2f} s"
+        point = round(rng.uniform(0.2, 0.9) * scanned.full_scan_requests)
+        scanned.emulator.hold_after(point)
+        kill_when_held(scanned, start_scan(scanned, "--full"), point)
 
-        assert snapshot(scanned.db_path) == before, f"killed at {delay:.2f} s"  # opens, intact, no alerts queued
+        assert snapshot(scanned.db_path) == before, f"killed after request {point}"  # opens, intact, no alerts queued
 
         code, output = finish(start_scan(scanned))
         assert code == 0, output
@@ -82,13 +93,15 @@ def test_scans_killed_at_random_points_leave_the_previous_inventory(scanned):
 
 def test_two_scans_at_once_the_second_refuses_clearly(scanned):
     scanned.emulator.mutate([{"op": "churn", "fraction": 0.2, "seed": 5}])
+    scanned.emulator.hold_after(scanned.full_scan_requests // 2)  # the first scan waits there, running
     first = start_scan(scanned, "--full")
-    deadline = time.monotonic() + 30
-    while not os.path.exists(f"{scanned.db_path}.lock") or not _scan_running(scanned.db_path):
-        assert time.monotonic() < deadline and first.poll() is None, "the first scan never started"
-        time.sleep(0.05)
-    code, output = finish(start_scan(scanned))
-    assert code == 1, (output, first.poll(), scanned.first_scan_seconds)
+    try:
+        scanned.emulator.wait_held(timeout=60)
+        assert os.path.exists(f"{scanned.db_path}.lock") and _scan_running(scanned.db_path)
+        code, output = finish(start_scan(scanned))
+    finally:
+        scanned.emulator.release()
+    assert code == 1, (output, first.poll())
     assert "another scan is already running on this inventory" in output and "Traceback" not in output
 
     code, output = finish(first)

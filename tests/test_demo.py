@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from scanner.cli import cli
-from scanner.demo.district import build_district
+from scanner.demo.tenants import demo_district
 from scanner.demo.run import is_demo_inventory
 from scanner.serve import build_datasette
 
@@ -28,10 +28,10 @@ def test_the_demo_scans_both_providers_for_real(demo_db):
     scans = dict(db.execute("select provider, status from scans"))
     assert scans == {"google": "succeeded", "microsoft": "succeeded"}
     # Every account of the district is in both directories (plus Google's super admin).
-    district = build_district(300)
+    district = demo_district(300)
     assert db.execute("select count(*) from users where provider = 'microsoft'").fetchone()[0] == len(district.people)
     assert db.execute("select count(*) from users where provider = 'google'").fetchone()[0] == len(district.people) + 1
-    expected = {(g.provider, g.app) for g in district.grants}
+    expected = {(g.provider, g.app.name) for g in district.grants}
     found = set(db.execute("select grants.provider, apps.name from grants join apps on apps.id = grants.app_id where user_id is not null"))
     assert found == expected
     assert "Scanned and matched in" in output and "alerts queued" in output
@@ -55,6 +55,26 @@ def test_the_demo_shows_what_a_district_needs_to_see(demo_db):
     assert db.execute("select count(*) from alerts where status = 'pending'").fetchone()[0] > 0
 
 
+def test_the_demo_shows_a_realistic_consent_posture_and_requests(demo_db):
+    db_path, output = demo_db
+    db = sqlite3.connect(db_path)
+    results = {(provider, check, scope): result for provider, check, scope, result in
+               db.execute("select provider, check_id, scope, result from posture_current")}
+    # Google: unconfigured apps open to staff at the top, blocked in /Students and for under-18s.
+    assert results[("google", "GWS.COMMONCONTROLS.10.4", "/")] == "fail"
+    assert results[("google", "GWS.COMMONCONTROLS.10.4", "/Students")] == "pass"
+    assert results[("google", "APPINV.GWS.UNDER18", "/")] == "pass"
+    # Microsoft: users may consent to low-impact permissions (a pass), anyone may register apps.
+    assert results[("microsoft", "MS.AAD.5.2", "")] == "pass" and results[("microsoft", "MS.AAD.5.1", "")] == "fail"
+    assert "unknown" not in results.values()  # the demo delegates and grants everything the checks need
+    district = demo_district(300)
+    asked = {ask.app.name for ask in district.consent_requests}
+    summary = dict(db.execute("select app, status from consent_request_summary"))
+    assert set(summary) <= asked and summary
+    assert summary.get("ChatGPT", "denied") == "denied" and summary.get("MagicSchool AI", "pending") == "pending"
+    assert "consent settings fail their check" in output
+
+
 async def test_the_demo_inventory_is_served_with_its_public_page(demo_db):
     from scanner.config import load_config
 
@@ -73,6 +93,36 @@ def test_the_demo_never_overwrites_a_real_inventory(runner, tmp_path, demo_db):
     db.commit()
     db.close()
     result = runner.invoke(cli, ["--db", str(real), "demo", "--users", "20", "--no-serve"])
-    assert result.exit_code == 2 and "not the demo's" in result.output
+    assert result.exit_code == 2 and "was not made by the demo" in result.output
     assert sqlite3.connect(real).execute("select email from users").fetchall() == [("principal@realdistrict.org",)]
     assert is_demo_inventory(demo_db[0]) is True
+
+
+def test_the_demo_refuses_an_inventory_with_only_a_catalog(runner, tmp_path):
+    """An inventory that holds no account yet (only the district's catalog) is still not the demo's."""
+    real = tmp_path / "inventory.db"
+    mine = tmp_path / "mine.csv"
+    mine.write_text("name,status\nKahoot!,Approved\nQuizlet,Denied\n", encoding="utf-8")
+    assert runner.invoke(cli, ["--db", str(real), "catalog", "import", str(mine)]).exit_code == 0
+    before = real.read_bytes()
+    result = runner.invoke(cli, ["--db", str(real), "demo", "--users", "20", "--no-serve"])
+    assert result.exit_code == 2 and "was not made by the demo" in result.output
+    assert real.read_bytes() == before
+    assert sorted(sqlite3.connect(real).execute("select name from catalog")) == [("Kahoot!",), ("Quizlet",)]
+    assert is_demo_inventory(real) is False
+
+
+def test_the_demo_runs_again_over_its_own_inventory(runner, tmp_path):
+    db = tmp_path / "demo.db"
+    for _ in range(2):
+        result = runner.invoke(cli, ["--db", str(db), "demo", "--users", "10", "--no-serve"])
+        assert result.exit_code == 0, result.output
+    assert is_demo_inventory(db) is True
+    assert sqlite3.connect(db).execute("select count(*) from scans").fetchone()[0] == 2
+
+
+def test_the_demo_password_hash_is_the_demo_password():
+    from plugins.signin.passwords import verify_password
+    from scanner.demo.run import DEMO_IT_PASSWORD, DEMO_IT_PASSWORD_HASH
+
+    assert verify_password(DEMO_IT_PASSWORD, DEMO_IT_PASSWORD_HASH)

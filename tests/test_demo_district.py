@@ -5,19 +5,19 @@ from pathlib import Path
 
 import pytest
 
-from scanner.demo.district import build_district
+from scanner.demo.tenants import demo_district
 
 CATALOG = Path(__file__).parent.parent / "examples" / "catalog.csv"
 NOW = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.timezone.utc)
 
 
 def test_the_district_is_deterministic():
-    assert build_district(500, now=NOW) == build_district(500, now=NOW)
-    assert build_district(500, now=NOW).people != build_district(500, seed=7, now=NOW).people
+    assert demo_district(500, now=NOW) == demo_district(500, now=NOW)
+    assert demo_district(500, now=NOW).people != demo_district(500, seed=7, now=NOW).people
 
 
 def test_the_example_catalog_lists_the_demo_apps_ids():
-    district = build_district(100, now=NOW)
+    district = demo_district(100, now=NOW)
     rows = list(csv.DictReader(CATALOG.open(encoding="utf-8")))
     for row in rows:
         app = district.app(row["name"])
@@ -29,7 +29,7 @@ def test_the_example_catalog_lists_the_demo_apps_ids():
 
 
 def test_the_mix_looks_like_a_district():
-    district = build_district(3000, now=NOW)
+    district = demo_district(3000, now=NOW)
     roles = Counter(p.role for p in district.people)
     assert roles["student"] > 10 * roles["staff"] > 0
     assert len({p.email for p in district.people}) == 3000
@@ -40,10 +40,10 @@ def test_the_mix_looks_like_a_district():
     assert max(per_person.values()) >= 8
     # Some grants hold more than the catalog approved (scope creep).
     kahoot = district.app("Kahoot!")
-    assert any(len(g.scopes) > len(kahoot.google_scopes) for g in district.grants if g.app == "Kahoot!" and g.provider == "google")
+    assert any(len(g.scopes) > len(kahoot.google_scopes) for g in district.grants if g.app.name == "Kahoot!" and g.provider == "google")
     assert all(g.last_used_at is None or g.authorized_at <= g.last_used_at <= NOW for g in district.grants)
 
 
 def test_too_small_a_district_is_refused():
     with pytest.raises(ValueError, match="at least 10 users"):
-        build_district(3)
+        demo_district(3)

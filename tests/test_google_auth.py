@@ -7,6 +7,7 @@ import json
 import pytest
 
 from plugins.google.auth import SCOPES
+from scanner import ConfigError
 from emulators.google.oauth import new_service_account_key
 from emulators.google.tenant import SCANNER_SCOPES, build_tenant
 from tests.google_fixtures import key_fragments
@@ -31,10 +32,12 @@ def test_the_scanner_asks_for_exactly_the_three_scopes():
     assert set(SCOPES) == set(SCANNER_SCOPES) and len(SCOPES) == 3
 
 
-def test_missing_key_file(small_district):
+def test_missing_key_file_stops_the_scan_before_it_starts(small_district):
+    """A missing key file is bad configuration: refused before any scan is recorded (exit 2)."""
     small_district.write_config(key_file="nowhere.json")
-    error = failed(small_district)
-    assert "service_account_file" in error and "nowhere.json: file not found" in error and "Keys" in error
+    with pytest.raises(ConfigError) as refused:
+        small_district.scan()
+    assert "[google] service_account_file" in str(refused.value) and "nowhere.json: file not found" in str(refused.value)
 
 
 @pytest.mark.parametrize("content, says", [

@@ -7,7 +7,6 @@ import datetime as dt
 import http.client
 import json
 import re
-import time
 from collections import Counter
 
 import google_auth_httplib2
@@ -20,6 +19,7 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import BatchError, HttpError
 from googleapiclient.http import BatchHttpRequest
 
+from emulators.clock import Clock, ManualClock
 from emulators.google.server import GoogleEmulator, GoogleEmulatorProcess
 from emulators.google.oauth import new_service_account_key
 from emulators.google.tenant import SCANNER_SCOPES, GoogleTenant, build_tenant, to_micros
@@ -46,8 +46,8 @@ class Client:
 def emulated(rsa_key):
     emulators = []
 
-    def start(tenant: GoogleTenant | None = None, **knobs):
-        emulator = GoogleEmulator(tenant or build_tenant(users=120, seed=1), knobs=knobs).start()
+    def start(tenant: GoogleTenant | None = None, clock: Clock | None = None, **knobs):
+        emulator = GoogleEmulator(tenant or build_tenant(users=120, seed=1), knobs=knobs, clock=clock).start()
         emulators.append(emulator)
         key = new_service_account_key(token_uri=emulator.token_uri, private_key=rsa_key)
         emulator.delegate(key)
@@ -373,23 +373,27 @@ def test_child_process_emulator_serves_and_is_controlled(rsa_key):
         assert emulator.set_knobs(fault_rate=0.5)["fault_rate"] == 0.5
         denied = requests.post(emulator.url + "/_emulator/stats", data="{}")
         assert denied.status_code == 403  # controls need the key
+        with pytest.raises(requests.HTTPError, match="404"):
+            emulator.control("meteor", {})  # no such control
         process = emulator._process
     assert process.poll() is not None  # the child exited when its stdin closed
 
 
 def test_connection_faults_reset_stall_or_cut_answers_short(emulated):
-    emulator, key = emulated(fault_rate=1.0, fault_kinds=["reset"], stall_seconds=1.0)
+    clock = ManualClock()
+    emulator, key = emulated(clock=clock, fault_rate=1.0, fault_kinds=["reset"], stall_seconds=1.0)
     users = Client(emulator, key).directory.users()
     with pytest.raises(ConnectionResetError):  # RST, no answer (httplib2 would quietly resend after a clean close)
         users.list(customer="my_customer").execute()
 
     emulator.set_knobs(fault_kinds=["timeout"])
     impatient = Client(emulator, key)
-    impatient.http.http.timeout = 0.3  # the stall outlasts the client's read timeout
-    started = time.monotonic()
+    impatient.http.http.timeout = 0.3
     with pytest.raises(TimeoutError):
         impatient.directory.users().list(customer="my_customer").execute()
-    assert time.monotonic() - started < 0.9
+    clock.wait_for_sleepers(1)  # the emulator stalls (however slowly this machine got there), until its clock moves
+    clock.advance(1.0)
+    clock.wait_for_sleepers(0)  # the stall lasts stall_seconds of the emulator's clock
 
     # Cut short: either Content-Length promised more and the connection closed (IncompleteRead),
     # or it matched the cut body and the client hands back text that is not JSON.
@@ -433,7 +437,8 @@ def test_429_asks_to_retry_after_and_early_retries_are_counted(emulated):
 
 
 def test_page_tokens_can_expire(emulated):
-    emulator, key = emulated(build_tenant(users=30, seed=1), expire_page_tokens={"users.list": 1, "activities.list": 1})
+    clock = ManualClock()
+    emulator, key = emulated(build_tenant(users=30, seed=1), clock, expire_page_tokens={"users.list": 1, "activities.list": 1})
     client = Client(emulator, key)
     users = client.directory.users()
     first = users.list(customer="my_customer", maxResults=10).execute()
@@ -454,12 +459,13 @@ def test_page_tokens_can_expire(emulated):
     assert invalid.value.resp.status == 400 and error_of(invalid.value)["errors"][0]["reason"] == "invalid"
 
     # Or by age, counted from the listing's first page.
-    emulator.set_knobs(page_token_lifetime=0.3)
+    emulator.set_knobs(page_token_lifetime=60)
     fresh = users.list(customer="my_customer", maxResults=10).execute()
-    assert users.list(customer="my_customer", maxResults=10, pageToken=fresh["nextPageToken"]).execute()["users"]
-    time.sleep(0.4)
+    clock.advance(50)
+    second = users.list(customer="my_customer", maxResults=10, pageToken=fresh["nextPageToken"]).execute()
+    clock.advance(11)  # 61 s since the first page, 11 s since the second
     with pytest.raises(HttpError):
-        users.list(customer="my_customer", maxResults=10, pageToken=fresh["nextPageToken"]).execute()
+        users.list(customer="my_customer", maxResults=10, pageToken=second["nextPageToken"]).execute()
     assert emulator.stats()["expired_page_tokens"] == {"users.list": 3, "activities.list": 1}
 
 
@@ -468,7 +474,7 @@ def test_page_tokens_can_expire(emulated):
     ({"fault_kinds": ["429", "flood"]}, "fault_kinds: 'flood'; use some of 429, 500, 503, 403, reset, timeout, truncated"),
     ({"stall_seconds": -1}, "stall_seconds must be a number >= 0"),
     ({"retry_after": 1.5}, "retry_after must be an integer >= 0"),
-    ({"expire_page_tokens": {"tokens.list": 1}}, "expire_page_tokens must map users.list or activities.list to a count"),
+    ({"expire_page_tokens": {"tokens.list": 1}}, "expire_page_tokens must map users.list, activities.list or policies.list to a count"),
     ({"page_token_lifetime": "1h"}, "page_token_lifetime must be a number >= 0"),
     ({"fault_ratio": 0.1}, "unknown emulator knob 'fault_ratio'"),
 ])

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from plugins.google.tokens import batch_size_for
+from emulators.clock import ManualClock
 from emulators.google.tenant import DirectoryUser, GoogleTenant, OAuthClient, build_tenant, to_micros
 from tests.google_fixtures import ADMIN, INTERNAL_PROJECT, expected_grants, inventory_grants
 
@@ -331,17 +332,19 @@ def test_cli_scan_of_a_2000_user_district_with_faults_then_incremental(district,
 
 def test_audit_events_that_show_up_late_are_caught_by_the_next_scan(district):
     tenant = build_tenant(users=150, seed=12)
-    place = district(tenant, knobs={"report_lag": 3.0})  # events appear 3 s after they happen
+    # Google's clock stands 30 s ahead of the scanner's, and still until the test moves it.
+    clock = ManualClock(dt.datetime.now(UTC) + dt.timedelta(seconds=30))
+    place = district(tenant, knobs={"report_lag": 60.0}, clock=clock)  # events show a minute after they happen
     assert place.scan()["mode"] == "full"
     user = next(u for u in tenant.users if tenant.tokens[u])
     late = OAuthClient("424242424242-late.apps.googleusercontent.com", "Late Arrival")
-    authorized = time.monotonic()
-    place.emulator.mutate([{"op": "authorize", "user": user, "client": late.to_json(), "scopes": PROFILE}])
-    time.sleep(1.2)  # the next scan's cursor is then a full second past the event
+    happened = dt.datetime.now(UTC) - dt.timedelta(seconds=5)  # before the cursor of every scan from here on
+    place.emulator.mutate([{"op": "authorize", "user": user, "client": late.to_json(), "scopes": PROFILE,
+                            "at": happened.isoformat()}])
     blind = place.scan()  # the authorization is not in the log yet: nobody to re-list
     assert blind["mode"] == "incremental"
     assert (user, late.client_id, tuple(sorted(PROFILE))) not in inventory_grants(place.db_path)
-    time.sleep(max(0.0, authorized + 3.2 - time.monotonic()))
+    clock.advance(60)  # now it shows, dated before the blind scan's cursor
     caught = place.scan()  # re-reads the hours before its cursor, where the event now shows
     assert caught["mode"] == "incremental"
     assert inventory_grants(place.db_path) == expected_grants(tenant)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
+import json
+import threading
+
 import pytest
 import requests
 from urllib3.exceptions import InvalidHeader
@@ -92,3 +97,81 @@ def test_url_helpers():
         == "GET /v1.0/servicePrincipals/{id}/appRoleAssignments"
     assert relative_to_version("https://graph.microsoft.com/v1.0/servicePrincipals/x/appRoleAssignments?$top=999&$skiptoken=abc") \
         == "/servicePrincipals/x/appRoleAssignments?$top=999&$skiptoken=abc"
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """A tiny Graph look-alike: answers with a nextLink that names `next_link`, and records requests."""
+
+    def do_GET(self):
+        self.server.seen.append((self.path, self.headers.get("Authorization")))
+        self._answer({"value": [{"id": f"u{len(self.server.seen)}"}], "@odata.nextLink": self.server.next_link})
+
+    def do_POST(self):
+        self.server.seen.append((self.path, self.headers.get("Authorization")))
+        length = int(self.headers["Content-Length"])
+        items = json.loads(self.rfile.read(length))["requests"]
+        self._answer({"responses": [{"id": item["id"], "status": 200, "body": {
+            "value": [{"id": "x"}], "@odata.nextLink": self.server.next_link}} for item in items]})
+
+    def _answer(self, body):
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def _recording_server():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    server.seen, server.next_link = [], None
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _FixedToken:
+    def get(self):
+        return "secret-access-token"
+
+    def renew(self):
+        pass
+
+
+def test_a_next_link_to_another_host_is_not_followed_with_the_token():
+    with _recording_server() as graph, _recording_server() as elsewhere:
+        graph.next_link = f"http://127.0.0.1:{elsewhere.server_address[1]}/v1.0/users?$skiptoken=abc"
+        client = GraphClient(f"http://127.0.0.1:{graph.server_address[1]}", _FixedToken(), retries=0, backoff=0.01)
+        try:
+            with pytest.raises(GraphCallError) as refused:
+                list(client.pages("/v1.0/users"))
+            assert "not followed" in str(refused.value) and "secret-access-token" not in str(refused.value)
+            with pytest.raises(GraphCallError):
+                list(client.batch_collect({"a": "/users/1/memberOf"}))
+        finally:
+            client.close()
+        assert elsewhere.seen == []
+        assert [path for path, _ in graph.seen] == ["/v1.0/users", "/v1.0/$batch"]
+
+
+def test_a_next_link_to_the_configured_host_is_followed():
+    with _recording_server() as graph:
+        base = f"http://127.0.0.1:{graph.server_address[1]}"
+        graph.next_link = None
+        client = GraphClient(base, _FixedToken(), retries=0, backoff=0.01)
+        try:
+            graph.next_link = f"{base}/v1.0/users?$skiptoken=page2"
+            pages = client.pages("/v1.0/users")
+            first, second = next(pages), next(pages)
+            assert first and second
+        finally:
+            client.close()
+        assert [path for path, _ in graph.seen] == ["/v1.0/users", "/v1.0/users?$skiptoken=page2"]

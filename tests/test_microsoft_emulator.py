@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-import time
+import threading
 import uuid
 from collections import Counter
 
@@ -13,6 +13,7 @@ import msal
 import pytest
 import requests
 
+from emulators.clock import ManualClock
 from emulators.microsoft.server import MicrosoftEmulator, MicrosoftEmulatorProcess
 from emulators.microsoft.tenant import (
     GRAPH_APP_ID,
@@ -29,8 +30,14 @@ def tenant() -> MicrosoftTenant:
 
 
 @pytest.fixture
-def emulator(tenant, monkeypatch):
-    with MicrosoftEmulator(tenant) as running:
+def clock() -> ManualClock:
+    """The emulator's time, standing still until a test advances it."""
+    return ManualClock()
+
+
+@pytest.fixture
+def emulator(tenant, clock, monkeypatch):
+    with MicrosoftEmulator(tenant, clock=clock) as running:
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", running.ca_pem_path)
         yield running
 
@@ -200,21 +207,22 @@ def test_batch(emulator, tenant, graph):
     assert stats["batch_envelopes"] == 3 and stats["batch_items"] == 4  # refused batches run no item
 
 
-def test_resource_unit_throttling(emulator, graph):
+def test_resource_unit_throttling(emulator, graph, clock):
     emulator.configure(ru_budget=5, ru_window=2.0)
-    statuses, throttled = [], None
-    for _ in range(8):
-        response = graph.get(f"{emulator.url}/v1.0/users?$top=5")  # 2 RU, -1 for $top < 20: 1 RU
-        statuses.append(response.status_code)
-        if response.status_code == 429 and throttled is None:
-            throttled = response
-    assert statuses[:5] == [200] * 5 and statuses[5] == 429
-    assert re.fullmatch(r"\d+\.\d{3}", throttled.headers["Retry-After"]) and 0 < float(throttled.headers["Retry-After"]) <= 2.0
+    users = f"{emulator.url}/v1.0/users?$top=5"  # 2 RU, -1 for $top < 20: 1 RU
+    statuses = [graph.get(users).status_code for _ in range(3)]
+    clock.advance(1.5)
+    statuses += [graph.get(users).status_code for _ in range(2)]
+    throttled = graph.get(users)
+    assert statuses == [200] * 5 and throttled.status_code == 429
+    assert throttled.headers["Retry-After"] == "0.500"  # when the first three units leave the 2 s window
     assert throttled.headers["x-ms-throttle-information"] == "ResourceUnitLimitExceeded"
     assert throttled.headers["x-ms-throttle-scope"].startswith("Tenant_Application/Read/")
     assert throttled.json()["error"]["code"] == "TooManyRequests"
-    time.sleep(float(throttled.headers["Retry-After"]) + 0.05)
-    assert graph.get(f"{emulator.url}/v1.0/users?$top=5").status_code == 200
+    clock.advance(0.25)
+    assert graph.get(users).status_code == 429
+    clock.advance(0.3)
+    assert graph.get(users).status_code == 200
     emulator.configure(ru_budget=1, retry_after="absent")
     graph.get(f"{emulator.url}/v1.0/users?$top=5")
     assert "Retry-After" not in graph.get(f"{emulator.url}/v1.0/users?$top=5").headers
@@ -264,17 +272,32 @@ def test_faults_are_seeded_and_each_kind_breaks_the_wire(emulator, graph):
     assert throttled.status_code == 429 and throttled.headers["Retry-After"] == "0.250"
 
 
-def test_timeout_fault_stalls_then_drops_the_connection(emulator, graph):
+def test_timeout_fault_stalls_then_drops_the_connection(emulator, graph, clock):
     url = f"{emulator.url}/v1.0/organization"
     emulator.configure(fault_rate=1.0, fault_kinds=["timeout"], fault_stall=0.6, timeout_mid_body=0.0)
-    started = time.monotonic()
     with pytest.raises(requests.ReadTimeout):  # nothing comes back within the client's read timeout
         graph.get(url, timeout=(5, 0.2))
-    assert 0.2 <= time.monotonic() - started < 0.6
-    started = time.monotonic()
-    with pytest.raises(requests.ConnectionError):  # a patient client sees the connection dropped after the stall
-        graph.get(url, timeout=(5, 5))
-    assert time.monotonic() - started >= 0.6
+    clock.wait_for_sleepers(1)  # the emulator stalls (however slowly this machine got there), until its clock moves
+    clock.advance(0.6)
+    clock.wait_for_sleepers(0)
+
+    patient: list[BaseException] = []  # a patient client sees the connection dropped after the stall
+
+    def wait_for_answer() -> None:
+        try:
+            graph.get(url, timeout=(5, 60))
+        except requests.ConnectionError as error:
+            patient.append(error)
+
+    waiting = threading.Thread(target=wait_for_answer)
+    waiting.start()
+    clock.wait_for_sleepers(1)
+    clock.advance(0.5)
+    waiting.join(0.5)
+    assert waiting.is_alive() and not patient  # 0.5 s into a 0.6 s stall: nothing yet
+    clock.advance(0.1)
+    waiting.join(30)
+    assert len(patient) == 1
     emulator.configure(timeout_mid_body=1.0)
     with graph.get(url, timeout=(5, 0.2), stream=True) as response:  # the status line and headers do come
         assert response.status_code == 200 and int(response.headers["Content-Length"]) > 0
@@ -307,17 +330,18 @@ def test_aimed_faults_and_a_token_expiring_mid_listing(emulator, graph):
     assert graph.get(f"{emulator.url}/v1.0/organization").status_code == 401  # every token issued so far
 
 
-def test_skiptokens_expire_with_graphs_error(emulator, tenant, graph):
+def test_skiptokens_expire_with_graphs_error(emulator, tenant, graph, clock):
     def expired(response):
         assert response.status_code == 400
         error = response.json()["error"]
         assert error["message"] == "The specified page token value has expired and can no longer be included in your request."
         return error["code"] == "Directory_ExpiredPageToken"
 
-    emulator.configure(skiptoken_lifetime=0.4)
+    emulator.configure(skiptoken_lifetime=60)
     first = graph.get(f"{emulator.url}/v1.0/users?$top=50").json()
-    assert graph.get(first["@odata.nextLink"]).status_code == 200
-    time.sleep(0.5)
+    clock.advance(59)
+    assert graph.get(first["@odata.nextLink"]).status_code == 200  # 59 s old: still good
+    clock.advance(2)
     assert expired(graph.get(first["@odata.nextLink"]))
     emulator.configure(skiptoken_lifetime=0.0)
     assert graph.get(first["@odata.nextLink"]).status_code == 200  # lifetime 0: for ever

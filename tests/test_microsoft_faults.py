@@ -23,14 +23,14 @@ from plugins.microsoft.auth import GraphToken
 from plugins.microsoft.client import GraphCallError, GraphClient
 from scanner.config import load_config
 from emulators.microsoft.graph import FAULT_KINDS
-from emulators.microsoft.tenant import stable_guid
+from emulators.apps import microsoft_app_id
 from scanner.providers import App, Grant, User
 
 from .microsoft_fixtures import expected_inventory, recorded_inventory, scan, write_config
 
 READ_TIMEOUT = 0.5  # the client's read timeout in these tests (the scanner's default is 120 s)
 STALL = 1.2  # how long a "timeout" fault stalls: longer than the read timeout
-KAHOOT = stable_guid("app", "Kahoot!")  # the app with the most grants: its grant list has several pages
+KAHOOT = microsoft_app_id("Kahoot!")  # the app with the most grants: its grant list has several pages
 
 
 @pytest.fixture(autouse=True)

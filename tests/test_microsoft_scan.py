@@ -15,16 +15,17 @@ from sqlite_utils import Database
 from plugins.microsoft import auth as microsoft_auth
 from scanner.cli import cli
 from emulators.microsoft.server import MicrosoftEmulator
-from emulators.microsoft.tenant import GRAPH_APP_ID, build_tenant, stable_guid
+from emulators.apps import RETIRED_GRAPH_ROLE, microsoft_app_id
+from emulators.microsoft.tenant import GRAPH_APP_ID, build_tenant, graph_role_id
 
 from .microsoft_fixtures import SECRET_ENV, expected_inventory, recorded_inventory, scan, write_config
 
-KAMI = stable_guid("app", "Kami")
-CLEVER = stable_guid("app", "Clever")
-GRAPH_CLI = stable_guid("app", "Microsoft Graph Command Line Tools")
-TEAMS_SERVICES = stable_guid("app", "Microsoft Teams Services")
-SECURLY = stable_guid("app", "Securly")
-BACKUP = stable_guid("app", "Cloud Backup for Schools")
+KAMI = microsoft_app_id("Kami")
+CLEVER = microsoft_app_id("Clever")
+GRAPH_CLI = microsoft_app_id("Microsoft Graph Command Line Tools")
+TEAMS_SERVICES = microsoft_app_id("Microsoft Teams Services")
+SECURLY = microsoft_app_id("Securly")
+BACKUP = microsoft_app_id("Cloud Backup for Schools")
 
 
 def test_full_scan_records_exactly_the_tenants_grants_across_pages(ms_emulator, ms_tenant, tmp_path, db_path):
@@ -106,18 +107,18 @@ def test_first_party_internal_and_third_party_apps(ms_emulator, ms_tenant, tmp_p
     assert GRAPH_APP_ID not in apps  # a resource, never a client: not recorded
     assert TEAMS_SERVICES not in apps  # Microsoft's own application permissions are not inventoried
     assert apps[ms_tenant.registration.client_id]["ownership"] == "internal"  # the scanner's own registration
-    assert apps[stable_guid("app", "district-automation")]["ownership"] == "internal"  # managed identity, no owner
+    assert apps[microsoft_app_id("district-automation")]["ownership"] == "internal"  # managed identity, no owner
     assert apps[SECURLY]["ownership"] == "third_party"
     assert apps[SECURLY]["verified_publisher"] == "Securly Inc."
-    discord = apps[stable_guid("app", "Discord")]
+    discord = apps[microsoft_app_id("Discord")]
     assert discord["verified_publisher"] is None and discord["publisher"] == "Discord Inc."
     details = json.loads(apps[SECURLY]["details"])
     assert details["servicePrincipalType"] == "Application" and details["signInAudience"] == "AzureADandPersonalMicrosoftAccount"
     # Only third-party apps reach the review views.
     reviewed = {row[0] for row in db.execute("select distinct app_id from unapproved_usage")}
     assert f"microsoft:{GRAPH_CLI}" not in reviewed
-    assert f"microsoft:{stable_guid('app', 'Springfield Staff Portal')}" not in reviewed
-    assert f"microsoft:{stable_guid('app', 'Kahoot!')}" in reviewed
+    assert f"microsoft:{microsoft_app_id('Springfield Staff Portal')}" not in reviewed
+    assert f"microsoft:{microsoft_app_id('Kahoot!')}" in reviewed
 
 
 def test_application_permissions_through_batch_with_a_throttled_item(ms_emulator, ms_tenant, tmp_path, db_path):
@@ -130,7 +131,7 @@ def test_application_permissions_through_batch_with_a_throttled_item(ms_emulator
     assert recorded_inventory(db_path)["application"] == expected_inventory(ms_tenant)["application"]
     scopes = json.loads(Database(db_path).execute(
         "select scopes from grants where app_id = ? and grant_type = 'application'", [f"microsoft:{BACKUP}"]).fetchone()[0])
-    assert {"Mail.Read", "Files.Read.All", "Sites.Read.All", "User.Read.All", stable_guid("retired-role")} == set(scopes)
+    assert {"Mail.Read", "Files.Read.All", "Sites.Read.All", "User.Read.All", graph_role_id(RETIRED_GRAPH_ROLE)} == set(scopes)
     events = ms_emulator.events_for(f"/servicePrincipals/{backup_sp}/appRoleAssignments")
     assert [e[2] for e in events] == [429, 200] and all(e[3] for e in events)  # both inside $batch
     assert events[1][0] - events[0][0] >= 0.6  # the item's own Retry-After was honoured
@@ -185,7 +186,7 @@ def test_last_use_with_p1(ms_emulator, ms_tenant, tmp_path, db_path):
     scan(db_path, write_config(tmp_path, ms_emulator, ms_tenant))
 
     last_used = dict(Database(db_path).execute("select client_id, last_used from apps where last_used is not null"))
-    kahoot = stable_guid("app", "Kahoot!")
+    kahoot = microsoft_app_id("Kahoot!")
     activity = ms_tenant.sign_in_activities[kahoot]
     assert last_used[kahoot] == activity["delegatedClientSignInActivity"]["lastSignInDateTime"]
     assert len(last_used) >= 10
@@ -356,7 +357,7 @@ def test_incomplete_tenant_wide_list_is_caught_by_the_cross_check(ms_emulator, m
 def test_changes_between_scans_are_new_and_revoked_grants(ms_emulator, ms_tenant, tmp_path, db_path):
     config = write_config(tmp_path, ms_emulator, ms_tenant)
     assert scan(db_path, config)["status"] == "succeeded"
-    quizlet = stable_guid("app", "Quizlet")
+    quizlet = microsoft_app_id("Quizlet")
     teacher = next(u["id"] for u in ms_tenant.users if u["jobTitle"] == "Teacher")
     with ms_emulator.mutate() as tenant:
         revoked = tenant.revoke_grants(KAMI)

@@ -10,10 +10,10 @@ import pytest
 import yaml
 
 from scanner.config import load_config
-from scanner.datasette_plugin import IT_ROLE
 from scanner.serve import PUBLIC_TABLES, build_datasette, load_metadata
 from tests.publish_fixtures import (
-    DISTRICT_NAME, IT_HASH_VARIABLE, IT_PASSWORD, IT_PASSWORD_HASH, IT_USERNAME, build_inventory, write_config,
+    DISTRICT_NAME, IT_HASH_VARIABLE, IT_PASSWORD, IT_PASSWORD_HASH, IT_USERNAME, build_inventory, sign_in_cookies,
+    write_config,
 )
 
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
@@ -46,8 +46,9 @@ async def private_ds(inventory):
     return await make_datasette(inventory, public=False)
 
 
-def it_cookies(datasette):
-    return {"ds_actor": datasette.sign({"a": {"id": IT_USERNAME, "role": IT_ROLE}}, "actor")}
+async def it_cookies(datasette):
+    """The cookies of an IT staff session, signed in through the form."""
+    return await sign_in_cookies(datasette)
 
 
 async def all_tables(datasette):
@@ -112,7 +113,7 @@ async def test_every_canned_query_runs_and_finds_what_it_should(public_ds, inven
     cases = canned_query_cases(inventory)
     queries = load_metadata()["databases"]["inventory"]["queries"]
     assert set(queries) == set(cases), "every canned query needs a case here"
-    cookies = it_cookies(public_ds)
+    cookies = await it_cookies(public_ds)
     for name, runs in cases.items():
         assert queries[name]["title"] and queries[name]["description"]
         for params, check in runs:
@@ -125,7 +126,7 @@ async def test_every_canned_query_runs_and_finds_what_it_should(public_ds, inven
 
 
 async def test_every_dashboard_chart_query_runs_for_it_staff(public_ds):
-    cookies = it_cookies(public_ds)
+    cookies = await it_cookies(public_ds)
     dashboard = load_metadata()["plugins"]["datasette-dashboards"]["overview"]
     page = await public_ds.client.get("/-/dashboards/overview", cookies=cookies)
     assert page.status_code == 200 and "Apps by status" in page.text
@@ -139,6 +140,8 @@ async def test_every_dashboard_chart_query_runs_for_it_staff(public_ds):
     assert {row["status"]: row["apps"] for row in results["apps-by-status"]} == {
         "approved": 2, "unreviewed": 2, "denied": 1, "conditional": 1, "pending": 1}
     assert [row["new_apps"] for row in results["new-apps-per-scan"]] == [6, 1]
+    assert results["posture-failing"] == [{"checks": 2}] and results["consent-requests-waiting"] == [{"requests": 2}]
+    assert {row["result"]: row["checks"] for row in results["posture-by-provider"]} == {"fail": 2, "pass": 2, "unknown": 1}
 
 
 # -- anonymous visitors ---------------------------------------------------------------------
@@ -153,11 +156,13 @@ async def test_anonymous_visitors_are_refused_everything_but_the_public_list(pub
             if table in PUBLIC_TABLES:
                 assert response.status_code == 200, table
             else:
-                assert response.status_code == 403, (table, suffix)
+                # The same 404 as a table that does not exist: nobody learns which tables exist.
+                missing = await public_ds.client.get(f"/inventory/no_such_{table}{suffix}")
+                assert (response.status_code, response.text) == (404, missing.text), (table, suffix)
                 assert not EMAIL.search(response.text), (table, suffix)
     for name in load_metadata()["databases"]["inventory"]["queries"]:
         response = await public_ds.client.get(f"/inventory/{name}.json", params={"person": inventory.emails[0]})
-        assert response.status_code == 403, name
+        assert response.status_code == 404, name
     refused = [
         "/inventory", "/inventory.json", "/inventory.db",
         "/inventory.json?sql=select+email+from+users", "/inventory?sql=select+email+from+users",
@@ -168,7 +173,9 @@ async def test_anonymous_visitors_are_refused_everything_but_the_public_list(pub
     ]
     for path in refused:
         response = await public_ds.client.get(path)
-        assert response.status_code == 403, path
+        # Datasette's own pages ask IT to sign in (as does SQL on the public table); anything else
+        # in a database is not found.
+        assert response.status_code == (403 if path.startswith("/-/") or "_where" in path else 404), path
         assert not EMAIL.search(response.text), path
 
 
@@ -177,8 +184,8 @@ async def test_a_table_added_later_is_it_only_by_default(public_ds):
     await db.execute_write("create table if not exists later_plugin_table (email text, note text)")
     await db.execute_write("insert into later_plugin_table values ('someone@district.org', 'x')")
     try:
-        assert (await public_ds.client.get("/inventory/later_plugin_table.json")).status_code == 403
-        assert (await public_ds.client.get("/inventory/later_plugin_table.json", cookies=it_cookies(public_ds))).status_code == 200
+        assert (await public_ds.client.get("/inventory/later_plugin_table.json")).status_code == 404
+        assert (await public_ds.client.get("/inventory/later_plugin_table.json", cookies=await it_cookies(public_ds))).status_code == 200
     finally:
         await db.execute_write("drop table later_plugin_table")
 
@@ -226,26 +233,26 @@ async def test_the_public_page_lists_apps_without_a_name_or_email(public_ds, inv
     front = await public_ds.client.get("/")
     assert front.status_code == 302 and front.headers["location"] == "/transparency"
     prompt = await public_ds.client.get("/inventory/users")
-    assert prompt.status_code == 403 and "/-/login" in prompt.text and "/transparency" in prompt.text
+    assert prompt.status_code == 404 and "/-/login" in prompt.text and "/transparency" in prompt.text
 
 
 async def test_unpublished_inventory_shows_anonymous_visitors_only_a_sign_in_prompt(private_ds):
     for path in ("/", "/transparency", "/inventory/public_apps", "/inventory/public_apps.csv"):
         response = await private_ds.client.get(path)
-        assert response.status_code == 403, path
+        assert response.status_code == (404 if path.startswith("/inventory") else 403), path
         assert "Kahoot" not in response.text and "<10" not in response.text
     prompt = (await private_ds.client.get("/")).text
     assert "IT staff sign in" in prompt and "/transparency" not in prompt
     assert (await private_ds.client.get("/inventory/public_apps.json")).json()["ok"] is False
     # IT staff can preview the page before publishing it.
-    preview = await private_ds.client.get("/transparency", cookies=it_cookies(private_ds))
+    preview = await private_ds.client.get("/transparency", cookies=await it_cookies(private_ds))
     assert preview.status_code == 200 and "Preview for IT staff" in preview.text and "Kahoot!" in preview.text
 
 
 # -- IT staff -------------------------------------------------------------------------------
 
 async def test_it_staff_see_every_table_view_and_custom_sql(public_ds, inventory):
-    cookies = it_cookies(public_ds)
+    cookies = await it_cookies(public_ds)
     for table in await all_tables(public_ds):
         response = await public_ds.client.get(f"/inventory/{table}.json", cookies=cookies)
         assert response.status_code == 200, table
@@ -272,24 +279,20 @@ async def test_it_staff_sign_in_with_the_login_form(public_ds):
         cookies={"ds_csrftoken": csrf_cookie})
     assert right.status_code == 302
     actor = await public_ds.client.get("/-/actor.json", cookies={"ds_actor": right.cookies["ds_actor"]})
-    assert actor.json() == {"actor": {"id": IT_USERNAME, "role": "it"}}
+    assert actor.json() == {"actor": {"id": IT_USERNAME, "auth": "password", "role": "it"}}
     users = await public_ds.client.get("/inventory/users.json", cookies={"ds_actor": right.cookies["ds_actor"]})
     assert users.status_code == 200
 
 
-async def test_metadata_shows_environment_variables_never_password_hashes(public_ds):
-    metadata = (await public_ds.client.get("/-/metadata.json", cookies=it_cookies(public_ds))).text
-    assert IT_PASSWORD_HASH not in metadata and "pbkdf2_sha256" not in metadata
-    assert json.loads(metadata)["plugins"]["datasette-auth-passwords"] == {
-        f"{IT_USERNAME}_password_hash": {"$env": IT_HASH_VARIABLE},
-        "actors": {IT_USERNAME: {"id": IT_USERNAME, "role": "it"}},
-    }
+async def test_metadata_never_shows_password_hashes(public_ds):
+    metadata = (await public_ds.client.get("/-/metadata.json", cookies=await it_cookies(public_ds))).text
+    assert IT_PASSWORD_HASH not in metadata and "pbkdf2_sha256" not in metadata and IT_HASH_VARIABLE not in metadata
+    assert "datasette-auth-passwords" not in json.loads(metadata).get("plugins", {})
 
 
-async def test_the_password_tool_is_switched_off(public_ds):
+async def test_there_is_no_password_tool(public_ds):
     response = await public_ds.client.post("/-/password-tool", data={"password": "x"})
-    assert response.status_code == 404 and "app-inventory hash-password" in response.text
-    assert "pbkdf2" not in response.text
+    assert response.status_code in (403, 404) and "pbkdf2" not in response.text
 
 
 def test_metadata_file_is_deny_by_default_on_its_own():

@@ -6,8 +6,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from datasette_auth_passwords.utils import verify_password
-
+from plugins.signin.passwords import verify_password
 from scanner import store
 from scanner.cli import cli
 from scanner.config import ConfigError, load_config
@@ -31,36 +30,41 @@ def config_file(tmp_path, text):
     return load_config(path)
 
 
-def test_a_configured_account_without_its_environment_variable_is_a_config_error(tmp_path, monkeypatch):
+async def test_a_configured_account_without_its_environment_variable_is_a_config_error(tmp_path, monkeypatch, inventory):
     monkeypatch.delenv("APP_INVENTORY_HASH_JSMITH", raising=False)
-    config = config_file(tmp_path, '[serve]\nit_accounts = { jsmith = "APP_INVENTORY_HASH_JSMITH" }\n')
+    config = config_file(tmp_path, '[signin]\npassword_accounts = { jsmith = "APP_INVENTORY_HASH_JSMITH" }\n')
     with pytest.raises(ConfigError) as error:
-        build_metadata(config, public=False)
-    assert "[serve] it_accounts.jsmith" in str(error.value) and "APP_INVENTORY_HASH_JSMITH is not set" in str(error.value)
+        await build_datasette(inventory.db_path, config).invoke_startup()
+    assert "[signin] password_accounts.jsmith" in str(error.value) and "APP_INVENTORY_HASH_JSMITH is not set" in str(error.value)
     assert "hash-password --username jsmith" in str(error.value)
 
 
-def test_a_variable_that_holds_no_hash_is_refused_without_repeating_it(tmp_path, monkeypatch):
+async def test_a_variable_that_holds_no_hash_is_refused_without_repeating_it(tmp_path, monkeypatch, inventory):
     monkeypatch.setenv("APP_INVENTORY_HASH_JSMITH", "my-plain-password")
-    config = config_file(tmp_path, '[serve]\nit_accounts = { jsmith = "APP_INVENTORY_HASH_JSMITH" }\n')
+    config = config_file(tmp_path, '[signin]\npassword_accounts = { jsmith = "APP_INVENTORY_HASH_JSMITH" }\n')
     with pytest.raises(ConfigError) as error:
-        build_metadata(config, public=False)
+        await build_datasette(inventory.db_path, config).invoke_startup()
     assert "does not hold a password hash" in str(error.value) and "my-plain-password" not in str(error.value)
 
 
 def test_a_hash_pasted_into_the_file_is_refused_without_repeating_it(tmp_path):
-    config = config_file(tmp_path, f'[serve]\nit_accounts = {{ jsmith = "{IT_PASSWORD_HASH}" }}\n')
     with pytest.raises(ConfigError) as error:
-        build_metadata(config, public=False)
+        config_file(tmp_path, f'[signin]\npassword_accounts = {{ jsmith = "{IT_PASSWORD_HASH}" }}\n')
     assert "must name the environment variable" in str(error.value) and IT_PASSWORD_HASH not in str(error.value)
     assert "APP_INVENTORY_HASH_JSMITH" in str(error.value)
+
+
+def test_the_old_serve_it_accounts_says_where_it_moved(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        config_file(tmp_path, '[serve]\nit_accounts = { jsmith = "APP_INVENTORY_HASH_JSMITH" }\n')
+    assert "[serve] it_accounts has moved to [signin] password_accounts" in str(error.value)
 
 
 def test_the_cli_reports_a_missing_variable_with_exit_code_2(runner, tmp_path, inventory, monkeypatch):
     monkeypatch.delenv(IT_HASH_VARIABLE, raising=False)
     result = runner.invoke(cli, ["--db", str(inventory.db_path), "--config", str(write_config(tmp_path, public=True)), "serve"])
     assert result.exit_code == 2
-    assert f"[serve] it_accounts.{IT_USERNAME}: environment variable {IT_HASH_VARIABLE} is not set" in result.output
+    assert f"[signin] password_accounts.{IT_USERNAME}: environment variable {IT_HASH_VARIABLE} is not set" in result.output
 
 
 def test_only_public_tables_open_and_only_with_public(tmp_path, monkeypatch):
@@ -125,12 +129,18 @@ def test_a_port_in_use_is_reported_clearly(runner, tmp_path, inventory):
     assert f"127.0.0.1:{port} is already in use" in result.output and "--port" in result.output
 
 
-def test_without_accounts_the_start_up_message_says_how_to_add_one():
-    message = describe_addresses("inventory.db", "127.0.0.1", 8001, public=True, accounts=[])
-    assert "no account is configured" in message and "app-inventory hash-password" in message
+async def test_without_accounts_the_start_up_message_says_how_to_add_one(inventory, tmp_path):
+    from scanner.serve import served_lines
+
+    datasette = build_datasette(inventory.db_path, load_config(write_config(tmp_path, public=True, accounts=False)))
+    await datasette.invoke_startup()
+    message = describe_addresses("inventory.db", "127.0.0.1", 8001, public=True, plugin_lines=served_lines(datasette))
+    assert "no way to sign in is configured" in message and "app-inventory hash-password" in message
     assert "http://127.0.0.1:8001/transparency" in message
-    message = describe_addresses("inventory.db", "0.0.0.0", 8001, public=False, accounts=["jsmith"])
-    assert "http://localhost:8001/-/login (accounts: jsmith)" in message and "--public" in message
+    assert "Access log:" in message and "http://127.0.0.1:8001/access_log" in message
+    message = describe_addresses("inventory.db", "0.0.0.0", 8001, public=False,
+                                 plugin_lines=["IT staff:     sign in at {base}/-/login (password accounts: jsmith)"])
+    assert "http://localhost:8001/-/login (password accounts: jsmith)" in message and "--public" in message
     assert "every network interface" in message
 
 
@@ -139,8 +149,8 @@ async def test_without_accounts_the_public_page_still_works(inventory, tmp_path)
     datasette = build_datasette(inventory.db_path, config)
     assert (await datasette.client.get("/transparency")).status_code == 200
     login = await datasette.client.get("/-/login")
-    assert "does not have any configured accounts" in login.text
-    assert (await datasette.client.get("/inventory/users.json")).status_code == 403
+    assert "No way to sign in is configured" in login.text and "id_password" not in login.text
+    assert (await datasette.client.get("/inventory/users.json")).status_code == 404
 
 
 def test_hash_password_prints_a_hash_that_verifies_and_the_lines_to_configure(runner):
@@ -149,7 +159,7 @@ def test_hash_password_prints_a_hash_that_verifies_and_the_lines_to_configure(ru
     hashed = result.stdout.strip().splitlines()[-1]
     assert verify_password("a long enough secret", hashed) and not verify_password("another", hashed)
     assert f"export APP_INVENTORY_HASH_J_SMITH='{hashed}'" in result.stderr
-    assert 'it_accounts = { "j.smith" = "APP_INVENTORY_HASH_J_SMITH" }' in result.stderr
+    assert '[signin]\n    password_accounts = { "j.smith" = "APP_INVENTORY_HASH_J_SMITH" }' in result.stderr
     assert "a long enough secret" not in result.output
 
 
@@ -165,7 +175,7 @@ def test_the_serve_command_runs_datasette_for_real(inventory, tmp_path):
             assert response.status == 200 and "Kahoot!" in response.read().decode()
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"{server.url}/inventory/users.json")
-        assert refused.value.code == 403
-    assert f"{server.url}/-/login (accounts: {IT_USERNAME})" in server.output
+        assert refused.value.code == 404
+    assert f"{server.url}/-/login (password accounts: {IT_USERNAME})" in server.output
     assert f"{server.url}/transparency (open to anyone" in server.output
 

@@ -15,6 +15,7 @@ FROZEN = {
     "0002_users_is_admin": "d836948bdfd6",
     "0003_unapproved_usage_table": "62a571308d71",
     "0004_people_and_products": "7e456109e69e",
+    "0005_posture": "7e853ddff74b",
 }
 
 

@@ -10,7 +10,17 @@ puts it behind an HTTP server.
     GET    /admin/directory/v1/users/{userKey}/tokens/{id}    tokens.get
     DELETE /admin/directory/v1/users/{userKey}/tokens/{id}    tokens.delete (records a `revoke` event)
     GET    /admin/reports/v1/activity/users/{all|key}/applications/token   activities.list (newest first, 180 days)
+    GET    /admin/directory/v1/customer/{customer}/orgunits   orgunits.list (type all | children | allIncludingParent)
+    GET    /v1/policies                                       Cloud Identity policies.list (filter, pageSize<=100, pageToken)
     POST   /batch/admin/directory_v1                          multipart/mixed, up to 1000 Directory calls
+
+The Cloud Identity Policy API (cloudidentity.v1.json) answers errors in the newer format
+(`status` and `details`, no `errors` list), is for super admins only, has a quota of its own
+(429 RESOURCE_EXHAUSTED) and can be off in the service account's project (`policy_api_disabled`:
+403 SERVICE_DISABLED). Its `filter` takes what the scanner and Google's examples use:
+`setting.type.matches('<RE2>')`, `setting.type == '<type>'` and `customer == "customers/<id>"`
+joined by `||` and `&&`. ScubaGoggles saw it answer empty pages before the real ones
+(`policy_blank_pages`).
 
 Every call checks the bearer token (401), the impersonated admin (403 forbidden), the
 method's scope (403 insufficientPermissions), a per-admin, per-API quota (a token bucket
@@ -54,7 +64,6 @@ import json
 import re
 import secrets
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -64,6 +73,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 
+from ..clock import Clock
 from .oauth import AccessToken, TokenService
 from .tenant import RETENTION, DirectoryUser, Event, GoogleTenant, rfc3339, to_micros
 
@@ -71,11 +81,13 @@ AUTH = "https://www.googleapis.com/auth/"
 USER_SCOPES = {AUTH + "admin.directory.user.readonly", AUTH + "admin.directory.user"}
 SECURITY_SCOPES = {AUTH + "admin.directory.user.security"}
 REPORTS_SCOPES = {AUTH + "admin.reports.audit.readonly"}
+POLICY_SCOPES = {AUTH + "cloud-identity.policies.readonly", AUTH + "cloud-identity.policies"}
+ORGUNIT_SCOPES = {AUTH + "admin.directory.orgunit.readonly", AUTH + "admin.directory.orgunit"}
 MAX_BATCH = 1000
 HTTP_FAULT_KINDS = ("429", "500", "503", "403")  # an error answer
 CONNECTION_FAULT_KINDS = ("reset", "timeout", "truncated")  # no (whole) answer
 FAULT_KINDS = HTTP_FAULT_KINDS + CONNECTION_FAULT_KINDS
-PAGED_METHODS = ("users.list", "activities.list")
+PAGED_METHODS = ("users.list", "activities.list", "policies.list")
 # Google documents this answer for a users.list paged through for over 60 minutes.
 USERS_PAGE_TOKEN_EXPIRED = ("Service unavailable. Please try again", "backendError")
 JSON_TYPE = "application/json; charset=UTF-8"
@@ -84,6 +96,8 @@ _USERS = re.compile(r"^/admin/directory/v1/users$")
 _TOKENS = re.compile(r"^/admin/directory/v1/users/([^/]+)/tokens$")
 _TOKEN = re.compile(r"^/admin/directory/v1/users/([^/]+)/tokens/([^/]+)$")
 _ACTIVITIES = re.compile(r"^/admin/reports/v1/activity/users/([^/]+)/applications/([^/]+)$")
+_ORGUNITS = re.compile(r"^/admin/directory/v1/customer/([^/]+)/orgunits$")
+_POLICIES = re.compile(r"^/v1/policies$")
 _RFC3339 = re.compile(r"^(\d\d\d\d)-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?(?:(Z)|([-+])(\d\d):(\d\d))$")
 _APPLICATIONS = {
     "access_transparency", "admin", "calendar", "chat", "chrome", "classroom", "context_aware_access", "data_studio",
@@ -115,6 +129,8 @@ class Knobs:
     reports_error: int | None = None  # 403 or 503: the Reports API refuses every call
     report_lag: float = 0.0  # seconds before an event shows in the Reports API
     delete_after_listed: tuple[str, ...] = ()  # user ids deleted right after users.list returned them
+    policy_api_disabled: bool = False  # the Cloud Identity API is off in the service account's project
+    policy_blank_pages: int = 0  # policies.list answers this many empty pages (with a nextPageToken) first
 
     def update(self, **changes: Any) -> None:
         """Change knobs, checking each value first (ValueError names the knob and what it takes)."""
@@ -153,11 +169,16 @@ def _checked_knob(knobs: Knobs, name: str, value: Any) -> Any:
     if name == "expire_page_tokens":
         if not isinstance(value, dict) or any(method not in PAGED_METHODS for method in value) or any(
                 not isinstance(n, int) or isinstance(n, bool) or n < 0 for n in value.values()):
-            raise ValueError(f"emulator knob expire_page_tokens must map {' or '.join(PAGED_METHODS)} to a "
+            raise ValueError(f"emulator knob expire_page_tokens must map {', '.join(PAGED_METHODS[:-1])} or {PAGED_METHODS[-1]} to a "
                              f"count >= 0, not {value!r}")
         return dict(value)
     if name == "delete_after_listed":
         return tuple(value)
+    if name == "policy_blank_pages":
+        return number(0, integer=True)
+    if name == "policy_api_disabled":
+        if not isinstance(value, bool):
+            raise ValueError(f"emulator knob policy_api_disabled must be true or false, not {value!r}")
     return value
 
 
@@ -249,8 +270,8 @@ class Stats:
 class _Bucket:
     __slots__ = ("tokens", "updated")
 
-    def __init__(self, burst: float):
-        self.tokens, self.updated = burst, time.monotonic()
+    def __init__(self, burst: float, now: float):
+        self.tokens, self.updated = burst, now
 
 
 def error_body(code: int, message: str, reason: str, *, domain: str = "global", status: str | None = None,
@@ -260,6 +281,15 @@ def error_body(code: int, message: str, reason: str, *, domain: str = "global", 
     error: dict[str, Any] = {"code": code, "message": message, "errors": [detail]}
     if status:
         error["status"] = status
+    return {"error": error}
+
+
+def rpc_error_body(code: int, message: str, status: str, reason: str | None = None) -> dict[str, Any]:
+    """The error format of Google's newer APIs (Cloud Identity): `status`, and the reason in `details`."""
+    error: dict[str, Any] = {"code": code, "message": message, "status": status}
+    if reason:
+        error["details"] = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason,
+                             "domain": "googleapis.com", "metadata": {"service": "cloudidentity.googleapis.com"}}]
     return {"error": error}
 
 
@@ -294,10 +324,11 @@ _INSUFFICIENT_SCOPES = Failure(403, error_body(403, "Request had insufficient au
 
 
 class GoogleAPI:
-    """Answers Admin SDK calls for one tenant."""
+    """Answers Admin SDK calls for one tenant, by its clock (quota, Retry-After, report lag, page tokens)."""
 
-    def __init__(self, tenant: GoogleTenant, knobs: Knobs, stats: Stats, tokens: TokenService):
+    def __init__(self, tenant: GoogleTenant, knobs: Knobs, stats: Stats, tokens: TokenService, clock: Clock | None = None):
         self.tenant, self.knobs, self.stats, self.tokens = tenant, knobs, stats, tokens
+        self.clock = clock or Clock()
         self._buckets: dict[tuple[str, str], _Bucket] = {}
         self._attempts: Counter[str] = Counter()
         self._retry_not_before: dict[str, float] = {}  # call -> when its 429's Retry-After has passed
@@ -333,8 +364,14 @@ class GoogleAPI:
             if api is not None and not name.startswith(("users.", "tokens.")):
                 raise _bad_request(f"Batch requests must all target the same API ({api})")
             reports = name == "activities.list"
-            token = self._authenticate(authorization, REPORTS_SCOPES if reports else SECURITY_SCOPES if name.startswith("tokens.") else USER_SCOPES)
-            self._take_quota("reports" if reports else "directory", token)
+            if name == "policies.list":
+                token = self._authenticate_policy_api(authorization)
+                self._take_quota("policy", token)
+            else:
+                scopes = (REPORTS_SCOPES if reports else SECURITY_SCOPES if name.startswith("tokens.")
+                          else ORGUNIT_SCOPES if name == "orgunits.list" else USER_SCOPES)
+                token = self._authenticate(authorization, scopes)
+                self._take_quota("reports" if reports else "directory", token)
             if reports and self.knobs.reports_error:
                 raise self._reports_refusal(self.knobs.reports_error)
             # A batch part can fail only with an error answer: the connection is the whole batch's.
@@ -342,14 +379,17 @@ class GoogleAPI:
             if fault and fault.kind in HTTP_FAULT_KINDS:
                 if fault.kind == "429" and delivered:
                     with self._lock:
-                        self._retry_not_before[key] = time.monotonic() + self.knobs.retry_after
+                        self._retry_not_before[key] = self.clock.monotonic() + self.knobs.retry_after
                 raise fault_failure(fault.kind, retry_after=self.knobs.retry_after)
             if fault and fault.kind != "truncated":
                 return Reply(0, None, fault=fault)  # dropped before it reached the API
             status, payload = self._dispatch(name, method, path, query)
             return Reply(status, payload, fault=fault)
         except Failure as failure:
-            if failure.code in (401, 403) and failure.body["error"]["errors"][0]["reason"] in ("authError", "forbidden", "insufficientPermissions"):
+            error = failure.body["error"]
+            reason = (error.get("errors") or error.get("details") or [{}])[0].get("reason")
+            if failure.code in (401, 403) and reason in ("authError", "forbidden", "insufficientPermissions",
+                                                         "ACCESS_TOKEN_SCOPE_INSUFFICIENT", "PERMISSION_DENIED"):
                 self.stats.add(f"auth.{failure.code}")
             return Reply(failure.code, failure.body, headers=failure.headers)
 
@@ -368,6 +408,10 @@ class GoogleAPI:
             return "users.list" if method == "GET" else "unknown"
         if _ACTIVITIES.match(path):
             return "activities.list" if method == "GET" else "unknown"
+        if _ORGUNITS.match(path):
+            return "orgunits.list" if method == "GET" else "unknown"
+        if _POLICIES.match(path):
+            return "policies.list" if method == "GET" else "unknown"
         return "unknown"
 
     # -- checks -----------------------------------------------------------------------------
@@ -383,14 +427,34 @@ class GoogleAPI:
             raise _INSUFFICIENT_SCOPES
         return token
 
+    def _authenticate_policy_api(self, authorization: str | None) -> AccessToken:
+        """The Cloud Identity Policy API: its own error format; super admins only; off unless enabled."""
+        token = self.tokens.check(authorization)
+        if token is None:
+            raise Failure(401, rpc_error_body(401, "Request had invalid authentication credentials. Expected OAuth 2 access "
+                                                   "token, login cookie or other valid authentication credential.",
+                                              "UNAUTHENTICATED", "ACCESS_TOKEN_TYPE_UNSUPPORTED"))
+        if self.knobs.policy_api_disabled:
+            raise Failure(403, rpc_error_body(
+                403, "Cloud Identity API has not been used in project 123456789012 before or it is disabled. Enable it by "
+                     "visiting https://console.developers.google.com/apis/api/cloudidentity.googleapis.com/overview?"
+                     "project=123456789012 then retry.", "PERMISSION_DENIED", "SERVICE_DISABLED"))
+        if not POLICY_SCOPES & token.scopes:
+            raise Failure(403, rpc_error_body(403, "Request had insufficient authentication scopes.", "PERMISSION_DENIED",
+                                              "ACCESS_TOKEN_SCOPE_INSUFFICIENT"))
+        user = self.tenant.find_user(token.subject)
+        if user is None or not user.is_admin:
+            raise Failure(403, rpc_error_body(403, "The caller does not have permission", "PERMISSION_DENIED"))
+        return token
+
     def _take_quota(self, api: str, token: AccessToken) -> None:
         per_minute = self.knobs.quota_per_minute
         burst = float(self.knobs.quota_burst or per_minute)
-        now = time.monotonic()
+        now = self.clock.monotonic()
         with self._lock:
             bucket = self._buckets.get((api, token.subject))
             if bucket is None:
-                bucket = self._buckets[(api, token.subject)] = _Bucket(burst)
+                bucket = self._buckets[(api, token.subject)] = _Bucket(burst, now)
             bucket.tokens = min(burst, bucket.tokens + (now - bucket.updated) * per_minute / 60.0)
             bucket.updated = now
             if bucket.tokens >= 1.0:
@@ -401,6 +465,10 @@ class GoogleAPI:
                    "'admin.googleapis.com' for consumer 'project_number:{}'.").format(abs(hash(token.subject)) % 10**12)
         if api == "reports":
             raise Failure(503, error_body(503, "Quota exceeded for the current request", "backendError", status="UNAVAILABLE"))
+        if api == "policy":
+            raise Failure(429, rpc_error_body(
+                429, "Quota exceeded for quota metric 'Read requests' and limit 'Read requests per minute' of service "
+                     "'cloudidentity.googleapis.com'.", "RESOURCE_EXHAUSTED", "RATE_LIMIT_EXCEEDED"))
         raise Failure(403, error_body(403, message, "userRateLimitExceeded", domain="usageLimits", status="PERMISSION_DENIED"))
 
     def _fault(self, key: str, rate: float, allowed: tuple[str, ...], counted_as: str = "") -> Fault | None:
@@ -424,7 +492,7 @@ class GoogleAPI:
         """Count a call that comes back before the Retry-After its 429 asked for."""
         with self._lock:
             not_before = self._retry_not_before.pop(key, None)
-        if not_before is not None and time.monotonic() < not_before:
+        if not_before is not None and self.clock.monotonic() < not_before:
             self.stats.add("retry_after.ignored")
 
     @staticmethod
@@ -441,6 +509,10 @@ class GoogleAPI:
         if name == "activities.list":
             user_key, application = (unquote(g) for g in _ACTIVITIES.match(path).groups())
             return 200, self._activities_list(user_key, application, query)
+        if name == "orgunits.list":
+            return 200, self._orgunits_list(unquote(_ORGUNITS.match(path).group(1)), query)
+        if name == "policies.list":
+            return 200, self._policies_list(query)
         match = _TOKENS.match(path) or _TOKEN.match(path)
         user = self.tenant.find_user(unquote(match.group(1)))
         if user is None:
@@ -459,7 +531,7 @@ class GoogleAPI:
             raise _not_found("clientId")
         if name == "tokens.get":
             return 200, _mask(self._token_json(user, token), query.get("fields"))
-        self.tenant.revoke(user.id, client_id)
+        self.tenant.revoke(user.id, client_id, at=self.clock.now())
         return 204, None
 
     def _token_json(self, user: DirectoryUser, token) -> dict[str, Any]:
@@ -524,7 +596,7 @@ class GoogleAPI:
             raise _bad_request(f"Invalid value '{application}'. Values must match the following regular expression: "
                                "'(admin)|(calendar)|(drive)|(login)|(mobile)|(token)|...'", "invalid")
         limit = _int_param(query, "maxResults", 1000, 1, 1000)
-        now = time.time()
+        now = self.clock.time()
         now_micros = int(now * 1_000_000)
         end = _time_param(query, "endTime") or now_micros
         start = _time_param(query, "startTime")
@@ -579,6 +651,72 @@ class GoogleAPI:
                                                           position)
         return _mask(body, query.get("fields"))
 
+    def _orgunits_list(self, customer: str, query: dict[str, str]) -> dict[str, Any]:
+        if customer not in ("my_customer", self.tenant.customer_id):
+            raise _bad_request()
+        kind = query.get("type") or "children"
+        if kind not in ("all", "children", "allIncludingParent"):
+            raise _bad_request(f"Invalid value '{kind}'. Values must be one of: all, children, allIncludingParent", "invalid")
+        paths = self.tenant.org_unit_paths()
+        start = (query.get("orgUnitPath") or "/").strip()
+        if start.startswith("id:"):
+            start = next((p for p in paths if self.tenant.org_unit_id(p) == start[3:]), "")
+        if start not in paths:
+            raise Failure(400, error_body(400, "Invalid Input: INVALID_OU_ID", "invalid"))
+        prefix = start.rstrip("/") + "/"
+        below = [p for p in paths if p != start and p.startswith(prefix)]
+        if kind == "children":
+            below = [p for p in below if "/" not in p[len(prefix):]]
+        chosen = ([start] if kind == "allIncludingParent" else []) + below
+        units = [self._orgunit_json(path) for path in chosen]
+        body: dict[str, Any] = {"kind": "admin#directory#orgUnits", "etag": self._etag("orgunits", len(units))}
+        if units:
+            body["organizationUnits"] = units
+        return _mask(body, query.get("fields"))
+
+    def _orgunit_json(self, path: str) -> dict[str, Any]:
+        tenant = self.tenant
+        body = {"kind": "admin#directory#orgUnit", "etag": self._etag("orgunit", path),
+                "name": path.rsplit("/", 1)[-1] or tenant.domain, "description": "",
+                "orgUnitPath": path, "orgUnitId": "id:" + tenant.org_unit_id(path)}
+        if path != "/":
+            parent = path.rsplit("/", 1)[0] or "/"
+            body.update(parentOrgUnitPath=parent, parentOrgUnitId="id:" + tenant.org_unit_id(parent))
+        return body
+
+    def _policies_list(self, query: dict[str, str]) -> dict[str, Any]:
+        """policies.list: the policies the filter selects, in a stable order, pageSize at a time."""
+        raw_size = query.get("pageSize") or "0"
+        try:
+            size = int(raw_size)
+        except ValueError:
+            raise Failure(400, rpc_error_body(400, f"Invalid value at 'page_size' (TYPE_INT32), \"{raw_size}\"",
+                                              "INVALID_ARGUMENT")) from None
+        if size < 0:
+            raise Failure(400, rpc_error_body(400, "page_size must not be negative", "INVALID_ARGUMENT"))
+        size = 50 if size == 0 else min(size, 100)  # the discovery document: default 50, above 100 means 100
+        wanted = _policy_filter(query.get("filter", ""), self.tenant.customer_id)
+        position = self._page_position("policies.list", query.get("pageToken"))
+        if position and position.get("f") != query.get("filter", ""):
+            raise Failure(400, rpc_error_body(400, "The page token does not match the request's other parameters.",
+                                              "INVALID_ARGUMENT"))
+        with self.tenant.lock:
+            selected = sorted((p for p in self.tenant.policies if wanted(p)), key=lambda p: p["name"])
+        body: dict[str, Any] = {}
+        blank = position.get("b", self.knobs.policy_blank_pages)
+        offset = position.get("o", 0)
+        if blank > 0:  # an empty page first, as ScubaGoggles saw the real API answer
+            body["nextPageToken"] = self._next_page_token("policies.list", {"o": 0, "b": blank - 1, "f": query.get("filter", "")},
+                                                          position)
+            return body
+        page = selected[offset:offset + size]
+        if page:
+            body["policies"] = page
+        if offset + size < len(selected):
+            body["nextPageToken"] = self._next_page_token("policies.list", {"o": offset + size, "b": 0,
+                                                                            "f": query.get("filter", "")}, position)
+        return body
+
     # -- page tokens ------------------------------------------------------------------------
 
     def _page_position(self, method: str, token: str | None) -> dict[str, Any]:
@@ -587,17 +725,19 @@ class GoogleAPI:
             return {}
         position = _decode_page_token(token)
         lifetime = self.knobs.page_token_lifetime
-        if position.get("refused") or (lifetime is not None and time.time() - position.get("since", 0) > lifetime):
+        if position.get("refused") or (lifetime is not None and self.clock.time() - position.get("since", 0) > lifetime):
             self.stats.add("expired." + method)
             if method == "users.list":
                 message, reason = USERS_PAGE_TOKEN_EXPIRED
                 raise Failure(503, error_body(503, message, reason))
+            if method == "policies.list":
+                raise Failure(400, rpc_error_body(400, "Invalid page token.", "INVALID_ARGUMENT"))
             raise _bad_request("Invalid page token", "invalid")
         return position
 
     def _next_page_token(self, method: str, position: dict[str, Any], previous: dict[str, Any]) -> str:
         """A page token for `position`, stamped with when the listing began (its first page)."""
-        position["since"] = previous.get("since") or round(time.time(), 3)
+        position["since"] = previous.get("since") or round(self.clock.time(), 3)
         with self._lock:
             doomed = self.knobs.expire_page_tokens.get(method, 0)
             if doomed:
@@ -762,6 +902,48 @@ def _user_filter(query: str, domain: str | None):
         suffix = "@" + domain.lower()
         clauses.append(lambda u: u.primary_email.lower().endswith(suffix))
     return lambda user: all(clause(user) for clause in clauses)
+
+
+_CEL_STRING = r"""('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")"""
+_CEL_MATCHES = re.compile(r"setting\.type\.matches\(\s*" + _CEL_STRING + r"\s*\)")
+_CEL_TYPE_IS = re.compile(r"setting\.type\s*==\s*" + _CEL_STRING)
+_CEL_CUSTOMER = re.compile(r"customer\s*==\s*" + _CEL_STRING)
+
+
+def _cel_string(literal: str) -> str:
+    """A CEL string literal's value: quotes off, backslash escapes undone."""
+    return re.sub(r"\\(.)", r"\1", literal[1:-1])
+
+
+def _policy_filter(expression: str, customer_id: str) -> Callable[[dict[str, Any]], bool]:
+    """policies.list `filter` as a predicate: clauses joined by && (inside) and || (outside),
+    parentheses around a clause allowed. Anything else is refused, as Google refuses what it
+    cannot parse (400 INVALID_ARGUMENT)."""
+    if not expression.strip():
+        return lambda policy: True
+    alternatives = []
+    for alternative in expression.split("||"):
+        clauses = []
+        for clause in alternative.split("&&"):
+            clause = clause.strip()
+            while clause.startswith("(") and clause.endswith(")") and not _CEL_MATCHES.fullmatch(clause):
+                clause = clause[1:-1].strip()
+            if match := _CEL_MATCHES.fullmatch(clause):
+                try:
+                    pattern = re.compile(_cel_string(match.group(1)))
+                except re.error:
+                    raise Failure(400, rpc_error_body(400, f"Invalid regular expression in filter: {clause}", "INVALID_ARGUMENT")) from None
+                clauses.append(lambda p, pattern=pattern: pattern.search(p["setting"]["type"]) is not None)
+            elif match := _CEL_TYPE_IS.fullmatch(clause):
+                clauses.append(lambda p, wanted=_cel_string(match.group(1)): p["setting"]["type"] == wanted)
+            elif match := _CEL_CUSTOMER.fullmatch(clause):
+                wanted = _cel_string(match.group(1))
+                if wanted not in ("customers/my_customer", f"customers/{customer_id}"):
+                    raise Failure(403, rpc_error_body(403, "The caller does not have permission", "PERMISSION_DENIED"))
+            else:
+                raise Failure(400, rpc_error_body(400, f"Invalid filter: {expression}", "INVALID_ARGUMENT"))
+        alternatives.append(clauses)
+    return lambda policy: any(all(clause(policy) for clause in clauses) for clauses in alternatives)
 
 
 def _encode_page_token(position: dict[str, Any]) -> str:
@@ -930,4 +1112,4 @@ def _response_part(boundary: str, content_id: str | None, reply: Reply) -> bytes
 
 
 __all__ = ["FAULT_KINDS", "HTTP_FAULT_KINDS", "Answer", "Fault", "GoogleAPI", "Knobs", "Reply", "Stats", "error_body",
-           "fault_failure", "parse_fields"]
+           "fault_failure", "parse_fields", "rpc_error_body"]

@@ -24,7 +24,6 @@ import binascii
 import json
 import secrets
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +33,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from ..clock import Clock
 from .tenant import GoogleTenant, ServiceAccount
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -51,14 +51,17 @@ BAD_TIMES = (
 class AccessToken:
     subject: str  # the impersonated user's email
     scopes: frozenset[str]
-    expires_at: float  # time.monotonic()
+    expires_at: float  # on the emulator's clock (monotonic)
 
 
 class TokenService:
-    """Issues and checks access tokens for the tenant's delegated service accounts."""
+    """Issues and checks access tokens for the tenant's delegated service accounts, by the emulator's clock
+    (the assertion's iat/exp against its time; each access token's expiry)."""
 
-    def __init__(self, tenant: GoogleTenant, lifetime: Callable[[], float], expires_in: Callable[[], int | None]):
+    def __init__(self, tenant: GoogleTenant, lifetime: Callable[[], float], expires_in: Callable[[], int | None],
+                 clock: Clock | None = None):
         self.tenant = tenant
+        self.clock = clock or Clock()
         self._lifetime = lifetime  # seconds a token is accepted (a knob, read at issue time)
         self._expires_in = expires_in  # what the answer says
         self._tokens: dict[str, AccessToken] = {}
@@ -78,7 +81,7 @@ class TokenService:
             return 400, {"error": "invalid_grant", "error_description": "Invalid grant: account not found"}
         if not _signature_ok(account, header.get("kid"), signed, signature):
             return 400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}
-        now = time.time()
+        now = self.clock.time()
         iat, exp = claims.get("iat"), claims.get("exp")
         if not isinstance(iat, int) or not isinstance(exp, int) or exp - iat > 3600 or iat > now + 300 or exp < now - 300:
             return 400, {"error": "invalid_grant", "error_description": BAD_TIMES}
@@ -96,7 +99,7 @@ class TokenService:
         token = "ya29." + secrets.token_urlsafe(48)
         lifetime = float(self._lifetime())
         with self._lock:
-            self._tokens[token] = AccessToken(subject, scopes, time.monotonic() + lifetime)
+            self._tokens[token] = AccessToken(subject, scopes, self.clock.monotonic() + lifetime)
         expires_in = self._expires_in()
         return 200, {"access_token": token, "expires_in": int(lifetime) - 1 if expires_in is None else int(expires_in),
                      "token_type": "Bearer"}
@@ -107,7 +110,7 @@ class TokenService:
             return None
         with self._lock:
             token = self._tokens.get(authorization[7:].strip())
-        if token is None or time.monotonic() >= token.expires_at:
+        if token is None or self.clock.monotonic() >= token.expires_at:
             return None
         return token
 

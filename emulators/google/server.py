@@ -1,5 +1,6 @@
-"""A local emulator of the Google Admin SDK (Directory users and tokens, Reports token
-activity, batches) and Google's OAuth token endpoint, over real HTTP on 127.0.0.1.
+"""A local emulator of the Google Admin SDK (Directory users, tokens and org units, Reports
+token activity, batches), the Cloud Identity Policy API, Google's OAuth token endpoint and
+Sign in with Google (OpenID Connect, emulators.google.openid), over real HTTP on 127.0.0.1.
 
     tenant = build_tenant(users=2000)
     with GoogleEmulator(tenant, knobs={"fault_rate": 0.1}) as emulator:
@@ -11,12 +12,21 @@ activity, batches) and Google's OAuth token endpoint, over real HTTP on 127.0.0.
         emulator.stats()                      # HTTP requests, API calls (batch parts included) by method,
                                               # quota rejections, injected faults, token exchanges
         emulator.mutate([{"op": "churn", "fraction": 0.02}])   # change grants, with audit events
+        emulator.mutate([{"op": "set_policy", "setting": "api_controls.internal_apps",
+                          "value": {"trustInternalApps": False}, "org_unit": "/"}])   # an admin console setting
+        emulator.register_sign_in_client(client_id, secret, [redirect_uri])   # Sign in with Google:
+        # [signin] google_issuer = emulator.issuer; spoil_next_id_token("other_domain"), rotate_signing_key()
 
 The tenant is data (emulators.google.tenant); the knobs (emulators.google.api.Knobs)
 set latency, the per-minute quota, seeded faults (error answers, 429 with Retry-After, reset
 connections, stalls past the client's timeout, bodies cut short: on single calls, batches and
 the token endpoint), page tokens that expire, token lifetime, an edition without `activity`
 events, a Reports outage, report lag, and users deleted mid-scan.
+
+Time is the emulator's clock (`clock=`, emulators.clock): page-token age, report lag, the
+quota bucket, access-token expiry, the JWT's iat/exp, stalls, and when tenant changes made
+through the controls happen. Under a `ManualClock` all of these move only when the test
+advances it (the quota refills then too).
 
 For a benchmark that must measure the scanner's memory alone, `GoogleEmulatorProcess`
 runs the same emulator in a child process (`python -m emulators.google.server`) from
@@ -27,39 +37,45 @@ tenant JSON or a `build_tenant` spec, with the same controls over a keyed
 from __future__ import annotations
 
 import json
-import secrets
-import socket
-import struct
-import subprocess
-import sys
-import threading
 import time
 from dataclasses import asdict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..clock import Clock
+from ..server import EmulatorHandler, GateControls, EmulatorProcess, ServedEmulator, UnknownControl, load_tenant_json, serve_in_child
 from .api import HTTP_FAULT_KINDS, Answer, GoogleAPI, Knobs, Stats
 from .oauth import TokenService, delegation_for, new_service_account_key
-from .tenant import SCANNER_SCOPES, DirectoryUser, GoogleTenant, OAuthClient, ServiceAccount, build_tenant, parse_time
+from .groups import DirectoryGroups
+from .openid import GoogleSignIn
+from .tenant import (
+    POSTURE_SCOPES, SCANNER_SCOPES, DirectoryUser, GoogleTenant, OAuthClient, ServiceAccount, build_tenant, parse_time,
+)
 
 __all__ = [
-    "GoogleEmulator", "GoogleEmulatorProcess", "GoogleTenant", "Knobs", "SCANNER_SCOPES", "build_tenant",
+    "GoogleEmulator", "GoogleEmulatorProcess", "GoogleTenant", "Knobs", "POSTURE_SCOPES", "SCANNER_SCOPES", "build_tenant",
     "new_service_account_key",
 ]
-
-CONTROL_PREFIX = "/_emulator/"
 
 
 class EmulatorCore:
     """Tenant, knobs, counters, token endpoint and API: what both ways of running share."""
 
-    def __init__(self, tenant: GoogleTenant, knobs: Knobs):
-        self.tenant, self.knobs, self.stats_recorder = tenant, knobs, Stats()
-        self.oauth = TokenService(tenant, lambda: self.knobs.token_lifetime, lambda: self.knobs.token_expires_in)
-        self.api = GoogleAPI(tenant, knobs, self.stats_recorder, self.oauth)
+    def __init__(self, tenant: GoogleTenant, knobs: Knobs, clock: Clock, url: str):
+        self.tenant, self.knobs, self.stats_recorder, self.clock = tenant, knobs, Stats(), clock
+        self.oauth = TokenService(tenant, lambda: self.knobs.token_lifetime, lambda: self.knobs.token_expires_in, clock)
+        self.api = GoogleAPI(tenant, knobs, self.stats_recorder, self.oauth, clock)
+        self.openid = GoogleSignIn(tenant, clock, issuer=url)  # Sign in with Google (emulators.google.openid)
+        self.groups = DirectoryGroups(tenant, self.oauth)  # members.hasMember, for sign-in (emulators.google.groups)
 
     def answer(self, method: str, target: str, headers, body: bytes) -> Answer:
+        if self.openid.handles(method, urlsplit(target).path, body):
+            self.stats_recorder.add("http.openid")
+            return self.openid.answer(method, target, headers, body)
+        if self.groups.handles(method, urlsplit(target).path):
+            self.stats_recorder.add("http.members.hasMember")
+            return self.groups.answer(urlsplit(target).path, headers.get("authorization"))
         if urlsplit(target).path == "/token":
             self.stats_recorder.add("http.token")
             if method != "POST":
@@ -94,11 +110,31 @@ class EmulatorCore:
             return [self._mutate(change) for change in args["changes"]]
         if op == "digest":
             return self.tenant.grants_digest()
-        raise ValueError(f"unknown emulator control {op!r}")
+        if op == "set_group_members":
+            self.groups.set_members(args["group"], list(args["members"]))
+            return {}
+        if op == "openid_register_client":
+            self.openid.register_client(args["client_id"], args["client_secret"], args["redirect_uris"])
+            return {}
+        if op == "openid_add_outside_account":
+            self.openid.add_outside_account(args["email"], args.get("name", ""), args.get("hd"))
+            return {}
+        if op == "openid_spoil_next":
+            self.openid.spoils.add(args["kind"])
+            return {}
+        if op == "openid_remember_accounts":
+            self.openid.remember_accounts(list(args["emails"]))
+            return {}
+        if op == "openid_rotate_key":
+            return {"kid": self.openid.keys.rotate(keep_previous=args.get("keep_previous", True))}
+        if op == "openid_mint":
+            return {"id_token": self.openid.mint_id_token(args["email"], client_id=args["client_id"], nonce=args.get("nonce"),
+                                                          spoil_kind=args.get("spoil"))}
+        raise UnknownControl(f"unknown emulator control {op!r}")
 
     def _mutate(self, change: dict[str, Any]) -> Any:
         tenant, op = self.tenant, change["op"]
-        at = parse_time(change.get("at"))
+        at = parse_time(change.get("at")) or self.clock.now()  # audit events happen on the emulator's clock
         if op == "churn":
             return tenant.churn(change["fraction"], seed=change.get("seed", 0), at=at)
         if op == "add_user":
@@ -115,7 +151,14 @@ class EmulatorCore:
         if op == "use":
             tenant.use(change["user"], change["client"], at=at)
             return None
-        raise ValueError(f"unknown tenant change {op!r}; use authorize, revoke, use, add_user, delete_user or churn")
+        if op == "set_policy":
+            return tenant.set_policy(change["setting"], change["value"], org_unit=change.get("org_unit", "/"),
+                                     group=change.get("group"), kind=change.get("kind", "ADMIN"),
+                                     sort_order=change.get("sort_order"))
+        if op == "remove_policies":
+            return tenant.remove_policies(change.get("setting"), org_unit=change.get("org_unit"))
+        raise ValueError(f"unknown tenant change {op!r}; use authorize, revoke, use, add_user, delete_user, churn, "
+                         "set_policy or remove_policies")
 
 
 def _token_endpoint_failure(kind: str, retry_after: int) -> Answer:
@@ -128,118 +171,33 @@ def _token_endpoint_failure(kind: str, retry_after: int) -> Answer:
     return Answer(503, b'{"error":"temporarily_unavailable","error_description":"The service is currently unavailable."}')
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as httplib2 expects
-    # Headers and body go out in two writes: without TCP_NODELAY, Nagle's algorithm and the
-    # client's delayed ACK add 40 ms to every response on a kept-alive connection.
-    disable_nagle_algorithm = True
+class _Handler(EmulatorHandler):
     server_version = "ESF"
-    sys_version = ""
 
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def do_DELETE(self) -> None:
-        self._serve("DELETE")
-
-    def _serve(self, method: str) -> None:
-        server: _Server = self.server  # type: ignore[assignment]
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        if self.path.startswith(CONTROL_PREFIX):
-            answer = server.control_answer(self.path[len(CONTROL_PREFIX):], self.headers.get("X-Emulator-Key"), body)
-        else:
-            answer = server.core.answer(method, self.path, self.headers, body)
-            if server.core.knobs.latency:
-                time.sleep(server.core.knobs.latency)
+    def serve(self, body: bytes) -> None:
+        core: EmulatorCore = self.emulator.core
+        answer = core.answer(self.command, self.path, self.headers, body)
+        if core.knobs.latency:
+            time.sleep(core.knobs.latency)  # real time: see emulators.clock
         fault = answer.fault.kind if answer.fault else None
-        if fault in ("reset", "timeout"):
-            self._drop(fault, server)
+        if fault == "reset":
+            self.reset_connection()
+            return
+        if fault == "timeout":  # no answer: stall past the client's read timeout, then close
+            self.stall(core.knobs.stall_seconds)
+            self.close_connection = True
             return
         body, length = answer.fault.cut(answer.body) if fault == "truncated" else (answer.body, len(answer.body))
-        self.send_response(answer.status)
-        self.send_header("Content-Type", answer.content_type)
-        for name, value in answer.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(length))
-        self.end_headers()
-        self.wfile.write(body)
+        self.send_answer(answer.status, body, answer.content_type, answer.headers, content_length=length)
         if fault == "truncated":
             self.close_connection = True  # whatever Content-Length said, nothing more comes
 
-    def _drop(self, fault: str, server: _Server) -> None:
-        """Answer nothing: stall past the client's read timeout then close ("timeout"), or reset the connection."""
-        self.close_connection = True
-        if fault == "timeout":
-            server.stopping.wait(server.core.knobs.stall_seconds)
-            return
-        # SO_LINGER 0: closing sends RST, not FIN; the socket really closes when the handler
-        # lets go of its files, before socketserver would shut it down gracefully.
-        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.connection.close()
 
-    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests and benchmarks print their own
-        pass
+class GoogleControls(GateControls):
+    """The controls, alike in process and in a child process: each is one `control(op, args)`."""
 
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-
-    def __init__(self, address, core: EmulatorCore, control_key: str):
-        super().__init__(address, _Handler)
-        self.core, self.control_key = core, control_key
-        self.stopping = threading.Event()  # ends stalls ("timeout" faults) when the emulator stops
-
-    def control_answer(self, op: str, key: str | None, body: bytes) -> Answer:
-        if not key or not secrets.compare_digest(key, self.control_key):
-            return Answer(403, b'{"error":"wrong or missing X-Emulator-Key"}')
-        try:
-            result = self.core.control(op, json.loads(body or b"{}"))
-        except (ValueError, KeyError, TypeError) as error:
-            return Answer(400, json.dumps({"error": f"{type(error).__name__}: {error}"}).encode())
-        return Answer(200, json.dumps(result).encode())
-
-
-class GoogleEmulator:
-    """The emulator in this process: a context manager serving from a thread."""
-
-    def __init__(self, tenant: GoogleTenant | dict | None = None, *, knobs: dict[str, Any] | Knobs | None = None,
-                 host: str = "127.0.0.1", port: int = 0):
-        if tenant is None:
-            tenant = build_tenant(users=200)
-        self.tenant = tenant if isinstance(tenant, GoogleTenant) else GoogleTenant.from_json(tenant)
-        self.knobs = knobs if isinstance(knobs, Knobs) else Knobs()
-        if isinstance(knobs, dict):
-            self.knobs.update(**knobs)
-        self.core = EmulatorCore(self.tenant, self.knobs)
-        self.control_key = secrets.token_urlsafe(16)
-        self._server = _Server((host, port), self.core, self.control_key)
-        self.url = f"http://{host}:{self._server.server_address[1]}"
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> GoogleEmulator:
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="google-emulator", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stopping.set()
-        if self._thread:
-            self._server.shutdown()
-            self._thread.join(timeout=10)
-            self._thread = None
-        self._server.server_close()
-
-    def __enter__(self) -> GoogleEmulator:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+    url: str
+    control: Callable[[str, dict[str, Any]], Any]  # in this process, or over HTTP to the child
 
     @property
     def api_root(self) -> str:
@@ -253,122 +211,109 @@ class GoogleEmulator:
 
     def delegate(self, key_info: dict[str, str], scopes=SCANNER_SCOPES) -> None:
         """Set up domain-wide delegation for the key's client, for these scopes (the Admin console step)."""
-        self.core.control("delegate", delegation_for(key_info, scopes))
+        self.control("delegate", delegation_for(key_info, scopes))
 
     def set_knobs(self, **changes: Any) -> dict[str, Any]:
-        return self.core.control("knobs", changes)
+        return self.control("knobs", changes)
 
     def stats(self) -> dict[str, Any]:
-        return self.core.control("stats", {})
+        return self.control("stats", {})
 
     def reset_stats(self) -> None:
-        self.core.control("reset_stats", {})
+        self.control("reset_stats", {})
 
     def mutate(self, changes: list[dict[str, Any]]) -> list[Any]:
-        """Change the tenant (authorize, revoke, use, add_user, delete_user, churn), recording audit events."""
-        return self.core.control("mutate", {"changes": changes})
+        """Change the tenant (authorize, revoke, use, add_user, delete_user, churn: with audit events;
+        set_policy, remove_policies: the admin console's settings, as the Policy API serves them)."""
+        return self.control("mutate", {"changes": changes})
 
     def digest(self) -> dict[str, Any]:
-        return self.core.control("digest", {})
+        return self.control("digest", {})
+
+    # -- Sign in with Google (emulators.google.openid) --------------------------------------
+
+    @property
+    def issuer(self) -> str:
+        """What [signin] google_issuer points at: the discovery document is under it."""
+        return self.url
+
+    def register_sign_in_client(self, client_id: str, client_secret: str, redirect_uris: list[str]) -> None:
+        """Register a web app's OAuth client for Sign in with Google (Google Cloud > Credentials)."""
+        self.control("openid_register_client", {"client_id": client_id, "client_secret": client_secret,
+                                                "redirect_uris": list(redirect_uris)})
+
+    def add_outside_account(self, email: str, *, name: str = "", hd: str | None = None) -> None:
+        """An account from outside the tenant the sign-in page also offers (hd None: a consumer account)."""
+        self.control("openid_add_outside_account", {"email": email, "name": name, "hd": hd})
+
+    def remember_accounts(self, emails: list[str]) -> None:
+        """List these accounts first on the sign-in page, as a browser that signed in with them before."""
+        self.control("openid_remember_accounts", {"emails": list(emails)})
+
+    def spoil_next_id_token(self, kind: str) -> None:
+        """Spoil the next ID token the token endpoint issues: expired, forged, wrong_audience,
+        wrong_nonce, other_domain, no_domain or unverified_email."""
+        self.control("openid_spoil_next", {"kind": kind})
+
+    def rotate_signing_key(self, *, keep_previous: bool = True) -> str:
+        """Sign ID tokens with a new key from now on; the old one stays published unless keep_previous is False."""
+        return self.control("openid_rotate_key", {"keep_previous": keep_previous})["kid"]
+
+    def set_group_members(self, group: str, members: list[str]) -> None:
+        """Create or replace a Google group (members: user or group addresses), for members.hasMember."""
+        self.control("set_group_members", {"group": group, "members": list(members)})
+
+    def mint_id_token(self, email: str, *, client_id: str, nonce: str | None = None, spoil: str | None = None) -> str:
+        """An ID token for one of the tenant's (or an outside) accounts, as the token endpoint would issue it."""
+        return self.control("openid_mint", {"email": email, "client_id": client_id, "nonce": nonce, "spoil": spoil})["id_token"]
 
 
-class GoogleEmulatorProcess:
+class GoogleEmulator(GoogleControls, ServedEmulator):
+    """The emulator in this process: a context manager serving from a thread."""
+
+    handler = _Handler
+    thread_name = "google-emulator"
+
+    def __init__(self, tenant: GoogleTenant | dict | None = None, *, knobs: dict[str, Any] | Knobs | None = None,
+                 host: str = "127.0.0.1", port: int = 0, clock: Clock | None = None):
+        if tenant is None:
+            tenant = build_tenant(users=200)
+        self.tenant = tenant if isinstance(tenant, GoogleTenant) else GoogleTenant.from_json(tenant)
+        self.knobs = knobs if isinstance(knobs, Knobs) else Knobs()
+        if isinstance(knobs, dict):
+            self.knobs.update(**knobs)
+        super().__init__(host=host, port=port, clock=clock)
+        self.core = EmulatorCore(self.tenant, self.knobs, self.clock, self.url)
+
+    def provider_control(self, op: str, args: dict[str, Any]) -> Any:
+        return self.core.control(op, args)
+
+
+class GoogleEmulatorProcess(GoogleControls, EmulatorProcess):
     """The same emulator in a child process, so a benchmark measures the scanner's memory alone.
 
     `tenant` is tenant JSON (GoogleTenant.to_json()); or `build` holds build_tenant() arguments
     ({"users": 100000, "seed": 1, "grants_per_user": 8}) and the child builds it.
     """
 
+    module = "emulators.google.server"
+
     def __init__(self, tenant: dict[str, Any] | None = None, *, build: dict[str, Any] | None = None,
-                 knobs: dict[str, Any] | None = None):
+                 knobs: dict[str, Any] | None = None, start_timeout: float = 600):
         if (tenant is None) == (build is None):
             raise ValueError("give either tenant JSON or build_tenant arguments")
-        self._spec = {"tenant": tenant, "build": build, "knobs": knobs or {}}
-        self._process: subprocess.Popen | None = None
-        self.url = ""
-        self.control_key = ""
+        super().__init__({"build": build, "knobs": knobs or {}}, tenant=tenant, start_timeout=start_timeout)
 
-    def start(self, timeout: float = 600) -> GoogleEmulatorProcess:
-        import requests  # only the parent needs it
 
-        self._process = subprocess.Popen([sys.executable, "-m", "emulators.google.server"], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, text=True)
-        self._process.stdin.write(json.dumps(self._spec) + "\n")
-        self._process.stdin.flush()
-        ready = self._process.stdout.readline()
-        if not ready:
-            raise RuntimeError(f"the Google emulator process exited with status {self._process.wait(timeout)}")
-        info = json.loads(ready)
-        self.url, self.control_key = info["url"], info["control_key"]
-        self._session = requests.Session()
-        self._session.headers["X-Emulator-Key"] = self.control_key
-        return self
-
-    def stop(self) -> None:
-        if self._process:
-            self._process.stdin.close()  # the child's watcher sees EOF and shuts down
-            try:
-                self._process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process.stdout.close()
-            self._process = None
-
-    def __enter__(self) -> GoogleEmulatorProcess:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    @property
-    def pid(self) -> int:
-        return self._process.pid
-
-    @property
-    def api_root(self) -> str:
-        return self.url + "/"
-
-    @property
-    def token_uri(self) -> str:
-        return self.url + "/token"
-
-    def _control(self, op: str, args: dict[str, Any]) -> Any:
-        response = self._session.post(self.url + CONTROL_PREFIX + op, data=json.dumps(args), timeout=600)
-        if response.status_code != 200:
-            raise RuntimeError(f"emulator control {op} failed: {response.status_code} {response.text}")
-        return response.json()
-
-    def delegate(self, key_info: dict[str, str], scopes=SCANNER_SCOPES) -> None:
-        self._control("delegate", delegation_for(key_info, scopes))
-
-    def set_knobs(self, **changes: Any) -> dict[str, Any]:
-        return self._control("knobs", changes)
-
-    def stats(self) -> dict[str, Any]:
-        return self._control("stats", {})
-
-    def reset_stats(self) -> None:
-        self._control("reset_stats", {})
-
-    def mutate(self, changes: list[dict[str, Any]]) -> list[Any]:
-        return self._control("mutate", {"changes": changes})
-
-    def digest(self) -> dict[str, Any]:
-        return self._control("digest", {})
+def _emulator_for(spec: dict[str, Any]) -> GoogleEmulator:
+    data = load_tenant_json(spec)
+    tenant = GoogleTenant.from_json(data) if data is not None else build_tenant(**spec["build"])
+    return GoogleEmulator(tenant, knobs=spec.get("knobs") or {})
 
 
 def main() -> None:
-    """Child process: read one JSON spec line on stdin, serve, print {"url", "control_key"}, exit on stdin EOF."""
-    spec = json.loads(sys.stdin.readline())
-    if spec.get("tenant") is not None:
-        tenant = GoogleTenant.from_json(spec["tenant"])
-    else:
-        tenant = build_tenant(**spec["build"])
-    emulator = GoogleEmulator(tenant, knobs=spec.get("knobs") or {}).start()
-    print(json.dumps({"url": emulator.url, "control_key": emulator.control_key}), flush=True)
-    sys.stdin.read()  # blocks until the parent closes stdin or dies
-    emulator.stop()
+    """`python -m emulators.google.server`: the child process of GoogleEmulatorProcess."""
+    serve_in_child(_emulator_for)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """A Google Workspace tenant described by data, as the Admin SDK emulator serves it.
 
 A `GoogleTenant` holds directory users, the OAuth clients (apps) users granted access
-to, each user's tokens, the `token` audit log (authorize / revoke / activity events)
-and the domain-wide delegation set-up (service accounts, their public keys and
-delegated scopes). It round-trips through JSON (`to_json` / `from_json`) so a child
-process can serve the same tenant, and `build_tenant()` makes a synthetic school
-district of any size, deterministic for a seed.
+to, each user's tokens, the `token` audit log (authorize / revoke / activity events),
+the domain-wide delegation set-up (service accounts, their public keys and delegated
+scopes), its organizational units (with ids) and the Cloud Identity Policy API's
+policies (the admin console's settings, per org unit or group). It round-trips through JSON (`to_json` / `from_json`) so a child
+process can serve the same tenant; `google_tenant()` turns a synthetic district
+(emulators.district) into one, and `build_tenant()` makes one of any size,
+deterministic for a seed.
 
 Mutations (`authorize`, `revoke`, `use`, `add_user`, `delete_user`, `churn`) record the
 matching token audit events, as Google does, so incremental scans can be tested.
@@ -24,7 +26,12 @@ Tenant JSON (what `from_json` reads; field names as in the Directory API):
                  "authorizedAt": "2026-09-01T10:00:00Z", "lastUsedAt": "2026-11-20T08:00:00Z"}],
      "events": [{"name": "revoke", "userId": "...", "clientId": "...", "scopes": [...], "time": "..."}],
      "service_accounts": [{"client_email": "...", "client_id": "...", "public_keys": {"<kid>": "<PEM>"},
-                           "scopes": [...]}]}
+                           "scopes": [...]}],
+     "org_unit_ids": {"/": "03ph8a2z1...", ...},
+     "policies": [{"name": "policies/...", "customer": "customers/C03az79cb", "type": "ADMIN",
+                   "policyQuery": {"orgUnit": "orgUnits/03ph8a2z1...", "query": "...", "sortOrder": 101.0},
+                   "setting": {"type": "settings/api_controls.unconfigured_third_party_apps",
+                               "value": {"accessLevel": "BLOCK_ALL_SCOPES"}}}]}
 
 Users with `isAdmin` are the admins a service account may impersonate with privileges;
 `authorizedAt` / `lastUsedAt` become `authorize` / `activity` events (the log serves the
@@ -36,13 +43,14 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import hashlib
-import math
 import random
 import threading
 from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
+
+from ..district import District, build_district
 
 UTC = dt.timezone.utc
 RETENTION = dt.timedelta(days=180)  # the token audit log keeps 180 days
@@ -54,6 +62,12 @@ SCANNER_SCOPES = (
     "https://www.googleapis.com/auth/admin.directory.user.readonly",
     "https://www.googleapis.com/auth/admin.directory.user.security",
     "https://www.googleapis.com/auth/admin.reports.audit.readonly",
+)
+# The scopes the scanner's posture checks ask for, each in a token of its own: the Cloud
+# Identity Policy API (the settings), and org unit names (to show "/Students", not an id).
+POSTURE_SCOPES = (
+    "https://www.googleapis.com/auth/cloud-identity.policies.readonly",
+    "https://www.googleapis.com/auth/admin.directory.orgunit.readonly",
 )
 
 
@@ -248,6 +262,8 @@ class GoogleTenant:
         self.tokens: dict[str, list[Token]] = {}
         self.events = EventLog()
         self.service_accounts: dict[str, ServiceAccount] = {}  # by client_email
+        self.org_unit_ids: dict[str, str] = {}  # org unit path -> id (without Google's "id:" prefix)
+        self.policies: list[dict[str, Any]] = []  # Cloud Identity Policy API policies, as the API returns them
 
     # -- building -------------------------------------------------------------------------
 
@@ -388,6 +404,61 @@ class GoogleTenant:
         digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()
         return {"grants": len(lines), "users": len(self.users), "sha256": digest}
 
+    # -- org units and policies (the admin console's settings) -----------------------------
+
+    def org_unit_paths(self) -> list[str]:
+        """Every org unit path, parents included (a user's OU implies its parents), sorted."""
+        with self.lock:
+            paths = {"/"}
+            for path in self.org_units:
+                parts = [part for part in path.split("/") if part]
+                paths.update("/" + "/".join(parts[:n]) for n in range(1, len(parts) + 1))
+            return sorted(paths)
+
+    def org_unit_id(self, path: str) -> str:
+        """The org unit's id, stable for the customer and path (Google's look like 03ph8a2z1enx4lx)."""
+        with self.lock:
+            known = self.org_unit_ids.get(path)
+            if known is None:
+                digest = hashlib.sha256(f"{self.customer_id}:{path}".encode()).hexdigest()
+                known = self.org_unit_ids[path] = "03" + digest[:13]
+            return known
+
+    def set_policy(self, setting: str, value: dict[str, Any], *, org_unit: str = "/", group: str | None = None,
+                   kind: str = "ADMIN", sort_order: float | None = None) -> dict[str, Any]:
+        """Set a setting for an org unit (or a group in it), as an admin (ADMIN) or Google (SYSTEM)
+        would: replaces the policy of the same setting, org unit, group and kind."""
+        setting_type = setting if setting.startswith("settings/") else "settings/" + setting
+        with self.lock:
+            if org_unit not in self.org_units:
+                self.org_units.append(org_unit)
+            unit = self.org_unit_id(org_unit)
+            query = f"entity.org_units.exists(org_unit, org_unit.org_unit_id == orgUnitId('{unit}'))"
+            policy_query: dict[str, Any] = {"orgUnit": f"orgUnits/{unit}"}
+            if group:
+                policy_query["group"] = f"groups/{group}"
+                query += f" && entity.groups.exists(group, group.group_id == groupId('{group}'))"
+            if sort_order is None:
+                sort_order = (100.0 if kind == "ADMIN" else 1.0) + len(self.policies)
+            policy_query.update(query=query, sortOrder=float(sort_order))
+            digest = hashlib.sha256(f"{setting_type}|{unit}|{group}|{kind}".encode()).hexdigest()
+            policy = {"name": f"policies/{digest[:20]}", "customer": f"customers/{self.customer_id}",
+                      "policyQuery": policy_query, "setting": {"type": setting_type, "value": value}, "type": kind}
+            self.policies = [p for p in self.policies if p["name"] != policy["name"]] + [policy]
+            return policy
+
+    def remove_policies(self, setting: str | None = None, *, org_unit: str | None = None) -> int:
+        """Remove policies (of a setting, of an org unit, or all): how many went."""
+        setting_type = setting if setting is None or setting.startswith("settings/") else "settings/" + setting
+        unit = None if org_unit is None else f"orgUnits/{self.org_unit_id(org_unit)}"
+        with self.lock:
+            kept = [p for p in self.policies
+                    if not ((setting_type is None or p["setting"]["type"] == setting_type)
+                            and (unit is None or p["policyQuery"].get("orgUnit") == unit))]
+            removed = len(self.policies) - len(kept)
+            self.policies = kept
+            return removed
+
     # -- benchmark churn --------------------------------------------------------------------
 
     def churn(self, fraction: float, *, seed: int = 0, at: dt.datetime | None = None) -> dict[str, int]:
@@ -431,6 +502,8 @@ class GoogleTenant:
                             "scopes": list(self.scope_sets[log.scope_sets[i]]), "time": from_micros(log.micros[i]).isoformat()}
                            for i in range(len(log))],
                 "service_accounts": [sa.to_json() for sa in self.service_accounts.values()],
+                "org_unit_ids": dict(self.org_unit_ids),
+                "policies": [dict(policy) for policy in self.policies],
             }
 
     @classmethod
@@ -466,168 +539,100 @@ class GoogleTenant:
         for sa in data.get("service_accounts", ()):
             account = ServiceAccount.from_json(sa)
             tenant.service_accounts[account.client_email] = account
+        tenant.org_unit_ids.update(data.get("org_unit_ids", {}))
+        tenant.policies = [dict(policy) for policy in data.get("policies", ())]
         return tenant
 
 
 # -- a synthetic district ------------------------------------------------------------------
 
-GIVEN = ("Olivia", "Liam", "Emma", "Noah", "Zoë", "Mateo", "Sofía", "Nguyễn", "Aaliyah", "Kenji", "Fatima",
-         "Dmitri", "Siobhán", "Chidi", "Priya", "José", "Chloé", "Łukasz", "Mei", "Oluwaseun", "Björn", "Aiyana")
-FAMILY = ("Smith", "García", "Nguyen", "Müller", "O'Brien", "Okafor", "Patel", "Kowalski", "Yamamoto", "Begay",
-          "Dubois", "Hernández", "Chen", "Johansson", "Adeyemi", "Ferreira", "Ivanova", "Núñez", "Søren", "Park")
-SCHOOLS = ("Lincoln Elementary", "Roosevelt Elementary", "Jefferson Middle", "Springfield High")
+def google_tenant(district: District, *, customer_id: str = "C03az79cb", admin_email: str | None = None) -> GoogleTenant:
+    """A synthetic district (emulators.district) as Google Workspace holds it.
 
-_PROFILE = ("openid", "https://www.googleapis.com/auth/userinfo.email", "https://www.googleapis.com/auth/userinfo.profile")
-_AUTH = "https://www.googleapis.com/auth/"
-# (name, extra scopes, popularity weight, anonymous, native app, client type)
-SYNTHETIC_APPS = (
-    ("Kahoot!", (), 30, False, False, "WEB"),
-    ("Quizlet", (_AUTH + "drive.file",), 25, False, False, "WEB"),
-    ("Canva for Education", (_AUTH + "drive.file", _AUTH + "classroom.courses.readonly"), 25, False, False, "WEB"),
-    ("Edpuzzle", (_AUTH + "classroom.rosters.readonly", _AUTH + "classroom.coursework.students"), 15, False, False, "WEB"),
-    ("Nearpod", (_AUTH + "classroom.courses.readonly", _AUTH + "drive.readonly"), 12, False, False, "WEB"),
-    ("Pear Deck", (_AUTH + "drive.file", _AUTH + "presentations"), 12, False, False, "WEB"),
-    ("Khan Academy", (), 20, False, False, "WEB"),
-    ("Desmos", (), 10, False, False, "WEB"),
-    ("Flip", (_AUTH + "classroom.rosters.readonly",), 8, False, False, "WEB"),
-    ("Seesaw", (_AUTH + "classroom.rosters.readonly",), 10, False, False, "WEB"),
-    ("Quiz Master", (_AUTH + "forms.body",), 6, False, False, "WEB"),
-    ("Quiz Master", (_AUTH + "spreadsheets",), 4, False, False, "WEB"),  # same name, another developer
-    ("Super Mail Merge", ("https://mail.google.com/", _AUTH + "spreadsheets"), 3, False, False, "WEB"),
-    ("Calendly", (_AUTH + "calendar",), 3, False, False, "WEB"),
-    ("Grammarly", (_AUTH + "documents",), 8, False, False, "WEB"),
-    ("Adobe Express", (_AUTH + "drive.file",), 6, False, False, "WEB"),
-    ("Zoom", (_AUTH + "calendar.events",), 5, False, False, "WEB"),
-    ("Prodigy Math", (), 10, False, False, "WEB"),
-    ("Blooket", (), 12, False, False, "WEB"),
-    ("Gimkit", (), 8, False, False, "WEB"),
-    ("Padlet", (_AUTH + "drive.file",), 7, False, False, "WEB"),
-    ("Book Creator", (_AUTH + "drive.file",), 4, False, False, "WEB"),
-    ("Screencastify", (_AUTH + "drive.file", _AUTH + "youtube.upload"), 5, False, False, "NATIVE_CHROME_EXTENSION"),
-    ("Mote", (_AUTH + "drive.file",), 4, False, False, "NATIVE_CHROME_EXTENSION"),
-    ("Read&Write for Google Chrome™", (_AUTH + "drive", _AUTH + "documents"), 6, False, False, "NATIVE_CHROME_EXTENSION"),
-    ("Éducation Musicale ♪", (), 2, False, False, "WEB"),
-    ("数学パズル", (), 1, False, False, "WEB"),
-    ("Schoology", (_AUTH + "drive", _AUTH + "classroom.courses"), 3, False, False, "WEB"),
-    ("iOS Account Manager", ("https://mail.google.com/", _AUTH + "calendar", _AUTH + "carddav"), 4, False, True, "NATIVE_IOS"),
-    ("Android device", ("https://mail.google.com/", _AUTH + "calendar"), 3, False, True, "NATIVE_ANDROID"),
-    ("Unregistered script", (_AUTH + "drive",), 1, True, False, "TYPE_UNSPECIFIED"),
-)
-INTERNAL_APPS = (("District Attendance Sync", (_AUTH + "classroom.rosters.readonly",), 3),)
-
-
-def synthetic_client_id(name: str, project: int, salt: str = "") -> str:
-    digest = hashlib.sha256(f"{name}|{salt}".encode()).hexdigest()
-    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-    suffix = "".join(alphabet[int(digest[i:i + 2], 16) % 36] for i in range(0, 64, 2))
-    return f"{project}-{suffix}.apps.googleusercontent.com"
-
-
-def synthetic_clients(internal_project: int = 123456789012, extra_apps: int = 0) -> list[tuple[OAuthClient, tuple[str, ...], int]]:
-    """(client, scopes, weight) of the synthetic apps; the district's own apps use internal_project;
-    `extra_apps` small third-party apps are added, as large districts have."""
-    clients = []
-    for position, (name, extra, weight, anonymous, native, client_type) in enumerate(SYNTHETIC_APPS):
-        project = 100000000000 + int(hashlib.sha256(f"{name}{position}".encode()).hexdigest()[:8], 16) % 899999999999
-        client = OAuthClient(synthetic_client_id(name, project, str(position)), name, anonymous, native, client_type)
-        clients.append((client, _PROFILE + extra, weight))
-    for name, extra, weight in INTERNAL_APPS:
-        client = OAuthClient(synthetic_client_id(name, internal_project), name)
-        clients.append((client, _PROFILE + extra, weight))
-    for n in range(1, extra_apps + 1):
-        name = f"EdTech Tool {n}"
-        project = 100000000000 + int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % 899999999999
-        clients.append((OAuthClient(synthetic_client_id(name, project, "extra"), name), _PROFILE + (_AUTH + "drive.file",), 1))
-    return clients
-
-
-MAX_GRANTS_PER_USER = 40
-
-
-def grant_count(rng: random.Random, mean: float, apps: int) -> int:
-    """How many apps one account granted: long-tailed (log-normal) around `mean`, up to 40."""
-    if mean <= 0:
-        return 0
-    sigma = 0.75
-    return min(apps, MAX_GRANTS_PER_USER, round(rng.lognormvariate(math.log(mean) - sigma * sigma / 2, sigma)))
-
-
-def build_tenant(users: int = 200, *, seed: int = 1, domain: str = "district.example",
-                 student_domain: str | None = None, admin_email: str | None = None, grants_per_user: float = 4.0,
-                 internal_project: int = 123456789012, extra_apps: int = 0, now: dt.datetime | None = None) -> GoogleTenant:
-    """A synthetic district of `users` accounts (plus one super admin), deterministic for a seed.
-
-    About 1 in 12 accounts is staff (/Staff/<school>), the rest students (/Students/<school>/Grade N,
-    on `student_domain`). Each account holds about `grants_per_user` tokens (a long tail, up to
-    40 when there are that many apps: see `extra_apps`); each token has an
-    `authorize` event in the last 400 days (the log keeps 180) and, for 70%, an `activity`
-    event in the last 60 days. Names are Unicode; two different apps share one name.
+    A super admin (`admin_email`, default it-admin@<domain>, in /IT) and every person, in
+    /Students/<school>/Grade <n> or /Staff/<school>; an OAuth client for each app with Google
+    scopes; a token for each Google grant, whose authorization is an `authorize` event and
+    whose last use an `activity` event (the log serves the last 180 days of them).
     """
-    now = (now or dt.datetime.now(UTC)).replace(microsecond=0)
-    student_domain = student_domain or f"students.{domain}"
-    admin_email = admin_email or f"it-admin@{domain}"
-    rng = random.Random(seed)
-    tenant = GoogleTenant(domain=domain, org_units=["/", "/Staff", "/Students", "/IT"])
-    clients = synthetic_clients(internal_project, extra_apps)
-    for client, scopes, _ in clients:
-        tenant.add_client(client)
-        tenant.requested_scopes[client.client_id] = scopes
-    weighted = [index for index, (_, _, weight) in enumerate(clients) for _ in range(weight)]
-    ids = _user_ids(rng, users + 1)
-    tenant.add_user(DirectoryUser(ids[0], admin_email, "IT", "Admin", "/IT", is_admin=True))
-    staff_total = max(1, users // 12)
-    taken: set[str] = {admin_email}
+    tenant = GoogleTenant(customer_id=customer_id, domain=district.domain, org_units=["/", "/Staff", "/Students", "/IT"])
+    admin_email = admin_email or f"it-admin@{district.domain}"
+    tenant.add_user(DirectoryUser(_user_id(district, "admin"), admin_email, "IT", "Admin", "/IT", is_admin=True))
+    users = [tenant.add_user(DirectoryUser(_user_id(district, person.key), person.email, person.given, person.family,
+                                           person.google_org_unit, suspended=person.suspended))
+             for person in district.people]
+    clients: dict[int, OAuthClient] = {}  # by id() of the App: two apps may share a name
+    for app in district.apps:
+        if app.google_scopes:
+            clients[id(app)] = tenant.add_client(OAuthClient(app.google_id, app.name, app.google_anonymous, app.google_native,
+                                                             app.google_client_type))
+            tenant.requested_scopes[app.google_id] = app.google_scopes
     rows = []
-    for n in range(users):
-        staff = n < staff_total
-        given, family = rng.choice(GIVEN), rng.choice(FAMILY)
-        school = SCHOOLS[n % len(SCHOOLS)]
-        local = _ascii(f"{given}.{family}" if staff else f"{given[0]}{family}{rng.randint(26, 38)}")
-        email = _unique(local, domain if staff else student_domain, taken)
-        ou = f"/Staff/{school}" if staff else f"/Students/{school}/Grade {rng.randint(1, 12)}"
-        user = tenant.add_user(DirectoryUser(ids[n + 1], email, given, family, ou, suspended=rng.random() < 0.01))
-        person = tenant._person_index[user.id]
-        count = grant_count(rng, grants_per_user, len(clients))
-        chosen: set[int] = set()
-        while len(chosen) < count:
-            chosen.add(rng.choice(weighted))
-        for index in sorted(chosen):
-            client, scopes, _ = clients[index]
-            tenant.authorize(user.id, client, scopes, record_event=False)
-            scope_set = tenant._scope_set(scopes)
-            authorized = now - dt.timedelta(days=rng.uniform(1, 400))
-            rows.append((to_micros(authorized), _EVENT_CODE["authorize"], person, tenant._client_index[client.client_id], scope_set))
-            if rng.random() < 0.7:
-                used = max(authorized, now - dt.timedelta(days=rng.uniform(0, 60)))
-                rows.append((to_micros(used), _EVENT_CODE["activity"], person, tenant._client_index[client.client_id], scope_set))
+    authorize, activity = _EVENT_CODE["authorize"], _EVENT_CODE["activity"]
+    for grant in district.grants:
+        if grant.provider != "google":
+            continue
+        user, client = users[grant.person], clients[id(grant.app)]
+        tenant.authorize(user.id, client, grant.scopes, record_event=False)
+        event = (tenant._person_index[user.id], tenant._client_index[client.client_id], tenant._scope_set(grant.scopes))
+        rows.append((to_micros(grant.authorized_at), authorize, *event))
+        if grant.last_used_at:
+            rows.append((to_micros(grant.last_used_at), activity, *event))
     tenant.events.load(rows)
+    set_district_posture(tenant)
     return tenant
 
 
-def _user_ids(rng: random.Random, count: int) -> list[str]:
-    ids: set[str] = set()
-    while len(ids) < count:
-        ids.add(str(rng.randrange(100_000_000_000_000_000_000, 119_999_999_999_999_999_999)))
-    return sorted(ids, key=lambda _: rng.random())
+def set_district_posture(tenant: GoogleTenant) -> None:
+    """A typical district's API controls, as the Policy API returns them from real tenants
+    (camelCase fields, the enum spellings tenants send rather than the documented ones):
+
+    - unconfigured third-party apps: any app for staff at the top (GWS.COMMONCONTROLS.10.4
+      fails there), blocked in /Students, and blocked for users designated under 18;
+      Google's own SYSTEM policy sits below the admin's (a lower sortOrder);
+    - internal apps trusted (10.3 fails); Gmail restricted, Drive restricted for high-risk
+      scopes only, every other service open (10.1 and 10.2 fail);
+    - Marketplace: allowlisted apps only (11.1 passes); Classroom data access on (CLASSROOM.2.1,
+      a SHOULD, fails); and an unrelated Gmail setting the scanner's filter leaves out.
+    """
+    tenant.set_policy("api_controls.unconfigured_third_party_apps",
+                      {"accessLevel": "UNSPECIFIED_UBER_BLOCK", "accessLevelUnder18": "UNDERAGE_UBER_BLOCK_UNSPECIFIED"},
+                      kind="SYSTEM", sort_order=1.0)
+    tenant.set_policy("api_controls.unconfigured_third_party_apps",
+                      {"accessLevel": "UNSPECIFIED_UBER_BLOCK", "accessLevelUnder18": "BLOCK_ALL_SCOPES"}, sort_order=201.0)
+    tenant.set_policy("api_controls.unconfigured_third_party_apps",
+                      {"accessLevel": "BLOCK_ALL_SCOPES", "accessLevelUnder18": "BLOCK_ALL_SCOPES"}, org_unit="/Students",
+                      sort_order=202.0)
+    tenant.set_policy("api_controls.internal_apps", {"trustInternalApps": True}, sort_order=203.0)
+    tenant.set_policy("api_controls.google_services", {"services": [
+        {"scopesGroup": "GMAIL_ALL", "isEnabled": False}, {"scopesGroup": "DRIVE_HIGH_RISK", "isEnabled": False}]},
+        sort_order=204.0)
+    tenant.set_policy("api_controls.custom_user_message", {"errorText": ""}, kind="SYSTEM", sort_order=2.0)
+    tenant.set_policy("workspace_marketplace.apps_access_options",
+                      {"accessLevel": "ALLOW_LISTED_APPS", "allowAllInternalApps": False}, sort_order=205.0)
+    tenant.set_policy("classroom.api_data_access", {"enableApiAccess": True}, sort_order=206.0)
+    tenant.set_policy("gmail.auto_forwarding", {"enableAutoForwarding": False}, sort_order=207.0)
 
 
-_ASCII = str.maketrans("áàâäãåçéèêëíìîïñóòôöõøúùûüýÿßæœłễ", "aaaaaaceeeeiiiinoooooouuuuyysaole")
+def build_tenant(users: int = 200, *, seed: int = 1, domain: str = "district.example", student_domain: str | None = None,
+                 admin_email: str | None = None, grants_per_user: float = 4.0, extra_apps: int = 0,
+                 now: dt.datetime | None = None) -> GoogleTenant:
+    """A synthetic district of `users` accounts (plus one super admin) as Google holds it,
+    deterministic for a seed: emulators.district's generator with the emulators' apps, Google's
+    grants only, about `grants_per_user` tokens an account (a long tail, up to 40), each
+    authorized in the last 400 days; `extra_apps` small third-party apps more."""
+    district = build_district(users, seed=seed, domain=domain, student_domain=student_domain, grants_per_user=grants_per_user,
+                              extra_apps=extra_apps, providers=("google",), now=now)
+    return google_tenant(district, admin_email=admin_email)
 
 
-def _ascii(text: str) -> str:
-    return "".join(c for c in text.lower().translate(_ASCII) if c.isalnum() or c == ".")
-
-
-def _unique(local: str, domain: str, taken: set[str]) -> str:
-    email, n = f"{local}@{domain}", 1
-    while email in taken:
-        n += 1
-        email = f"{local}{n}@{domain}"
-    taken.add(email)
-    return email
+def _user_id(district: District, key: int | str) -> str:
+    """A 21-digit id, as Google's are, stable for the district and the person."""
+    digest = hashlib.sha256(f"{district.seed}:{district.domain}:{key}".encode()).digest()
+    return str(100_000_000_000_000_000_000 + int.from_bytes(digest[:8], "big") % 19_999_999_999_999_999_999)
 
 
 __all__ = [
-    "DirectoryUser", "Event", "EventLog", "GoogleTenant", "OAuthClient", "RETENTION", "SCANNER_SCOPES", "ServiceAccount",
-    "Token", "build_tenant", "from_micros", "rfc3339", "to_micros",
+    "DirectoryUser", "Event", "EventLog", "GoogleTenant", "OAuthClient", "POSTURE_SCOPES", "RETENTION", "SCANNER_SCOPES",
+    "ServiceAccount", "set_district_posture",
+    "Token", "build_tenant", "from_micros", "google_tenant", "rfc3339", "to_micros",
 ]

@@ -20,7 +20,6 @@ per app, group members, the sign-in activity report; inside `$batch` too).
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hashlib
 import hmac
 import json
@@ -29,7 +28,6 @@ import random
 import re
 import secrets
 import threading
-import time
 import uuid
 import zlib
 from collections import Counter, deque
@@ -38,8 +36,9 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
+from ..clock import Clock
 from .signin import IssuedToken, SignInService
-from .tenant import AppRoleAssignment, DelegatedGrant, MicrosoftTenant
+from .tenant import GRAPH_APP_ID, AppRoleAssignment, DelegatedGrant, MicrosoftTenant
 from .throttle import SlidingWindow, resource_units
 
 MAX_PAGE = 999
@@ -102,9 +101,11 @@ class Knobs:
 
 
 class Stats:
-    """What the emulator saw: requests by endpoint, batch items, throttling, faults; thread-safe."""
+    """What the emulator saw: requests by endpoint, batch items, throttling, faults; thread-safe.
+    Each event carries the clock's (monotonic) time."""
 
-    def __init__(self, keep_events: int = 200_000):
+    def __init__(self, keep_events: int = 200_000, clock: Clock | None = None):
+        self.clock = clock or Clock()
         self._lock = threading.Lock()
         self._keep = keep_events
         self.reset()
@@ -129,7 +130,7 @@ class Stats:
         with self._lock:
             self.endpoints[endpoint] += 1
             self.statuses[str(status)] += 1
-            self.events.append((time.monotonic(), endpoint, status, in_batch, path))
+            self.events.append((self.clock.monotonic(), endpoint, status, in_batch, path))
             if status == 429:
                 self.counts["throttled"] += 1
 
@@ -144,7 +145,7 @@ class Stats:
             }
 
     def events_for(self, text: str) -> list[tuple[float, str, int, bool, str]]:
-        """(monotonic time, endpoint, status, in_batch, path) of recent requests whose endpoint
+        """(clock time, endpoint, status, in_batch, path) of recent requests whose endpoint
         ("GET /v1.0/users") or path ("/v1.0/servicePrincipals/<id>/...") contains the text."""
         with self._lock:
             return [event for event in self.events if text in event[1] or text in event[4]]
@@ -181,6 +182,11 @@ PERMISSIONS = {
     "servicePrincipals": {"Application.Read.All", "Application.ReadWrite.All", *_READ_DIRECTORY},
     "oauth2PermissionGrants": {"DelegatedPermissionGrant.Read.All", "DelegatedPermissionGrant.ReadWrite.All", *_READ_DIRECTORY},
     "reports": {"AuditLog.Read.All", *_READ_DIRECTORY},
+    # The consent settings and requests: Directory.Read.All does not reach these (their permission tables).
+    "authorizationPolicy": {"Policy.Read.All", "Policy.ReadWrite.Authorization"},
+    "adminConsentRequestPolicy": {"Policy.Read.All", "Policy.ReadWrite.ConsentRequest"},
+    "consentRequests": {"ConsentRequest.Read.All", "ConsentRequest.ReadWrite.All"},
+    "classifications": {"Application.Read.All", "Application.ReadWrite.OwnedBy", *_READ_DIRECTORY},
 }
 
 USER_PROPERTIES = {
@@ -207,6 +213,10 @@ GROUP_PROPERTIES = {"id", "displayName", "description", "mail", "mailEnabled", "
 ORGANIZATION_PROPERTIES = {"id", "displayName", "verifiedDomains", "tenantType", "countryLetterCode", "createdDateTime"}
 SKU_PROPERTIES = {"id", "accountId", "accountName", "appliesTo", "capabilityStatus", "consumedUnits", "prepaidUnits",
                   "servicePlans", "skuId", "skuPartNumber", "subscriptionIds"}
+APP_CONSENT_REQUEST_PROPERTIES = {"id", "appId", "appDisplayName", "consentType", "pendingScopes", "userConsentRequests"}
+USER_CONSENT_REQUEST_PROPERTIES = {"id", "reason", "status", "createdDateTime", "createdBy", "approvalId",
+                                   "completedDateTime", "customData"}
+CLASSIFICATION_PROPERTIES = {"id", "permissionId", "permissionName", "classification"}
 SIGN_IN_PROPERTIES = {"id", "appId", "applicationAuthenticationClientSignInActivity",
                       "applicationAuthenticationResourceSignInActivity", "delegatedClientSignInActivity",
                       "delegatedResourceSignInActivity", "lastSignInActivity"}
@@ -246,7 +256,21 @@ ROUTES = (
            "_sp_assignments", "appRoleAssignments", "servicePrincipals"),
     _route(r"/servicePrincipals/(?P<id>[^/]+)/appRoleAssignedTo", "servicePrincipals/{id}/appRoleAssignedTo",
            "_sp_assigned_to", "appRoleAssignments", "servicePrincipals"),
+    _route(r"/servicePrincipals/(?P<id>[^/]+)/delegatedPermissionClassifications",
+           "servicePrincipals/{id}/delegatedPermissionClassifications", "_classifications", "servicePrincipal", "classifications"),
+    _route(r"/servicePrincipals\(appId='(?P<app_id>[^']+)'\)/delegatedPermissionClassifications",
+           "servicePrincipals(appId)/delegatedPermissionClassifications", "_classifications", "servicePrincipal",
+           "classifications"),
     _route(r"/oauth2PermissionGrants", "oauth2PermissionGrants", "_grants", "oauth2PermissionGrants", "oauth2PermissionGrants"),
+    _route(r"/policies/authorizationPolicy", "policies/authorizationPolicy", "_authorization_policy", "policy",
+           "authorizationPolicy"),
+    _route(r"/policies/adminConsentRequestPolicy", "policies/adminConsentRequestPolicy", "_admin_consent_request_policy",
+           "policy", "adminConsentRequestPolicy"),
+    _route(r"/identityGovernance/appConsent/appConsentRequests", "identityGovernance/appConsent/appConsentRequests",
+           "_app_consent_requests", "consentRequests", "consentRequests"),
+    _route(r"/identityGovernance/appConsent/appConsentRequests/(?P<id>[^/]+)/userConsentRequests",
+           "identityGovernance/appConsent/appConsentRequests/{id}/userConsentRequests", "_user_consent_requests",
+           "consentRequests", "consentRequests"),
     _route(r"/reports/servicePrincipalSignInActivities", "reports/servicePrincipalSignInActivities", "_sign_in_activities",
            "reports", "reports", beta_only=True),
 )
@@ -327,11 +351,14 @@ class PathRules:
 
 
 class GraphService:
-    """Answers Graph requests for the tenant returned by `tenant()`."""
+    """Answers Graph requests for the tenant returned by `tenant()`, by the clock (throttling
+    windows, $skiptoken age)."""
 
-    def __init__(self, base_url: str, signin: SignInService, knobs: Knobs, stats: Stats, tenant: Callable[[], MicrosoftTenant]):
+    def __init__(self, base_url: str, signin: SignInService, knobs: Knobs, stats: Stats, tenant: Callable[[], MicrosoftTenant],
+                 clock: Clock | None = None):
         self.base_url = base_url.rstrip("/")
         self.signin, self.knobs, self.stats, self.tenant = signin, knobs, stats, tenant
+        self.clock = clock or Clock()
         self.faults = FaultPicker(knobs)
         self._skiptoken_key = secrets.token_bytes(16)
         self._forced_429 = PathRules()  # payload: the Retry-After, or "absent"
@@ -342,8 +369,8 @@ class GraphService:
 
     def apply_knobs(self) -> None:
         """Start throttling windows afresh from the current knobs."""
-        self.units = SlidingWindow(self.knobs.ru_budget, self.knobs.ru_window)
-        self.reports = SlidingWindow(self.knobs.reports_limit, self.knobs.reports_window)
+        self.units = SlidingWindow(self.knobs.ru_budget, self.knobs.ru_window, self.clock)
+        self.reports = SlidingWindow(self.knobs.reports_limit, self.knobs.reports_window, self.clock)
         self.faults.reseed()
 
     def throttle_next(self, path_contains: str, *, retry_after: float | None = 1.0, times: int = 1) -> None:
@@ -456,7 +483,7 @@ class GraphService:
     def _error(self, status: int, code: str, message: str, client_request_id: str) -> GraphAnswer:
         request_id = str(uuid.uuid4())
         body = {"error": {"code": code, "message": message, "innerError": {
-            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
+            "date": self.clock.now().strftime("%Y-%m-%dT%H:%M:%S"),
             "request-id": request_id, "client-request-id": client_request_id}}}
         return GraphAnswer(status, body, {"request-id": request_id, "client-request-id": client_request_id})
 
@@ -572,10 +599,13 @@ class GraphService:
         return f"{self.base_url}{request.path}?{query}"
 
     def _skiptoken(self, offset: int) -> str:
-        # Opaque to clients: version, offset, when issued (ms, monotonic), and a MAC so it cannot be forged.
-        raw = b"\x03" + offset.to_bytes(8, "big") + (time.monotonic_ns() // 1_000_000).to_bytes(8, "big")
+        # Opaque to clients: version, offset, when issued (ms on the clock), and a MAC so it cannot be forged.
+        raw = b"\x03" + offset.to_bytes(8, "big") + self._clock_ms().to_bytes(8, "big")
         mac = hmac.new(self._skiptoken_key, raw, hashlib.sha256).digest()[:10]
         return "RFNwd" + base64.urlsafe_b64encode(raw + mac).decode().rstrip("=")
+
+    def _clock_ms(self) -> int:
+        return round(self.clock.monotonic() * 1000)
 
     def _read_skiptoken(self, token: str | None, path: str) -> int:
         """The offset a $skiptoken stands for; 400 if it is not ours, or has expired."""
@@ -592,7 +622,7 @@ class GraphService:
             raise GraphError(400, "Request_BadRequest", "The $skiptoken value is not valid.")
         offset, issued_ms = int.from_bytes(raw[1:9], "big"), int.from_bytes(raw[9:], "big")
         lifetime = self.knobs.skiptoken_lifetime
-        too_old = lifetime > 0 and time.monotonic_ns() // 1_000_000 - issued_ms > lifetime * 1000
+        too_old = lifetime > 0 and self._clock_ms() - issued_ms > lifetime * 1000
         if too_old or self._expiring_skiptokens.take(path):
             self.stats.count("expired_page_tokens")
             raise GraphError(400, EXPIRED_PAGE_TOKEN, EXPIRED_PAGE_TOKEN_MESSAGE)
@@ -699,6 +729,44 @@ class GraphService:
         return self._collection(request, version, list(tenant.sign_in_activities.values()),
                                 context="reports/servicePrincipalSignInActivities", properties=SIGN_IN_PROPERTIES,
                                 entity="servicePrincipalSignInActivity", render=lambda a: a)
+
+
+    # -- the consent settings and requests --------------------------------------------------
+
+    def _authorization_policy(self, request: GraphRequest, version: str) -> GraphAnswer:
+        return GraphAnswer(200, {"@odata.context": f"{self.base_url}/{version}/$metadata#policies/authorizationPolicy/$entity",
+                                 **self.tenant().authorization_policy})
+
+    def _admin_consent_request_policy(self, request: GraphRequest, version: str) -> GraphAnswer:
+        return GraphAnswer(200, {"@odata.context": f"{self.base_url}/{version}/$metadata#policies/adminConsentRequestPolicy/$entity",
+                                 **self.tenant().admin_consent_request_policy})
+
+    def _app_consent_requests(self, request: GraphRequest, version: str) -> GraphAnswer:
+        # As the docs show it: the list does not expand userConsentRequests (an empty list);
+        # who asked and why come from each request's userConsentRequests.
+        return self._collection(request, version, self.tenant().app_consent_requests,
+                                context="identityGovernance/appConsent/appConsentRequests",
+                                properties=APP_CONSENT_REQUEST_PROPERTIES, entity="appConsentRequest",
+                                render=lambda r: {**r, "userConsentRequests": []})
+
+    def _user_consent_requests(self, request: GraphRequest, version: str, id: str) -> GraphAnswer:
+        found = next((r for r in self.tenant().app_consent_requests if r["id"] == id), None)
+        if found is None:
+            raise _not_found(id)
+        return self._collection(request, version, found["userConsentRequests"],
+                                context=f"identityGovernance/appConsent/appConsentRequests('{id}')/userConsentRequests",
+                                properties=USER_CONSENT_REQUEST_PROPERTIES, entity="userConsentRequest", render=lambda r: r)
+
+    def _classifications(self, request: GraphRequest, version: str, id: str | None = None, app_id: str | None = None) -> GraphAnswer:
+        tenant = self.tenant()
+        sp = tenant.sp_by_id.get(id) if id else tenant.sp_by_app_id.get(app_id)
+        if sp is None:
+            raise _not_found(id or app_id)
+        items = tenant.permission_classifications if sp["appId"] == GRAPH_APP_ID else []
+        return self._collection(request, version, items,
+                                context=f"servicePrincipals('{sp['id']}')/delegatedPermissionClassifications",
+                                properties=CLASSIFICATION_PROPERTIES, entity="delegatedPermissionClassification",
+                                render=lambda c: c)
 
 
 # -- rendering and query options --------------------------------------------------------------

@@ -15,11 +15,9 @@ expired secret, AADSTS700027 bad certificate assertion, AADSTS500011 unknown res
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hashlib
 import secrets
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 
@@ -27,6 +25,7 @@ import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
+from ..clock import Clock
 from .tenant import MicrosoftTenant
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -36,7 +35,7 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 class IssuedToken:
     client_id: str
     roles: frozenset[str]
-    expires_at: float
+    expires_at: float  # on the emulator's clock (monotonic)
 
 
 @dataclass
@@ -46,10 +45,14 @@ class SignInAnswer:
 
 
 class SignInService:
-    """Answers the authority's endpoints and remembers the access tokens it issued."""
+    """Answers the authority's endpoints and remembers the access tokens it issued (expiring by the clock)."""
 
-    def __init__(self, base_url: str):
+    def __init__(self, base_url: str, clock: Clock | None = None):
         self.base_url = base_url.rstrip("/")
+        # Where a browser is sent to sign in (emulators.microsoft.openid): the authority itself,
+        # or the plain-HTTP sign-in pages when those run.
+        self.authorization_base = self.base_url
+        self.clock = clock or Clock()
         self._tokens: dict[str, IssuedToken] = {}
         self._lock = threading.Lock()
 
@@ -89,7 +92,7 @@ class SignInService:
             "issuer": f"{base}/v2.0",
             "request_uri_parameter_supported": False,
             "userinfo_endpoint": f"{self.base_url}/oidc/userinfo",
-            "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+            "authorization_endpoint": f"{self.authorization_base}/{tenant.tenant_id}/oauth2/v2.0/authorize",
             "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
             "http_logout_supported": True,
             "frontchannel_logout_supported": True,
@@ -152,7 +155,7 @@ class SignInService:
                                "administrator of the tenant or consented to by any user in the tenant.")
         token = "emu." + secrets.token_urlsafe(32)
         with self._lock:
-            now = time.monotonic()
+            now = self.clock.monotonic()
             self._tokens = {t: issued for t, issued in self._tokens.items() if issued.expires_at > now}
             self._tokens[token] = IssuedToken(client_id, frozenset(tenant.granted_permissions(client_id)), now + lifetime)
         return SignInAnswer(200, {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token})
@@ -165,7 +168,7 @@ class SignInService:
             issued = self._tokens.get(authorization[7:].strip())
         if issued is None:
             return None, "CompactToken parsing failed with error code: 80049217"
-        if issued.expires_at <= time.monotonic():
+        if issued.expires_at <= self.clock.monotonic():
             return None, "Access token has expired or is not yet valid."
         return issued, ""
 
@@ -177,7 +180,7 @@ class SignInService:
 
     def _error(self, status: int, error: str, code: int, message: str) -> SignInAnswer:
         trace, correlation = str(uuid.uuid4()), str(uuid.uuid4())
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+        stamp = self.clock.now().strftime("%Y-%m-%d %H:%M:%SZ")
         return SignInAnswer(status, {
             "error": error,
             "error_description": f"AADSTS{code}: {message} Trace ID: {trace} Correlation ID: {correlation} Timestamp: {stamp}",

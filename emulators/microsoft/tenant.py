@@ -1,11 +1,14 @@
 """An Entra ID tenant described by data, as the Microsoft Graph emulator serves it.
 
 A `MicrosoftTenant` holds Graph-shaped objects (users, groups, subscribed SKUs,
-service principals) plus the consent data in a compact form (delegated grants and
+service principals, the consent settings: authorization policy, admin consent request
+policy, people's requests for admin consent, the permission classifications on Microsoft
+Graph) plus the consent data in a compact form (delegated grants and
 app role assignments as tuples, since a benchmark tenant holds close to a million
 of them). It round-trips through JSON (`to_json` / `from_json`) so a child process
-can serve the same tenant, and `build_tenant()` makes a synthetic school district
-of any size, deterministic for a seed.
+can serve the same tenant; `microsoft_tenant()` turns a synthetic district
+(emulators.district) into one, and `build_tenant()` makes one of any size,
+deterministic for a seed.
 
 Ids follow what Graph really returns (see /work/shared/reference/microsoft-graph.md):
 a delegated grant's id is base64url(clientId, resourceId[, principalId] as
@@ -18,14 +21,15 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-import math
 import random
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from statistics import NormalDist
 from typing import Any, NamedTuple
+
+from ..apps import App
+from ..district import District, Person, build_district
 
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 EXCHANGE_APP_ID = "00000002-0000-0ff1-ce00-000000000000"
@@ -56,6 +60,7 @@ GRAPH_APP_ROLES = (
     "Calendars.Read", "DelegatedPermissionGrant.Read.All", "Directory.Read.All", "Directory.ReadWrite.All",
     "EduAssignments.ReadBasic.All", "EduRoster.Read.All", "Files.Read.All", "Group.Read.All", "GroupMember.Read.All",
     "Mail.Read", "Mail.Send", "Organization.Read.All", "Sites.Read.All", "User.Read.All",
+    "Policy.Read.All", "ConsentRequest.Read.All",
 )
 GRAPH_SCOPES = (
     "openid", "profile", "email", "offline_access", "User.Read", "User.ReadBasic.All", "User.Read.All",
@@ -160,7 +165,48 @@ class AppRegistration:
 
 # The changes a child-process emulator accepts by name (MicrosoftEmulatorProcess.mutate_tenant).
 MUTATIONS = frozenset({"add_grant", "revoke_grants", "add_app_permission", "remove_app_permission",
-                       "add_service_principal", "set_premium", "churn"})
+                       "add_service_principal", "set_premium", "churn", "set_consent_settings", "add_consent_request"})
+
+# The user consent choices of Microsoft Entra (permission grant policies assigned to the default user role).
+USER_CONSENT_OFF: tuple[str, ...] = ()
+USER_CONSENT_LOW = ("ManagePermissionGrantsForSelf.microsoft-user-default-low",)
+USER_CONSENT_LEGACY = ("ManagePermissionGrantsForSelf.microsoft-user-default-legacy",)
+USER_CONSENT_RECOMMENDED = ("ManagePermissionGrantsForSelf.microsoft-user-default-recommended",)
+DEVELOPER_CONSENT = "ManagePermissionGrantsForOwnedResource.DeveloperConsent"
+
+
+def authorization_policy(consent: Iterable[str] = USER_CONSENT_LOW, *, allowed_to_create_apps: bool = True,
+                         risky_apps: bool | None = False) -> dict:
+    """GET /policies/authorizationPolicy as Graph v1.0 returns it (authorizationpolicy-get.md)."""
+    policy = {
+        "id": "authorizationPolicy", "allowInvitesFrom": "everyone", "allowedToSignUpEmailBasedSubscriptions": True,
+        "allowedToUseSSPR": True, "allowEmailVerifiedUsersToJoinOrganization": False, "blockMsolPowerShell": False,
+        "displayName": "Authorization Policy",
+        "description": "Used to manage authorization related settings across the company.",
+        "guestUserRoleId": "10dae51f-b6af-4016-8d66-8c2a99b929b3",
+        "defaultUserRolePermissions": {
+            "allowedToCreateApps": allowed_to_create_apps, "allowedToCreateSecurityGroups": True,
+            "allowedToCreateTenants": True, "allowedToReadBitlockerKeysForOwnedDevice": True,
+            "allowedToReadOtherUsers": True,
+            "permissionGrantPoliciesAssigned": [*consent, DEVELOPER_CONSENT],
+        },
+    }
+    if risky_apps is not None:
+        policy["allowUserConsentForRiskyApps"] = risky_apps
+    return policy
+
+
+def admin_consent_request_policy(enabled: bool = True, reviewers: Iterable[str] = ()) -> dict:
+    """GET /policies/adminConsentRequestPolicy: reviewers are user ids (adminconsentrequestpolicy-get.md)."""
+    return {"isEnabled": enabled, "notifyReviewers": enabled, "remindersEnabled": enabled,
+            "requestDurationInDays": 30 if enabled else 0, "version": 1 if enabled else 0,
+            "reviewers": [{"query": f"/users/{user}", "queryType": "MicrosoftGraph", "queryRoot": None} for user in reviewers]}
+
+
+def permission_classification(permission: str, classification: str = "low") -> dict:
+    """A delegatedPermissionClassification on Microsoft Graph's service principal."""
+    return {"id": _b64url(uuid.UUID(stable_guid("classification", permission)).bytes)[:22],
+            "permissionId": graph_scope_id(permission), "permissionName": permission, "classification": classification}
 
 
 @dataclass
@@ -179,6 +225,10 @@ class MicrosoftTenant:
     grants: list[DelegatedGrant] = field(default_factory=list)
     assignments: list[AppRoleAssignment] = field(default_factory=list)
     sign_in_activities: dict[str, dict] = field(default_factory=dict)  # appId -> activity
+    authorization_policy: dict = field(default_factory=authorization_policy)
+    admin_consent_request_policy: dict = field(default_factory=admin_consent_request_policy)
+    app_consent_requests: list[dict] = field(default_factory=list)  # with their userConsentRequests
+    permission_classifications: list[dict] = field(default_factory=list)  # on Microsoft Graph's service principal
 
     def __post_init__(self) -> None:
         self.reindex()
@@ -289,6 +339,37 @@ class MicrosoftTenant:
         self.reindex()
         return {"users": len(chosen), "authorized": len(added), "revoked": len(dropped)}
 
+    def set_consent_settings(self, *, authorization: dict | None = None, admin_consent: dict | None = None,
+                             classifications: list[dict] | None = None) -> None:
+        """Replace the consent settings (what the Entra admin center changes): Graph-shaped objects."""
+        if authorization is not None:
+            self.authorization_policy = authorization
+        if admin_consent is not None:
+            self.admin_consent_request_policy = admin_consent
+        if classifications is not None:
+            self.permission_classifications = classifications
+
+    def add_consent_request(self, app_id: str, app_name: str, scopes: Iterable[str], user_id: str, *, reason: str = "",
+                            status: str = "InProgress", created: str | None = None) -> dict:
+        """A person asks an administrator to consent to an app: a userConsentRequest under the
+        app's appConsentRequest (made if it is the app's first). Returns the person's request."""
+        user = self.user_by_id[user_id]
+        request = next((r for r in self.app_consent_requests if r["appId"] == app_id), None)
+        if request is None:
+            request = {"id": stable_guid("app-consent-request", self.tenant_id, app_id), "appId": app_id,
+                       "appDisplayName": app_name, "consentType": "Dynamic",
+                       "pendingScopes": [{"displayName": scope} for scope in scopes], "userConsentRequests": []}
+            self.app_consent_requests.append(request)
+        asked = {
+            "id": stable_guid("user-consent-request", request["id"], user_id, str(len(request["userConsentRequests"]))),
+            "reason": reason, "status": status, "createdDateTime": created or _iso(dt.datetime.now(dt.timezone.utc)),
+            "createdBy": {"user": {"id": user["id"], "displayName": user.get("displayName"),
+                                   "userPrincipalName": user.get("userPrincipalName"), "mail": user.get("mail")}},
+            "approvalId": None, "completedDateTime": None, "customData": None,
+        }
+        request["userConsentRequests"].append(asked)
+        return asked
+
     def set_premium(self, premium: bool) -> None:
         """Entra ID P1/P2 or not: without it, sign-in reports answer 403."""
         self.premium = bool(premium)
@@ -305,6 +386,10 @@ class MicrosoftTenant:
             "oauth2_permission_grants": [g._asdict() for g in self.grants],
             "app_role_assignments": [a._asdict() for a in self.assignments],
             "sign_in_activities": self.sign_in_activities,
+            "authorization_policy": self.authorization_policy,
+            "admin_consent_request_policy": self.admin_consent_request_policy,
+            "app_consent_requests": self.app_consent_requests,
+            "permission_classifications": self.permission_classifications,
         }
 
     @classmethod
@@ -317,6 +402,10 @@ class MicrosoftTenant:
             grants=[DelegatedGrant(**g) for g in data.get("oauth2_permission_grants", [])],
             assignments=[AppRoleAssignment(**a) for a in data.get("app_role_assignments", [])],
             sign_in_activities=data.get("sign_in_activities", {}),
+            authorization_policy=data.get("authorization_policy") or authorization_policy(),
+            admin_consent_request_policy=data.get("admin_consent_request_policy") or admin_consent_request_policy(),
+            app_consent_requests=data.get("app_consent_requests", []),
+            permission_classifications=data.get("permission_classifications", []),
         )
 
 
@@ -387,276 +476,159 @@ def graph_service_principal() -> dict:
 
 # -- a synthetic district --------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class _App:
-    name: str
-    publisher: str
-    verified: bool = True
-    scopes: str = "openid profile email offline_access User.Read"  # what a user consents to
-    student_rate: float = 0.0
-    staff_rate: float = 0.0
-    tenant_wide: str = ""  # admin consent for everyone (AllPrincipals)
-    app_permissions: tuple[str, ...] = ()
-    sharepoint_scopes: str = ""  # also consented on SharePoint (a second resource)
-    owner: str = "third_party"  # "third_party" | "internal" | "microsoft" | "none"
-    homepage: str = ""
-
-
-SIGN_IN = "openid profile email offline_access User.Read"
-_APPS = (
-    _App("Kahoot!", "Kahoot ASA", scopes=SIGN_IN, student_rate=0.30, staff_rate=0.35, homepage="https://kahoot.com/"),
-    _App("Quizlet", "Quizlet Inc.", student_rate=0.22, staff_rate=0.20, homepage="https://quizlet.com/"),
-    _App("Nearpod", "Nearpod Inc.", scopes=SIGN_IN + " EduRoster.ReadBasic", student_rate=0.18, staff_rate=0.30),
-    _App("Canva for Education", "Canva Pty Ltd", scopes=SIGN_IN + " Files.ReadWrite", student_rate=0.12, staff_rate=0.30),
-    _App("Seesaw", "Seesaw Learning", student_rate=0.30, staff_rate=0.25),
-    _App("Zoom", "Zoom Video Communications", scopes=SIGN_IN + " Calendars.ReadWrite OnlineMeetings.ReadWrite", student_rate=0.02, staff_rate=0.30),
-    _App("Grammarly", "Grammarly Inc.", student_rate=0.04, staff_rate=0.18),
-    _App("ChatGPT", "OpenAI", student_rate=0.05, staff_rate=0.10),
-    _App("Discord", "Discord Inc.", verified=False, scopes="openid profile email User.Read", student_rate=0.04, staff_rate=0.01),
-    _App("Turnitin", "Turnitin LLC", scopes=SIGN_IN + " Files.Read.All", student_rate=0.06, staff_rate=0.08,
-         sharepoint_scopes="MyFiles.Read"),
-    _App("Padlet", "Wallwisher Inc.", student_rate=0.05, staff_rate=0.25),
-    _App("Wakelet", "Wakelet Ltd", student_rate=0.03, staff_rate=0.08),
-    _App("Adobe Express", "Adobe Inc.", student_rate=0.06, staff_rate=0.12),
-    _App("Remind", "Remind101 Inc.", scopes=SIGN_IN + " Contacts.Read", student_rate=0.02, staff_rate=0.20),
-    _App("Khan Academy", "Khan Academy", student_rate=0.16, staff_rate=0.12),
-    _App("Edpuzzle", "Edpuzzle Inc.", scopes=SIGN_IN + " EduRoster.ReadBasic", student_rate=0.14, staff_rate=0.22),
-    _App("Desmos Classroom", "Amplify Education", student_rate=0.12, staff_rate=0.08),
-    _App("ClassDojo", "ClassDojo Inc.", student_rate=0.05, staff_rate=0.20),
-    _App("Quizizz", "Quizizz Inc.", student_rate=0.10, staff_rate=0.10),
-    _App("MagicSchool AI", "MagicSchool AI", verified=False, student_rate=0.0, staff_rate=0.15),
-    _App("Super Mail Merge", "mailmerge-dev", verified=False, scopes=SIGN_IN + " Mail.ReadWrite Mail.Send Contacts.Read",
-         staff_rate=0.04),
-    _App("Homework Helper Pro", "", verified=False, scopes=" openid profile  User.Read Files.ReadWrite.All", student_rate=0.03),
-    # Admin consent for everyone, and application permissions (no user in the loop).
-    _App("Clever", "Clever Inc.", tenant_wide="openid profile User.Read EduRoster.ReadBasic",
-         app_permissions=("EduRoster.Read.All", "User.Read.All")),
-    _App("Kami", "Kami Ltd", scopes=SIGN_IN + " Files.ReadWrite", student_rate=0.05, staff_rate=0.05,
-         tenant_wide="User.Read Files.ReadWrite"),
-    _App("Securly", "Securly Inc.", app_permissions=("User.Read.All", "Group.Read.All", "Directory.Read.All")),
-    _App("GoGuardian Admin", "GoGuardian", app_permissions=("User.Read.All", "Directory.Read.All")),
-    _App("Cloud Backup for Schools", "Backupify Inc.", verified=False,
-         app_permissions=("Mail.Read", "Files.Read.All", "Sites.Read.All", "User.Read.All")),
-    # The district's own apps.
-    _App("Springfield Staff Portal", "", verified=False, owner="internal", scopes="openid profile User.Read", staff_rate=0.5),
-    _App("SIS Roster Sync", "", verified=False, owner="internal", app_permissions=("User.Read.All", "Group.Read.All")),
-    _App("district-automation", "", verified=False, owner="none", app_permissions=("User.Read.All",)),
-    # Microsoft's own clients (first-party): consents by admins who used them.
-    _App("Microsoft Graph Command Line Tools", "Microsoft Services", verified=False, owner="microsoft",
-         scopes="openid profile offline_access User.Read Directory.Read.All", staff_rate=0.01),
-    _App("Graph Explorer", "Microsoft Services", verified=False, owner="microsoft", scopes="openid profile User.Read", staff_rate=0.01),
-    _App("Microsoft Teams Services", "Microsoft Services", verified=False, owner="microsoft", app_permissions=("User.Read.All",)),
-)
 # Microsoft resources and apps every tenant has (no consents of their own here).
 _MICROSOFT_SERVICES = (
-    ("Office 365 Exchange Online", EXCHANGE_APP_ID), ("Office 365 SharePoint Online", SHAREPOINT_APP_ID),
-    ("Office 365 Management APIs", OFFICE_MANAGEMENT_APP_ID), ("Power BI Service", POWER_BI_APP_ID),
-    ("Microsoft Teams", stable_guid("ms", "teams")), ("Microsoft Forms", stable_guid("ms", "forms")),
-    ("OneNote", stable_guid("ms", "onenote")), ("Microsoft Intune", stable_guid("ms", "intune")),
-    ("Microsoft Stream Service", stable_guid("ms", "stream")), ("Office 365 Search Service", stable_guid("ms", "search")),
+    ("Office 365 Exchange Online", EXCHANGE_APP_ID), ("Office 365 Management APIs", OFFICE_MANAGEMENT_APP_ID),
+    ("Power BI Service", POWER_BI_APP_ID), ("Microsoft Teams", stable_guid("ms", "teams")),
+    ("Microsoft Forms", stable_guid("ms", "forms")), ("OneNote", stable_guid("ms", "onenote")),
+    ("Microsoft Intune", stable_guid("ms", "intune")), ("Microsoft Stream Service", stable_guid("ms", "stream")),
+    ("Office 365 Search Service", stable_guid("ms", "search")),
 )
-SCHOOLS = ("Lincoln Elementary", "Washington Elementary", "Roosevelt Elementary", "Jefferson Middle", "Springfield High")
-_GIVEN = ("Olivia", "Liam", "Emma", "Noah", "Ava", "Mateo", "Sofía", "Elijah", "Mia", "Amir", "Zoë", "José",
-          "Nguyễn", "Aaliyah", "Kenji", "Fatima", "Dmitri", "Siobhán", "Chidi", "Priya", "Hannah", "Diego")
-_FAMILY = ("Smith", "Johnson", "García", "Nguyen", "Williams", "Okafor", "Patel", "Kim", "Müller", "O'Brien",
-           "Haddad", "Kowalski", "Yamamoto", "Begay", "Dubois", "Rossi", "Chen", "Adeyemi", "Singh", "Park")
-_STAFF_TITLES = ("Teacher", "Teacher", "Teacher", "Teacher", "Aide", "Counselor", "Principal", "Librarian", "IT Technician")
+# Microsoft's own apps live in its "Microsoft Services" tenant, a few in "Microsoft Corp".
+_FIRST_PARTY_OWNERS = {"Graph Explorer": MICROSOFT_CORP_TENANT}
 SCANNER_APP_NAME = "District App Inventory"
-SCANNER_PERMISSIONS = ("Directory.Read.All", "DelegatedPermissionGrant.Read.All", "Application.Read.All", "AuditLog.Read.All")
+SCANNER_PERMISSIONS = ("Directory.Read.All", "DelegatedPermissionGrant.Read.All", "Application.Read.All", "AuditLog.Read.All",
+                       "Policy.Read.All", "ConsentRequest.Read.All")
+# What low-impact user consent covers in a typical tenant: signing in and the basic profile.
+LOW_IMPACT_PERMISSIONS = ("openid", "profile", "email", "offline_access", "User.Read")
+DEFAULT_CLIENT_SECRET = "emulator-secret-do-not-use"
+STUDENT_SKU, STAFF_SKU = "STANDARDWOFFPACK_STUDENT", "STANDARDWOFFPACK_FACULTY"
+_A3_SKU = {STUDENT_SKU: "M365EDU_A3_STUDENT", STAFF_SKU: "M365EDU_A3_FACULTY"}
 
 
-APPETITE_SIGMA = 0.75
-MAX_CONSENTS_PER_USER = 40
+def microsoft_tenant(district: District, *, tenant_id: str | None = None, client_id: str | None = None,
+                     client_secret: str | None = DEFAULT_CLIENT_SECRET, certificate_pem: str | None = None,
+                     permissions: Iterable[str] = SCANNER_PERMISSIONS, premium: bool = True, guests: int = 0) -> MicrosoftTenant:
+    """A synthetic district (emulators.district) as Entra ID holds it, the same for the same district.
 
-
-def build_tenant(
-    users: int = 2000,
-    *,
-    seed: int = 2026,
-    grants_per_user: float | None = None,
-    extra_apps: int = 0,
-    premium: bool = True,
-    client_id: str | None = None,
-    client_secret: str | None = "emulator-secret-do-not-use",
-    certificate_pem: str | None = None,
-    permissions: Iterable[str] = SCANNER_PERMISSIONS,
-    now: dt.datetime | None = None,
-) -> MicrosoftTenant:
-    """A synthetic school district tenant, the same for the same arguments.
-
-    About one account in 13 is staff. `grants_per_user` scales the consent rates so
-    the tenant holds roughly that many delegated grants per account (the benchmark
-    uses 8); `extra_apps` adds that many small third-party apps, as large tenants have.
-    The scanner's own registration gets `permissions` on Microsoft Graph.
+    Every person, licensed as a student or staff (15% and 30% on A3, 1% unlicensed), disabled
+    when suspended, and `guests` guests; the groups "All Students" and "All Staff"; Microsoft
+    Graph, SharePoint and Microsoft's other services; the scanner's registration (`client_id`,
+    with `permissions` on Graph); a service principal per app on Microsoft, with its admin
+    consent for everyone, application permissions and each Microsoft grant (plus SharePoint
+    for apps that ask for it); last sign-ins from the grants' last use (`premium`: Entra ID P1).
+    Consent settings as many districts have them: users may consent to verified publishers'
+    apps for low-impact permissions (sign-in and profile, classified low), anyone may register
+    apps (Entra's default), and the admin consent workflow is on, reviewed by the IT
+    technician, with the district's requests for admin consent in it.
     """
-    rng = random.Random(seed)
-    now = (now or dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.timezone.utc)).replace(microsecond=0)
-    tenant_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-    domain, student_domain = "springfield-schools.example", "students.springfield-schools.example"
-    client_id = client_id or str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    rng = random.Random(f"microsoft:{district.seed}")
 
     def new_id() -> str:
         return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
-    people, groups = _people(users, rng, new_id, domain, student_domain, tenant_id)
+    tenant_id = tenant_id or new_id()
+    client_id = client_id or new_id()
+    users = [_member(person, new_id(), rng) for person in district.people] + [_guest(n, new_id()) for n in range(guests)]
+    groups = [{"id": stable_guid("group", tenant_id, name), "displayName": name,
+               "members": [user["id"] for user, person in zip(users, district.people) if (person.role == role)]}
+              for name, role in (("All Students", "student"), ("All Staff", "staff"))]
     skus = [subscribed_sku(tenant_id, part, sku_id, rng) for part, sku_id in SKUS.items()]
 
     graph = graph_service_principal()
     sharepoint = service_principal(app_id=SHAREPOINT_APP_ID, name="Office 365 SharePoint Online", owner=MICROSOFT_SERVICES_TENANT,
                                    publisher="Microsoft Services", tags=(),
                                    scopes=[_scope(v, stable_guid("spo-scope", v)) for v in ("MyFiles.Read", "AllSites.Read")])
-    sps = [graph, sharepoint]
+    scanner = service_principal(app_id=client_id, name=SCANNER_APP_NAME, owner=tenant_id, audience="AzureADMyOrg")
+    sps = [graph, sharepoint, scanner]
     sps += [service_principal(app_id=app_id, name=name, owner=MICROSOFT_SERVICES_TENANT, publisher="Microsoft Services", tags=())
-            for name, app_id in _MICROSOFT_SERVICES if app_id != SHAREPOINT_APP_ID]
-    scanner_sp = service_principal(app_id=client_id, name=SCANNER_APP_NAME, owner=tenant_id, audience="AzureADMyOrg")
-    sps.append(scanner_sp)
-
-    apps = list(_APPS) + [
-        _App(f"EdTech Tool {n:03d}", f"EdTech Vendor {n:03d}", verified=n % 3 != 0,
-             scopes=SIGN_IN + rng.choice(("", " Files.Read", " Calendars.Read", " EduRoster.ReadBasic", " Mail.Read")),
-             student_rate=rng.choice((0.0, 0.002, 0.01, 0.02)), staff_rate=rng.choice((0.002, 0.01, 0.03)))
-        for n in range(1, extra_apps + 1)
-    ]
-    app_sps: list[tuple[_App, dict]] = []
-    for app in apps:
-        owner = {"third_party": stable_guid("vendor-tenant", app.publisher or app.name), "internal": tenant_id,
-                 "microsoft": MICROSOFT_SERVICES_TENANT, "none": None}[app.owner]
-        if app.name == "Graph Explorer":
-            owner = MICROSOFT_CORP_TENANT
-        sp = service_principal(
-            app_id=stable_guid("app", app.name), name=app.name, owner=owner, publisher=app.publisher or None,
-            verified=app.verified and app.owner == "third_party",
-            sp_type="ManagedIdentity" if app.owner == "none" else "Application",
-            audience="AzureADMyOrg" if app.owner in ("internal", "none") else "AzureADandPersonalMicrosoftAccount",
-            homepage=app.homepage or None, tags=() if app.owner == "none" else ("WindowsAzureActiveDirectoryIntegratedApp",),
-        )
-        sps.append(sp)
-        app_sps.append((app, sp))
-
-    created = _iso(now - dt.timedelta(days=200))
-    assignments = [AppRoleAssignment(scanner_sp["id"], graph["id"], graph_role_id(p), created) for p in permissions]
+            for name, app_id in _MICROSOFT_SERVICES]
+    created = _iso(district.now - dt.timedelta(days=200))
+    assignments = [AppRoleAssignment(scanner["id"], graph["id"], graph_role_id(p), created) for p in permissions]
     grants: list[DelegatedGrant] = []
-    for app, sp in app_sps:
-        for permission in app.app_permissions:
-            assignments.append(AppRoleAssignment(sp["id"], graph["id"], graph_role_id(permission), created))
-        if app.tenant_wide:
-            grants.append(DelegatedGrant(sp["id"], "AllPrincipals", None, graph["id"], app.tenant_wide))
-    # An application permission whose app role Microsoft has since removed: only its id is left.
-    backup = next(sp for app, sp in app_sps if app.name == "Cloud Backup for Schools")
-    assignments.append(AppRoleAssignment(backup["id"], graph["id"], stable_guid("retired-role"), created))
-
-    scale = 1.0
-    if grants_per_user:
-        staff_share = sum(1 for p in people if p["jobTitle"] != "Student") / max(1, len(people))
-        scale = _consent_scale(apps, staff_share, grants_per_user)
-    consenting = [(sp["id"], app, sharepoint["id"] if app.sharepoint_scopes else None) for app, sp in app_sps
-                  if app.student_rate or app.staff_rate]
-    # The district's first IT account used Microsoft's admin tools, as IT staff do.
-    it_admin = people[0]["id"]
-    for app, sp in app_sps:
-        if app.name in ("Microsoft Graph Command Line Tools", "Graph Explorer"):
-            grants.append(DelegatedGrant(sp["id"], "Principal", it_admin, graph["id"], app.scopes))
-    for person in people[1:]:
-        if person.get("userType") == "Guest":
+    app_sps: dict[int, dict] = {}  # by id() of the App
+    for app in district.apps:
+        if not app.on_microsoft:
             continue
-        student = person["jobTitle"] == "Student"
-        # With grants_per_user, how eager each person is varies (log-normal, mean 1): a long
-        # tail of heavy users, up to MAX_CONSENTS_PER_USER apps, as a benchmark district has.
-        appetite = rng.lognormvariate(-APPETITE_SIGMA ** 2 / 2, APPETITE_SIGMA) if grants_per_user else 1.0
-        consents = 0
-        for client, app, second_resource in consenting:
-            if consents >= MAX_CONSENTS_PER_USER:
-                break
-            if rng.random() >= min(1.0, (app.student_rate if student else app.staff_rate) * scale * appetite):
-                continue
-            consents += 1
-            grants.append(DelegatedGrant(client, "Principal", person["id"], graph["id"], app.scopes))
-            if second_resource:
-                grants.append(DelegatedGrant(client, "Principal", person["id"], second_resource, app.sharepoint_scopes))
+        sp = app_sps[id(app)] = _app_service_principal(app, tenant_id)
+        sps.append(sp)
+        if app.admin_consent_scopes:
+            grants.append(DelegatedGrant(sp["id"], "AllPrincipals", None, graph["id"], " ".join(app.admin_consent_scopes)))
+        assignments += [AppRoleAssignment(sp["id"], graph["id"], graph_role_id(p), created) for p in app.app_permissions]
 
-    activities = {}
-    for sp in sps:
-        if sp["appId"] in (GRAPH_APP_ID,) or rng.random() < 0.2:
+    last_use: dict[str, dt.datetime] = {}
+    for grant in district.grants:
+        if grant.provider != "microsoft":
             continue
-        activities[sp["appId"]] = sign_in_activity(sp["appId"], now - dt.timedelta(days=rng.randint(0, 90), seconds=rng.randint(0, 86399)), rng)
+        app, sp, user = grant.app, app_sps[id(grant.app)], users[grant.person]["id"]
+        scope = app.microsoft_scope_text if app.microsoft_scope_text and grant.scopes == app.microsoft_scopes else " ".join(grant.scopes)
+        grants.append(DelegatedGrant(sp["id"], "Principal", user, graph["id"], scope))
+        if app.sharepoint_scopes:
+            grants.append(DelegatedGrant(sp["id"], "Principal", user, sharepoint["id"], " ".join(app.sharepoint_scopes)))
+        if grant.last_used_at:
+            last_use[sp["appId"]] = max(last_use.get(sp["appId"], grant.last_used_at), grant.last_used_at)
+    for app in district.apps:  # apps with admin consent or application permissions sign in on their own
+        if app.on_microsoft and (app.admin_consent_scopes or app.app_permissions):
+            own = district.now - dt.timedelta(hours=rng.randint(1, 72))
+            app_id = app_sps[id(app)]["appId"]
+            last_use[app_id] = max(last_use.get(app_id, own), own)
 
-    return MicrosoftTenant(
-        tenant_id=tenant_id, display_name="Springfield Public Schools", domains=[domain, student_domain],
+    tenant = MicrosoftTenant(
+        tenant_id=tenant_id, display_name=district.name, domains=[district.domain, district.student_domain],
         registration=AppRegistration(client_id=client_id, client_secret=client_secret, certificate_pem=certificate_pem),
-        premium=premium, users=people, groups=groups, subscribed_skus=skus, service_principals=sps,
-        grants=grants, assignments=assignments, sign_in_activities=activities,
+        premium=premium, users=users, groups=groups, subscribed_skus=skus, service_principals=sps,
+        grants=grants, assignments=assignments,
+        sign_in_activities={app_id: sign_in_activity(app_id, moment, rng) for app_id, moment in last_use.items()},
+        admin_consent_request_policy=admin_consent_request_policy(True, [users[0]["id"]] if district.people else []),
+        permission_classifications=[permission_classification(p) for p in LOW_IMPACT_PERMISSIONS],
+    )
+    for ask in sorted(district.consent_requests, key=lambda ask: ask.asked_at):
+        expired = ask.asked_at < district.now - dt.timedelta(days=30)  # requestDurationInDays
+        tenant.add_consent_request(ask.app.microsoft_id, ask.app.name, ask.app.microsoft_scopes, users[ask.person]["id"],
+                                   reason=ask.reason, status="Expired" if expired else "InProgress", created=_iso(ask.asked_at))
+    return tenant
+
+
+def build_tenant(users: int = 2000, *, seed: int = 2026, grants_per_user: float | None = None, extra_apps: int = 0,
+                 premium: bool = True, client_id: str | None = None, client_secret: str | None = DEFAULT_CLIENT_SECRET,
+                 certificate_pem: str | None = None, permissions: Iterable[str] = SCANNER_PERMISSIONS,
+                 now: dt.datetime | None = None) -> MicrosoftTenant:
+    """A synthetic district of `users` accounts (and one guest per 500, at least one) as Entra ID
+    holds it, the same for the same arguments: emulators.district's generator with the emulators'
+    apps and Microsoft's consents only. `grants_per_user` scales the consent rates so the tenant
+    holds about that many delegated grants per account (the benchmark uses 8); `extra_apps` adds
+    that many small third-party apps. The scanner's own registration gets `permissions` on Graph."""
+    district = build_district(users, seed=seed, grants_per_user=grants_per_user, extra_apps=extra_apps,
+                              providers=("microsoft",), suspended_share=0.02,
+                              now=now or dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.timezone.utc))
+    return microsoft_tenant(district, client_id=client_id, client_secret=client_secret, certificate_pem=certificate_pem,
+                            permissions=permissions, premium=premium, guests=max(1, users // 500))
+
+
+def _app_service_principal(app: App, tenant_id: str) -> dict:
+    owner = {"third_party": stable_guid("vendor-tenant", app.publisher or app.name), "internal": tenant_id,
+             "first_party": _FIRST_PARTY_OWNERS.get(app.name, MICROSOFT_SERVICES_TENANT), "managed_identity": None}[app.ownership]
+    own = app.ownership in ("internal", "managed_identity")
+    return service_principal(
+        app_id=app.microsoft_id, name=app.name, owner=owner, publisher=app.publisher or None,
+        verified=app.verified and app.ownership == "third_party",
+        sp_type="ManagedIdentity" if app.ownership == "managed_identity" else "Application",
+        audience="AzureADMyOrg" if own else "AzureADandPersonalMicrosoftAccount", homepage=app.homepage or None,
+        tags=() if app.ownership == "managed_identity" else ("WindowsAzureActiveDirectoryIntegratedApp",),
     )
 
 
-def _consent_scale(apps: list[_App], staff_share: float, grants_per_user: float) -> float:
-    """The factor on every consent rate that gives `grants_per_user` consents per account on
-    average, given that a rate times a person's appetite is capped at 1 (bisection over an
-    even grid of appetite quantiles)."""
-    appetites = [math.exp(NormalDist(-APPETITE_SIGMA ** 2 / 2, APPETITE_SIGMA).inv_cdf((i + 0.5) / 50)) for i in range(50)]
-
-    def expected(scale: float) -> float:
-        return sum(min(1.0, rate * scale * a) * share for app in apps
-                   for rate, share in ((app.staff_rate, staff_share), (app.student_rate, 1 - staff_share))
-                   for a in appetites) / len(appetites)
-
-    low, high = 0.0, 1.0
-    while expected(high) < grants_per_user and high < 1e6:
-        high *= 2
-    for _ in range(50):
-        middle = (low + high) / 2
-        low, high = (middle, high) if expected(middle) < grants_per_user else (low, middle)
-    return high
+def _member(person: Person, user_id: str, rng: random.Random) -> dict:
+    sku = STUDENT_SKU if person.role == "student" else STAFF_SKU
+    if rng.random() < (0.15 if person.role == "student" else 0.3):
+        sku = _A3_SKU[sku]
+    return {
+        "id": user_id, "userPrincipalName": person.email, "mail": person.email, "displayName": person.name,
+        "givenName": person.given, "surname": person.family, "department": person.school, "jobTitle": person.title,
+        "officeLocation": person.school, "accountEnabled": not person.suspended, "userType": "Member",
+        "assignedLicenses": [{"disabledPlans": [], "skuId": SKUS[sku]}] if rng.random() > 0.01 else [],
+        "businessPhones": [], "mobilePhone": None, "preferredLanguage": "en-US",
+    }
 
 
-def _people(count: int, rng: random.Random, new_id, domain: str, student_domain: str, tenant_id: str) -> tuple[list[dict], list[dict]]:
-    staff_total = max(1, count // 13)
-    users, taken = [], set()
-    students_group, staff_group = [], []
-    for n in range(count):
-        given, family = rng.choice(_GIVEN), rng.choice(_FAMILY)
-        plain = _plain(family)
-        school = SCHOOLS[n % len(SCHOOLS)]
-        student = n >= staff_total
-        if student:
-            local, host, title = f"{_plain(given)[0]}{plain}{rng.randint(26, 38)}", student_domain, "Student"
-            sku = SKUS["STANDARDWOFFPACK_STUDENT"] if rng.random() < 0.85 else SKUS["M365EDU_A3_STUDENT"]
-        else:
-            local, host, title = f"{_plain(given)}.{plain}", domain, rng.choice(_STAFF_TITLES)
-            sku = SKUS["STANDARDWOFFPACK_FACULTY"] if rng.random() < 0.7 else SKUS["M365EDU_A3_FACULTY"]
-            if n % 17 == 0:
-                school = "District Office"
-        upn, k = f"{local}@{host}", 1
-        while upn in taken:
-            k += 1
-            upn = f"{local}{k}@{host}"
-        taken.add(upn)
-        user = {
-            "id": new_id(), "userPrincipalName": upn, "mail": upn, "displayName": f"{given} {family}",
-            "givenName": given, "surname": family, "department": school, "jobTitle": title, "officeLocation": school,
-            "accountEnabled": rng.random() > 0.02, "userType": "Member",
-            "assignedLicenses": [{"disabledPlans": [], "skuId": sku}] if rng.random() > 0.01 else [],
-            "businessPhones": [], "mobilePhone": None, "preferredLanguage": "en-US",
-        }
-        users.append(user)
-        (students_group if student else staff_group).append(user["id"])
-    for n in range(max(1, count // 500)):  # a few guests: parents, contractors
-        name = f"guest{n}_gmail.com"
-        users.append({
-            "id": new_id(), "userPrincipalName": f"{name}#EXT#@springfieldps.onmicrosoft.com", "mail": f"guest{n}@gmail.com",
-            "displayName": f"Guest {n}", "givenName": None, "surname": None, "department": None, "jobTitle": None,
-            "officeLocation": None, "accountEnabled": True, "userType": "Guest", "assignedLicenses": [],
-            "businessPhones": [], "mobilePhone": None, "preferredLanguage": None,
-        })
-    groups = [
-        {"id": new_id(), "displayName": "All Students", "members": students_group},
-        {"id": new_id(), "displayName": "All Staff", "members": staff_group},
-    ]
-    return users, groups
-
-
-def _plain(text: str) -> str:
-    table = str.maketrans("áàâäãåçéèêëíìîïñóòôöõøúùûüýÿßễ'", "aaaaaaceeeeiiiinoooooouuuuyyse_")
-    return "".join(c for c in text.lower().translate(table) if c.isalnum())
+def _guest(n: int, user_id: str) -> dict:
+    """A guest account (a parent, a contractor)."""
+    return {
+        "id": user_id, "userPrincipalName": f"guest{n}_gmail.com#EXT#@springfieldps.onmicrosoft.com", "mail": f"guest{n}@gmail.com",
+        "displayName": f"Guest {n}", "givenName": None, "surname": None, "department": None, "jobTitle": None,
+        "officeLocation": None, "accountEnabled": True, "userType": "Guest", "assignedLicenses": [],
+        "businessPhones": [], "mobilePhone": None, "preferredLanguage": None,
+    }
 
 
 def subscribed_sku(tenant_id: str, part: str, sku_id: str, rng: random.Random) -> dict:

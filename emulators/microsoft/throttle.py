@@ -11,8 +11,9 @@ the time until enough of the window has passed.
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
+
+from ..clock import Clock
 
 # Base cost in RU by endpoint kind; "any other identity GET" costs 1.
 BASE_COSTS = {
@@ -40,18 +41,19 @@ def resource_units(kind: str, query: dict[str, str]) -> int:
 
 
 class SlidingWindow:
-    """Units spent in the last `window` seconds, against a budget; thread-safe."""
+    """Units spent in the last `window` seconds of the clock, against a budget; thread-safe."""
 
-    def __init__(self, budget: float, window: float):
+    def __init__(self, budget: float, window: float, clock: Clock | None = None):
         self.budget, self.window = budget, window
+        self.clock = clock or Clock()
         self._spent: deque[tuple[float, float]] = deque()
         self._total = 0.0
         self._lock = threading.Lock()
 
-    def take(self, units: float, now: float | None = None) -> float | None:
+    def take(self, units: float) -> float | None:
         """Spend `units` if the budget allows and return None; otherwise return the
         seconds until it would (nothing is spent)."""
-        now = time.monotonic() if now is None else now
+        now = self.clock.monotonic()
         with self._lock:
             while self._spent and self._spent[0][0] <= now - self.window:
                 self._total -= self._spent.popleft()[1]

@@ -10,6 +10,7 @@ from sqlite_utils import Database
 from scanner import STATUSES_NEEDING_REVIEW
 
 from .compose import STATUS_WORDS, MailSettings, PROVIDER_WORDS, common_context, one_line
+from .digest_news import DigestNews
 
 MAX_APPS_LISTED = 15
 MAX_ACCOUNTS_PER_APP = 25
@@ -131,10 +132,14 @@ def failed_scans(db: Database, since: str | None) -> list[dict]:
     ]
 
 
-def digest_context(db: Database, settings: MailSettings, *, run: dict, it_groups: list[dict], since: str | None) -> dict[str, Any]:
+def digest_context(db: Database, settings: MailSettings, *, run: dict, it_groups: list[dict], since: str | None,
+                   news: DigestNews | None = None) -> dict[str, Any]:
     """Everything digest_subject.txt.j2, digest.txt.j2 and digest.html.j2 receive."""
     listed_new, more_new = new_apps(db, since)
+    news = news or DigestNews()
     return {
+        "posture_regressions": news.regressions,
+        "consent_requests": news.requests,
         "since": since,
         "run": run,
         "totals": totals(db, run["started_at"]),

@@ -76,7 +76,10 @@ def m0001_alerts(db: Database) -> None:
 
 def ensure_alerts_tables(db: Database) -> None:
     """Create or upgrade the plugin's tables (idempotent; run whenever the plugin opens the db)."""
+    from .digest_news import migrations as digest_migrations  # here: digest_news needs compose, which needs this module
+
     migrations.apply(db)
+    digest_migrations.apply(db)  # what the IT digest has told (a set of its own, numbered on its own)
 
 
 def stage_findings(db: Database, kinds: Sequence[str]) -> None:

@@ -34,6 +34,7 @@ from .compose import (
     InvalidAddress, MailSettings, ScopeWords, app_context, build_message, check_address, finding_context,
     new_message_id, one_line, person_context, with_name,
 )
+from . import digest_news
 from .digest import digest_context, for_it_groups, previous_digest_at
 from .smtp import ConnectionLost, MessageRefused, OutboxTransport, ServerUnavailable, SmtpTransport
 
@@ -218,7 +219,8 @@ def _email_person(db, settings: MailSettings, transport, report: RunReport, rows
 def _send_digest(db, settings: MailSettings, transport, report: RunReport, it_rows, it_groups, since, max_attempts: int) -> None:
     ids = [row["id"] for row, _ in it_rows]
     report.findings_to_it = len(ids)
-    context = digest_context(db, settings, run=report.as_context(), it_groups=it_groups, since=since)
+    news = digest_news.collect(db)  # posture regressions and new consent requests, each told once
+    context = digest_context(db, settings, run=report.as_context(), it_groups=it_groups, since=since, news=news)
     message = build_message(
         settings, to=settings.digest_to, template="digest", context=context,
         message_id=new_message_id(settings), now=utc_now(),
@@ -229,6 +231,7 @@ def _send_digest(db, settings: MailSettings, transport, report: RunReport, it_ro
                 recipients=recipients, what="IT digest", max_attempts=max_attempts):
         report.digest_status = "written" if report.dry_run else "sent"
         report.digest_message_id = message["Message-ID"]
+        digest_news.mark_reported(db, news, now=iso(utc_now()), message_id=message["Message-ID"])
     else:
         report.digest_status = "failed"
         report.findings_to_it = 0

@@ -7,6 +7,7 @@ when a login is needed, and never appears in a log line or an error message.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import smtplib
 import ssl
@@ -158,7 +159,10 @@ class OutboxTransport:
 
     def __enter__(self) -> OutboxTransport:
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            # Private folders and files: a digest lists hundreds of staff and student addresses.
+            missing = [folder for folder in (self.folder, *self.folder.parents) if not folder.exists()]
+            for folder in reversed(missing):
+                folder.mkdir(mode=0o700, exist_ok=True)
         except OSError as error:
             raise ConfigError(f"--outbox {self.folder}: cannot create the folder: {error.strerror}") from None
         return self
@@ -173,7 +177,8 @@ class OutboxTransport:
         first = recipients[0] + (f"+{len(recipients) - 1}-more" if len(recipients) > 1 else "")
         name = re.sub(r"[^A-Za-z0-9@._+-]+", "_", one_line(first, 80))
         path = self.folder / f"{len(self.written) + 1:04d}-{name}.eml"
-        path.write_bytes(message_bytes(message))
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as file:
+            file.write(message_bytes(message))
         self.written.append(path)
         return {}
 

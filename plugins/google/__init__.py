@@ -8,6 +8,8 @@
     tokens.py     tokens.list for many users in concurrent batches
     users.py      users.list, page by page, on a background thread
     reports.py    the Reports API token log (last use, who changed what)
+    policies.py   the admin console's app-access settings (Cloud Identity Policy API), org unit names
+    posture.py    those settings -> posture findings (pure)
 """
 
 from scanner import ConfigKey, hookimpl
@@ -17,6 +19,8 @@ SETTINGS = {
     "service_account_file": ConfigKey("path", required=True),
     "customer": ConfigKey("str", "my_customer"),
     "api_root": ConfigKey("url", "https://admin.googleapis.com/"),
+    # The Cloud Identity Policy API (the app-access settings the posture checks read).
+    "policy_api_root": ConfigKey("url", "https://cloudidentity.googleapis.com/"),
     "requests_per_minute": ConfigKey("int", 2400, minimum=1),
     # GCP project numbers of the district's own OAuth clients (marked internal).
     "internal_project_numbers": ConfigKey("list[str]", []),

@@ -11,6 +11,7 @@ a few times before giving up.
 
 from __future__ import annotations
 
+import copy
 import http.client
 import json
 import random
@@ -31,6 +32,11 @@ SCOPES = (
     "https://www.googleapis.com/auth/admin.directory.user.security",
     "https://www.googleapis.com/auth/admin.reports.audit.readonly",
 )
+# Optional, each asked for in a token of its own: Google's token endpoint refuses a whole
+# request when one scope is not delegated, and a district that has not delegated these
+# still gets its app inventory (the posture checks are then `unknown`).
+POLICY_SCOPE = "https://www.googleapis.com/auth/cloud-identity.policies.readonly"  # the admin console's settings
+ORGUNIT_SCOPE = "https://www.googleapis.com/auth/admin.directory.orgunit.readonly"  # org unit names for them
 HTTP_TIMEOUT = 120  # seconds; a 1000-part batch can take a while at Google
 # What a dropped, reset, stalled or cut-off connection raises (httplib2 wraps some of them,
 # google_auth_httplib2 others; socket.timeout and resets come through bare).
@@ -41,11 +47,16 @@ _REQUIRED_FIELDS = ("client_email", "private_key", "token_uri", "client_id")
 DELEGATION_PAGE = "Admin console > Security > Access and data control > API controls > Manage Domain Wide Delegation"
 
 
+class NotDelegated(Exception):
+    """The token endpoint refused an optional scope: it is not delegated to the service account."""
+
+
 class Delegation:
     """The service account key, its credentials, and the admin it acts as."""
 
     def __init__(self, key_file: Path, admin_email: str):
         self.key_file, self.admin_email = key_file, admin_email
+        self.scopes: tuple[str, ...] = SCOPES
         info = _read_key_file(key_file)
         self.client_email: str = info["client_email"]
         self.client_id: str = str(info["client_id"])
@@ -60,6 +71,25 @@ class Delegation:
             ) from None
         self.credentials = credentials.with_subject(admin_email)
 
+    def for_scope(self, scope: str) -> Delegation:
+        """The same service account and admin, with a token for this one scope only (signed in
+        now); NotDelegated when the district has not delegated the scope."""
+        scoped = copy.copy(self)
+        scoped.scopes = (scope,)
+        scoped.credentials = self.credentials.with_scopes([scope])
+        try:
+            scoped.sign_in()
+        except _Refused as refused:
+            if refused.code == "unauthorized_client":
+                raise NotDelegated(scope) from None
+            raise self.refresh_error(refused.error) from None
+        return scoped
+
+    def add_scope_steps(self, scope: str) -> str:
+        """What to do in the Admin console to delegate one more scope."""
+        return (f"in the {DELEGATION_PAGE}, add {scope} to the scopes of client ID {self.client_id} "
+                f"({self.client_email}), keeping the {len(SCOPES)} it has")
+
     def sign_in(self) -> None:
         """Exchange a signed assertion for an access token now, so set-up problems show before any API call.
 
@@ -72,6 +102,8 @@ class Delegation:
                 return
             except auth_exceptions.RefreshError as error:
                 if not error.retryable:
+                    if self.scopes != SCOPES:  # an optional scope: the caller decides what a refusal means
+                        raise _Refused(error) from None
                     raise self.refresh_error(error) from None
                 last = _first_line(error)
             except TRANSPORT_ERRORS as error:
@@ -133,6 +165,16 @@ class Delegation:
 
     def missing_scopes(self, what: str) -> ProviderError:
         return ProviderError(f"Google refused {what} for lack of a scope (insufficientPermissions): {self.delegation_steps()}")
+
+
+class _Refused(Exception):
+    """The token endpoint refused a token for optional scopes (for_scope() decides what it means)."""
+
+    def __init__(self, error: auth_exceptions.RefreshError):
+        super().__init__(str(error))
+        self.error = error
+        data = error.args[1] if len(error.args) > 1 and isinstance(error.args[1], dict) else {}
+        self.code = str(data.get("error", ""))
 
 
 class _DelegatedCredentials(service_account.Credentials):

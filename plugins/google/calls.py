@@ -139,7 +139,10 @@ class ApiFailure(Exception):
             body = json.loads(error.content.decode("utf-8") if isinstance(error.content, bytes) else error.content)
             detail = body["error"]
             message = detail.get("message", message)
-            reason = (detail.get("errors") or [{}])[0].get("reason", "") or detail.get("status", "")
+            # The Admin SDK names the reason in `errors`; newer APIs (Cloud Identity) in `details`.
+            reason = ((detail.get("errors") or [{}])[0].get("reason", "")
+                      or next((d.get("reason") for d in detail.get("details") or [] if d.get("reason")), "")
+                      or detail.get("status", ""))
         except (ValueError, KeyError, TypeError, AttributeError, IndexError):
             pass
         return cls(status, reason, str(message)[:300], parse_retry_after(error.resp.get("retry-after")))

@@ -12,7 +12,10 @@ Threads do the network calls and post what they got to one outbox; the scan's th
 (the only one that touches the inventory) turns messages into records as they come,
 so memory stays flat whatever the tenant's size.
 
-Settings: [google] admin_email, service_account_file, customer, api_root,
+Every scan first reads the app-access settings (policies.py) and reports them as posture
+findings; settings it cannot read are `unknown` findings, never a failed scan.
+
+Settings: [google] admin_email, service_account_file, customer, api_root, policy_api_root,
 requests_per_minute, internal_project_numbers (see app-inventory.example.toml).
 """
 
@@ -32,6 +35,7 @@ from scanner import Config, GrantsListed, LastUsed, Provider, Record, ScanRun, i
 
 from .auth import Delegation
 from .calls import ApiCaller, CallCounter, GoogleClients, RateLimiter
+from .policies import PostureReader
 from .records import token_records, user_record
 from .reports import RETENTION, ActivityPage, BackgroundReader
 from .tokens import BatchOutcome, TokenListing, TokenLister, batch_size_for
@@ -121,6 +125,8 @@ class _GoogleScan:
 
     def _scan(self) -> Iterator[Record]:
         run = self.run
+        yield from PostureReader(self.delegation, self.settings, self.limiter, self.counter, self.stop).findings()
+        self.counter.sync()
         started = dt.datetime.now(dt.timezone.utc)
         cursor = _parse_cursor(run.state.get("reports_cursor"))
         since = cursor - REPORT_LAG if cursor else started - RETENTION

@@ -5,6 +5,7 @@
     client.py     the Graph HTTP client: paging, $batch, retries and throttling
     scan.py       what to fetch, concurrently, and in which order
     records.py    Graph objects -> records (pure, tested on recorded answers)
+    posture.py    the consent settings and requests -> posture findings, consent requests (pure)
 """
 
 from scanner import ConfigError, ConfigKey, hookimpl

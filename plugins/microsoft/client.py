@@ -15,6 +15,10 @@ first page, skipping the items already handed out (by id), a few times at most.
 
 A Graph error that remains becomes a `GraphCallError` holding Graph's own code,
 message and request-id; it never holds the token.
+
+Every request carries the bearer token, so a nextLink is followed only when it points
+at the configured graph_url's own scheme, host and port: an answer that names another
+host (a tampered or misrouted response) stops the listing instead of leaking the token.
 """
 
 from __future__ import annotations
@@ -208,6 +212,15 @@ class GraphClient:
     def url(self, path: str) -> str:
         return path if path.startswith(("https://", "http://")) else self.base + path
 
+    def next_link(self, link: str | None) -> str | None:
+        """Graph's @odata.nextLink, if it points at the configured Graph host; GraphCallError otherwise."""
+        if link is None or _origin(link) == _origin(self.base):
+            return link
+        parts = urlsplit(link)
+        raise GraphCallError("GET", f"{parts.scheme}://{parts.netloc}{parts.path}", None, "ForeignNextLink",
+                             f"Graph's next-page link points at {parts.scheme}://{parts.netloc}, not at graph_url {self.base}; "
+                             "it was not followed (every request carries the access token)")
+
     # -- single requests and paging --------------------------------------------------------
 
     def get(self, path: str, *, headers: dict[str, str] | None = None) -> Any:
@@ -254,7 +267,7 @@ class GraphClient:
             items_read += len(items)
             if items:
                 yield items
-            url = body.get("@odata.nextLink")
+            url = self.next_link(body.get("@odata.nextLink"))
 
     def _page_token_expired(self, first_url: str, restarts: int, items_read: int, *, skipping: bool) -> None:
         """Count and report a fresh start of a listing; raise once there have been too many."""
@@ -352,7 +365,7 @@ class GraphClient:
                     follow[key] = urls[key]
                     continue
                 collected[key].extend(body.get("value") or [])
-                next_link = body.get("@odata.nextLink")
+                next_link = self.next_link(body.get("@odata.nextLink"))
                 if next_link:
                     follow[key] = relative_to_version(next_link)
                 else:
@@ -408,6 +421,13 @@ def endpoint_name(method: str, url: str) -> str:
     segments = urlsplit(url).path.split("/")
     named = ["{id}" if len(s) >= 32 and s.count("-") == 4 else s for s in segments]
     return f"{method} {'/'.join(named)}"
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the scheme's default port filled in, for comparing hosts."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or {"https": 443, "http": 80}.get(scheme)
 
 
 def relative_to_version(link: str) -> str:

@@ -4,8 +4,9 @@ Signs in as the district's app registration (client secret or certificate, MSAL
 client credentials) and reads, with application permissions only: users and their
 licences, service principals (the apps), delegated permission grants (one user's
 consent, or an admin's consent for everyone), application permissions, and, with
-Entra ID P1, each app's last sign-in. Every scan is a full scan: grants no longer
-seen are revoked in the inventory. See docs/microsoft.md for the app
+Entra ID P1, each app's last sign-in; and the tenant's consent settings (the posture
+checks) and people's requests for admin consent. Every scan is a full scan: grants no
+longer seen are revoked in the inventory. See docs/microsoft.md for the app
 registration it needs.
 """
 

@@ -19,6 +19,11 @@ bounded queue to the one thread that yields records (so memory stays flat):
 - last sign-in per app from the beta sign-in activity report (Entra ID P1), paced
   to its limit of 5 requests per 10 seconds; without P1 it is skipped with a warning.
 
+Before the pool starts, the consent posture (authorization policy, admin consent request
+policy, the permission classifications when users may consent to low-impact permissions)
+and people's requests for admin consent are read; a permission the app registration lacks
+makes only the checks that need it `unknown`, naming the permission to add.
+
 Every listing survives Graph's page tokens expiring mid-way: GraphClient.pages reads
 it again from the first page and skips what it already handed out (the grant census
 counts afresh instead), so nothing is recorded twice or missed.
@@ -40,6 +45,7 @@ from scanner import App, Config, Grant, ProviderError, Record, ScanRun
 
 from .auth import PORTAL
 from .client import GraphCallError, GraphClient
+from .posture import Unread, consent_request_records, microsoft_findings, needs_classifications
 from .records import (
     SERVICE_PRINCIPAL_FIELDS,
     USER_FIELDS,
@@ -54,6 +60,13 @@ from .records import (
 log = logging.getLogger("plugins.microsoft.provider")
 
 REPORT_INTERVAL = 2.1  # seconds between sign-in report requests: the limit is 5 per 10 s
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"  # Microsoft Graph's own appId
+# The application permission each posture read needs (least privileged, from each API's permission table).
+POSTURE_PERMISSIONS = (
+    ("/policies/", "Policy.Read.All"),
+    ("/identityGovernance/appConsent/", "ConsentRequest.Read.All"),
+    ("/delegatedPermissionClassifications", "Application.Read.All"),
+)
 NON_PREMIUM = "Authentication_RequestFromNonPremiumTenantOrB2CTenant"
 # Which application permission a refused request needs: (path part, permission, what was refused).
 NEEDED_PERMISSIONS = (
@@ -106,6 +119,7 @@ class TenantScan:
         own_tenant = self._read_organization()
         sku_names = self._read_sku_names()
         self._read_service_principals(own_tenant)
+        yield from self._consent_posture()
         for app in self.apps.values():
             if app.ownership != "first_party":
                 self.announced.add(app.id)
@@ -193,6 +207,64 @@ class TenantScan:
                 principal, app = service_principal_to_app(sp, own_tenant)
                 self.principals[principal.id] = principal
                 self.apps[app.id] = app
+
+    # -- the consent posture and requests for admin consent -----------------------------------
+
+    def _consent_posture(self) -> Iterator[Record]:
+        authorization = self._read_object("/v1.0/policies/authorizationPolicy")
+        admin_consent = self._read_object("/v1.0/policies/adminConsentRequestPolicy")
+        classifications = None
+        if needs_classifications(authorization):
+            classifications = self._read_list(
+                f"/v1.0/servicePrincipals(appId='{GRAPH_APP_ID}')/delegatedPermissionClassifications")
+        findings = microsoft_findings(authorization, admin_consent, classifications)
+        unknown: dict[str, list[str]] = defaultdict(list)
+        for finding in findings:
+            if finding.result == "unknown":
+                unknown[finding.reason].append(finding.check_id)
+        for reason, checks in unknown.items():
+            log.warning("microsoft: posture checks %s are unknown: %s", ", ".join(checks), reason)
+        yield from findings
+        yield from self._consent_requests()
+
+    def _consent_requests(self) -> Iterator[Record]:
+        requests = self._read_list("/v1.0/identityGovernance/appConsent/appConsentRequests?$top=999")
+        if isinstance(requests, Unread):
+            log.warning("microsoft: requests for admin consent are not recorded: %s", requests.reason)
+            return
+        by_id = {request["id"]: request for request in requests if request.get("id") and request.get("appId")}
+        # The list does not expand who asked: each request's userConsentRequests, through $batch.
+        urls = {request_id: f"/identityGovernance/appConsent/appConsentRequests/{request_id}/userConsentRequests?$top=999"
+                for request_id in by_id}
+        try:
+            records = [record for request_id, asked in self.graph.batch_collect(urls)
+                       for record in consent_request_records(by_id[request_id], asked or [])]
+        except GraphCallError as error:
+            log.warning("microsoft: requests for admin consent are not recorded: %s", self._posture_problem(error).reason)
+            return
+        yield from records
+
+    def _read_object(self, path: str) -> dict | Unread:
+        try:
+            body = self.graph.get(path)
+        except GraphCallError as error:
+            return self._posture_problem(error)
+        return body if isinstance(body, dict) else Unread(f"Graph answered {path} with something other than an object")
+
+    def _read_list(self, path: str) -> list[dict] | Unread:
+        try:
+            return [item for page in self.graph.pages(path) for item in page]
+        except GraphCallError as error:
+            return self._posture_problem(error)
+
+    def _posture_problem(self, error: GraphCallError) -> Unread:
+        """Why a posture read failed, and what to do: the exact permission for a refusal."""
+        if error.status == 403 and error.code == "Authorization_RequestDenied":
+            permission = next((p for part, p in POSTURE_PERMISSIONS if part in error.path), "Policy.Read.All")
+            return Unread(f"the app registration lacks the Microsoft Graph application permission {permission}: in "
+                          f"{PORTAL} > {self.settings['client_id']} > API permissions, add {permission}, then click "
+                          f"\"Grant admin consent\" ({error.code})")
+        return Unread(f"Microsoft Graph failed to answer: {error.describe()}; the next scan tries again")
 
     # -- tasks on the pool (each sends results through `emit`) -----------------------------
 

@@ -1,81 +1,31 @@
 """The apps of the demo district: real-world edtech names with plausible ids and scopes.
 
-Ids are derived from the name, so examples/catalog.csv (the demo's catalog) can list
-the same ids; a test checks the two agree. Adoption rates are the share of students
-or staff (in the schools the app targets) who connected it with Google or Microsoft.
+Each is an emulators.apps.App. Ids are derived from the name, so examples/catalog.csv
+(the demo's catalog) can list the same ids; a test checks the two agree. Adoption rates
+are the share of students or staff (in the schools the app targets) who connected it with
+Google; fewer connect it with Microsoft (see scanner.demo.tenants). `request_rates` are the
+share who asked IT, through Microsoft's admin consent workflow, to allow an app that user
+consent does not cover.
 """
 
 from __future__ import annotations
 
-import hashlib
-import uuid
-from dataclasses import dataclass, field
+from emulators.apps import GOOGLE_SIGN_IN, MICROSOFT_SIGN_IN, SECONDARY, App
 
 G = "https://www.googleapis.com/auth/"
-SIGN_IN = ["openid", G + "userinfo.email", G + "userinfo.profile"]
+SIGN_IN = list(GOOGLE_SIGN_IN)
 ROSTER = [G + "classroom.courses.readonly", G + "classroom.rosters.readonly"]
-MS_SIGN_IN = ["openid", "profile", "email", "offline_access", "User.Read"]
-ALL_LEVELS = ("elementary", "middle", "high")
-SECONDARY = ("middle", "high")
+MS_SIGN_IN = list(MICROSOFT_SIGN_IN)
 
-# The district's own Google Cloud project and Entra tenant (for "internal" apps).
-DISTRICT_PROJECT_NUMBER = "123456789012"
+# The district's own Entra tenant (for "internal" apps; its Google Cloud project is emulators.apps.DISTRICT_PROJECT_NUMBER).
 DISTRICT_TENANT_ID = "5f1b7c3e-2a4d-4e8f-9b6a-1c2d3e4f5a6b"
-MICROSOFT_SERVICES_TENANT = "f8cdef31-a31e-4b4a-93e4-5f571e91255a"
 
 
-def google_client_id(name: str, project_number: str | None = None) -> str:
-    digest = hashlib.sha256(("google:" + name).encode()).hexdigest()
-    project = project_number or f"{int(digest[:12], 16) % 10**12:012d}"
-    return f"{project}-{digest[12:44]}.apps.googleusercontent.com"
+def _app(name, publisher, google=(), microsoft=(), **kwargs) -> App:
+    return App(name, publisher, tuple(google), tuple(microsoft), **kwargs)
 
 
-def microsoft_app_id(name: str) -> str:
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, "https://apps.example/" + name))
-
-
-@dataclass(frozen=True)
-class DemoApp:
-    name: str
-    publisher: str
-    google_scopes: tuple[str, ...] = ()  # empty: not a Google app
-    microsoft_scopes: tuple[str, ...] = ()  # empty: no per-user Microsoft consent
-    student_rate: float = 0.0
-    staff_rate: float = 0.0
-    levels: tuple[str, ...] = ALL_LEVELS
-    verified: bool = True
-    ownership: str = "third_party"
-    # Microsoft: admin consent for everyone (AllPrincipals) and application permissions.
-    admin_consent_scopes: tuple[str, ...] = ()
-    app_permissions: tuple[str, ...] = ()
-    # Scope creep: this share of grants holds these extra scopes.
-    creep_rate: float = 0.0
-    creep_google: tuple[str, ...] = ()
-    creep_microsoft: tuple[str, ...] = ()
-    fixed_google_id: str | None = field(default=None, compare=False)
-    fixed_microsoft_id: str | None = field(default=None, compare=False)
-
-    @property
-    def google_id(self) -> str | None:
-        if not self.google_scopes:
-            return None
-        if self.fixed_google_id:
-            return self.fixed_google_id
-        project = DISTRICT_PROJECT_NUMBER if self.ownership == "internal" else None
-        return google_client_id(self.name, project)
-
-    @property
-    def microsoft_id(self) -> str | None:
-        if not (self.microsoft_scopes or self.admin_consent_scopes or self.app_permissions):
-            return None
-        return self.fixed_microsoft_id or microsoft_app_id(self.name)
-
-
-def _app(name, publisher, google=(), microsoft=(), **kwargs) -> DemoApp:
-    return DemoApp(name, publisher, tuple(google), tuple(microsoft), **kwargs)
-
-
-DEMO_APPS: tuple[DemoApp, ...] = (
+DEMO_APPS: tuple[App, ...] = (
     # In the catalog as approved or conditional.
     _app("Kahoot!", "Kahoot ASA", SIGN_IN + ROSTER, MS_SIGN_IN, student_rate=0.30, staff_rate=0.35,
          creep_rate=0.06, creep_google=(G + "drive.readonly",)),
@@ -102,11 +52,13 @@ DEMO_APPS: tuple[DemoApp, ...] = (
     # In the catalog as denied or pending.
     _app("Yet Another Mail Merge", "Talarian", SIGN_IN + ["https://mail.google.com/", G + "spreadsheets", G + "drive.readonly"],
          student_rate=0.0, staff_rate=0.06),
-    _app("ChatGPT", "OpenAI", SIGN_IN, MS_SIGN_IN, student_rate=0.05, staff_rate=0.10, levels=("high",)),
+    _app("ChatGPT", "OpenAI", SIGN_IN, MS_SIGN_IN, student_rate=0.05, staff_rate=0.10, levels=("high",),
+         request_rates=(0.02, 0.10)),
     _app("Discord", "Discord Inc.", SIGN_IN, MS_SIGN_IN, student_rate=0.04, staff_rate=0.01, levels=SECONDARY),
     _app("Blooket", "Blooket LLC", SIGN_IN + ROSTER, student_rate=0.14, staff_rate=0.10),
     _app("Gimkit", "Gimkit Inc.", SIGN_IN + ROSTER, student_rate=0.06, staff_rate=0.06, levels=SECONDARY),
-    _app("MagicSchool AI", "MagicSchool AI", SIGN_IN + [G + "drive.file"], MS_SIGN_IN, student_rate=0.0, staff_rate=0.15),
+    _app("MagicSchool AI", "MagicSchool AI", SIGN_IN + [G + "drive.file"], MS_SIGN_IN, student_rate=0.0, staff_rate=0.15,
+         request_rates=(0.0, 0.08)),
     # Not in the catalog yet: real apps staff and students connected on their own.
     _app("Quizizz", "Quizizz Inc.", SIGN_IN + ROSTER + [G + "classroom.coursework.students"], MS_SIGN_IN, student_rate=0.10, staff_rate=0.10),
     _app("Prodigy Math", "Prodigy Education", SIGN_IN + ROSTER, student_rate=0.12, staff_rate=0.05, levels=("elementary", "middle")),
@@ -114,7 +66,8 @@ DEMO_APPS: tuple[DemoApp, ...] = (
     _app("BrainPOP", "BrainPOP LLC", SIGN_IN, student_rate=0.08, staff_rate=0.06, levels=("elementary", "middle")),
     _app("Formative", "Goformative Inc.", SIGN_IN + ROSTER + [G + "classroom.coursework.students", G + "drive.file"], student_rate=0.05, staff_rate=0.06, levels=SECONDARY),
     _app("ClassDojo", "ClassDojo Inc.", SIGN_IN, MS_SIGN_IN, student_rate=0.05, staff_rate=0.20, levels=("elementary",)),
-    _app("Turnitin", "Turnitin LLC", SIGN_IN + [G + "drive.readonly"], MS_SIGN_IN + ["Files.Read.All"], student_rate=0.06, staff_rate=0.08, levels=("high",)),
+    _app("Turnitin", "Turnitin LLC", SIGN_IN + [G + "drive.readonly"], MS_SIGN_IN + ["Files.Read.All"], student_rate=0.06, staff_rate=0.08, levels=("high",),
+         request_rates=(0.01, 0.06)),
     _app("Brisk Teaching", "Brisk Labs", SIGN_IN + [G + "documents", G + "drive.file"] + ROSTER, student_rate=0.0, staff_rate=0.12),
     _app("Diffit", "Diffit Inc.", SIGN_IN + [G + "drive.file"], student_rate=0.0, staff_rate=0.08),
     _app("Curipod", "Curipod AS", SIGN_IN + ROSTER, student_rate=0.03, staff_rate=0.05),
@@ -137,7 +90,7 @@ DEMO_APPS: tuple[DemoApp, ...] = (
     # Risky apps nobody reviewed: broad scopes, often unverified publishers.
     _app("PDF Merge Pro", "pdfmergepro.app", SIGN_IN + [G + "drive"], student_rate=0.02, staff_rate=0.05, verified=False),
     _app("Inbox AI Assistant", "InboxAI Labs", SIGN_IN + ["https://mail.google.com/", G + "gmail.send"], MS_SIGN_IN + ["Mail.ReadWrite", "Mail.Send"],
-         student_rate=0.0, staff_rate=0.03, verified=False),
+         student_rate=0.0, staff_rate=0.03, verified=False, request_rates=(0.0, 0.05)),
     _app("Homework Solver AI", "HW Solver", SIGN_IN + [G + "drive.readonly", G + "classroom.coursework.me"], MS_SIGN_IN + ["Files.Read.All"],
          student_rate=0.04, staff_rate=0.0, levels=SECONDARY, verified=False),
     _app("Sheets Auto Mailer", "automailer.dev", SIGN_IN + [G + "spreadsheets", G + "script.external_request", G + "gmail.send"],

@@ -8,6 +8,7 @@ WAL mode) see either the previous inventory or the new one.
     database.py   opening (schema and scope knowledge up to date), many rows at once, checkpoints
     scans.py      the `scans` rows: running, succeeded, failed, interrupted
     writer.py     ScanWriter: one provider's records -> users, apps, grants, changes
+    posture.py    the tenant's consent posture (history per scan) and consent requests
     derived.py    recomputed after a scan or catalog change: counts, matching, unapproved_usage, retention
     people.py     accounts that share an address are one person (users.person_id, people)
     products.py   catalog entries and uncatalogued apps, counted in distinct people (products,
@@ -17,7 +18,10 @@ WAL mode) see either the previous inventory or the new one.
 """
 
 from .catalog import CATALOG_COLUMNS, replace_catalog
-from .database import checkpoint_alongside, insert_rows, open_db, sync_scopes
+from .database import (
+    PRIVATE_FILE_MODE, InventoryUnreadable, checkpoint_alongside, create_private_file, describe_unusable, insert_rows,
+    open_db, sync_scopes,
+)
 from .derived import (
     DEFAULT_HISTORY_DAYS, apply_matching, product_of, purge_history, refresh_app_stats, refresh_derived,
     refresh_unapproved_usage,
@@ -28,9 +32,10 @@ from .scans import ScanChanges, fail_scan, known_user_ids, last_succeeded_scan, 
 from .writer import CHANGE_KINDS, ScanWriter, grant_id
 
 __all__ = [
-    "CATALOG_COLUMNS", "CHANGE_KINDS", "PeopleRefresh", "DEFAULT_HISTORY_DAYS", "ScanChanges", "ScanWriter", "apply_matching",
-    "checkpoint_alongside", "fail_scan", "grant_id", "insert_rows", "known_user_ids", "last_succeeded_scan",
-    "mark_interrupted_scans", "open_db", "product_of", "purge_history", "refresh_app_stats", "refresh_derived",
-    "refresh_people", "refresh_products", "refresh_unapproved_usage", "track_people_changes",
+    "CATALOG_COLUMNS", "CHANGE_KINDS", "DEFAULT_HISTORY_DAYS", "PRIVATE_FILE_MODE", "InventoryUnreadable", "PeopleRefresh",
+    "ScanChanges", "ScanWriter", "apply_matching", "checkpoint_alongside", "create_private_file", "describe_unusable",
+    "fail_scan", "grant_id", "insert_rows", "known_user_ids", "last_succeeded_scan", "mark_interrupted_scans", "open_db",
+    "product_of", "purge_history", "refresh_app_stats", "refresh_derived", "refresh_people", "refresh_products",
+    "refresh_unapproved_usage", "track_people_changes",
     "replace_catalog", "start_scan", "sync_scopes",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -34,18 +35,60 @@ def insert_rows(conn: sqlite3.Connection, insert: str, rows: Sequence[Sequence[A
         conn.execute(f"{insert} values {', '.join([one] * len(part))} {upsert}", [value for row in part for value in row])
 
 
+# Files that hold staff and student data are readable by their owner only.
+PRIVATE_FILE_MODE = 0o600
+
+
+class InventoryUnreadable(Exception):
+    """The --db file cannot be used: not SQLite, damaged, or not writable by this account."""
+
+
+def create_private_file(path: str | os.PathLike) -> None:
+    """Create an empty file readable and writable by its owner only, unless it exists.
+    SQLite gives the database's -wal and -shm files the database file's own permissions."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))
+    except FileExistsError:
+        pass
+
+
 def open_db(path: str) -> Database:
-    """Open (creating if needed) the inventory, with its schema and scope knowledge up to date."""
+    """Open (creating if needed, owner-only) the inventory, with its schema and scope knowledge
+    up to date. Raises InventoryUnreadable for a file that is not a usable inventory."""
+    if path != ":memory:" and not str(path).startswith("file:"):
+        try:
+            create_private_file(path)
+        except OSError as error:
+            raise InventoryUnreadable(f"{path}: cannot create the inventory: {error.strerror}") from None
     db = Database(path)
-    db.conn.execute("PRAGMA busy_timeout = 10000")
-    upgraded = ensure_db_shape(db)
-    if upgraded and db["users"].count:
+    try:
+        db.conn.execute("PRAGMA busy_timeout = 10000")
+        upgraded = ensure_db_shape(db)
+        sync_scopes(db)
+    except sqlite3.DatabaseError as error:
+        db.close()
+        problem = describe_unusable(path, error)
+        if problem is None:
+            raise
+        raise InventoryUnreadable(problem) from None
+    if "0004_people_and_products" in upgraded and db["users"].count:
         # An inventory made by an older version: fill what the new migrations added
         # (people, products) now, rather than after the next scan.
         with db.atomic():
             refresh_derived(db)
-    sync_scopes(db)
     return db
+
+
+def describe_unusable(path: str, error: sqlite3.DatabaseError) -> str | None:
+    """What is wrong with an inventory file SQLite refused, or None for a passing problem (a lock)."""
+    name = getattr(error, "sqlite_errorname", "")
+    if name in ("SQLITE_NOTADB", "SQLITE_CORRUPT") or type(error) is sqlite3.DatabaseError:
+        return (f"{path}: not an app inventory, or a damaged one (SQLite: {error}); "
+                "restore it from a backup, or pass another file with --db")
+    if name.startswith(("SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_PERM", "SQLITE_AUTH")):
+        return (f"{path}: cannot open the inventory for writing (SQLite: {error}); run as the account that owns "
+                "the file, and check that it may write the folder too (SQLite keeps -wal and -shm files beside it)")
+    return None
 
 
 @contextmanager

@@ -2,8 +2,9 @@
 
 `ScanWriter` streams the provider's records into batched upserts, computes changes,
 revokes what a scan that re-read a user's grants no longer sees, then (finish())
-refreshes per-app counts, catalog matching and unapproved_usage, marks the scan
-succeeded and applies retention, all inside the caller's transaction.
+refreshes per-app counts, catalog matching and unapproved_usage, writes the posture
+findings and consent requests (store.posture), marks the scan succeeded and applies
+retention, all inside the caller's transaction.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from typing import Any
 from sqlite_utils import Database
 
 from .. import scopes
-from ..providers import App, Grant, GrantsListed, LastUsed, Record, ScanRun, User
+from ..providers import App, ConsentRequest, Grant, GrantsListed, LastUsed, PostureFinding, Record, ScanRun, User
 from ..timestamps import iso, normalize_timestamp
 from .database import insert_rows
 from .derived import DEFAULT_HISTORY_DAYS, apply_matching, purge_history, refresh_app_stats, refresh_unapproved_usage
 from .people import refresh_people, track_people_changes
+from .posture import PostureWriter, purge_posture
 from .products import refresh_products
 
 log = logging.getLogger(__name__)
@@ -81,6 +83,7 @@ class ScanWriter:
         self._uses: list[tuple] = []
         self._app_last_used: dict[str, str] = {}
         self._listed: list[tuple] = []
+        self.posture = PostureWriter(db, scan_id, provider, self.now)
         db.execute("create temp table if not exists _listed_users (user_id text primary key)")
         # Every reported use, appended as reports come; finish() keeps the latest of each
         # (user, app). Appending is cheap while the scan's thread is the busiest part of a scan:
@@ -115,8 +118,11 @@ class ScanWriter:
             self._listed.append((self._id(record.user_id),))
             if len(self._listed) >= self.BATCH:
                 self._flush_notes()
+        elif isinstance(record, (PostureFinding, ConsentRequest)):
+            self.posture.add(record)
         else:
-            raise TypeError(f"provider {self.provider} yielded {record!r}; expected User, App, Grant, LastUsed or GrantsListed")
+            raise TypeError(f"provider {self.provider} yielded {record!r}; expected User, App, Grant, LastUsed, "
+                            "GrantsListed, PostureFinding or ConsentRequest")
 
     # users ----------------------------------------------------------------------------------
 
@@ -280,6 +286,7 @@ class ScanWriter:
         # A first scan records no new grants: it redoes every person's part of the products.
         partly = not (self.baseline or people.everyone)
         refresh_products(self.db, after_scan=self.scan_id if partly else None)
+        self.posture.finish()
         scan = {
             "status": "succeeded", "finished_at": self.now, "mode": run.mode, "tenant": run.tenant,
             "users_seen": self.counts["users"], "apps_seen": self.counts["apps"], "grants_seen": self.counts["grants"],
@@ -287,7 +294,9 @@ class ScanWriter:
             "state": json.dumps(run.new_state, sort_keys=True),
         }
         self.db["scans"].update(self.scan_id, scan)
-        if purge_history(self.db, history_days, dt.datetime.fromisoformat(self.now)):
+        moment = dt.datetime.fromisoformat(self.now)
+        purge_posture(self.db, history_days, moment)  # before the scans its rows belong to
+        if purge_history(self.db, history_days, moment):
             # Forgotten accounts (none had a grant) leave their person, whose role may change.
             people = refresh_people(self.db, scanned=self.provider)
             refresh_products(self.db, after_scan=None if people.everyone else self.scan_id)
