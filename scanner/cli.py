@@ -130,7 +130,11 @@ def catalog_import(app: AppContext, file: Path):
     """Replace the catalog with FILE (CSV, YAML or JSON), all or nothing, and rematch apps."""
     rows = read_catalog(file)
     with ScanLock(app.db_path):
-        counts = store.replace_catalog(app.open_db(), rows)
+        db = app.open_db()
+        try:
+            counts = store.replace_catalog(db, rows)
+        finally:
+            db.close()  # now, not whenever garbage collection gets to it: the WAL is copied into the file here
     if counts["added"] or counts["updated"] or counts["removed"]:
         click.echo(f"Catalog imported from {file}: {counts['added']} added, {counts['updated']} updated, {counts['removed']} removed, {counts['unchanged']} unchanged.")
     else:
