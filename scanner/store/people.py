@@ -55,8 +55,8 @@ def refresh_people(db: Database, *, full: bool = False, scanned: str | None = No
     (nothing at all when no account changed); everyone is with full=True, when nothing was
     tracked on this connection, or when a large share of the accounts changed (a first scan).
     `scanned` names the provider whose unapproved_usage rows the caller rebuilds next (they
-    need no update here). All in SQL: each round gives every account that shares an address the lowest person id
-    among the accounts it shares one with, until a round changes nothing."""
+    need no update here). All in SQL: each round gives every account that shares an address
+    the lowest person id among the accounts it shares one with, until a round changes nothing."""
     temp_table(db, "_people_affected", "person_id text primary key", rowid=False)
     tracked = db.execute("select 1 from temp.sqlite_master where name = '_people_dirty'").fetchone() is not None
     full = full or not tracked or not db.execute("select 1 from people limit 1").fetchone()
