@@ -27,7 +27,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from statistics import NormalDist
 from typing import NamedTuple
 
@@ -85,10 +85,20 @@ class Person:
     grade: int | None
     title: str  # "Student", or the staff member's job title
     suspended: bool = False
+    # How the directories spell the person (see _addresses): the Google account's aliases, and
+    # the Microsoft account's own address and other addresses when they differ from `email`.
+    google_aliases: tuple[str, ...] = ()
+    microsoft_email: str = ""
+    microsoft_aliases: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
         return f"{self.given} {self.family}"
+
+    @property
+    def microsoft_address(self) -> str:
+        """The Microsoft account's primary address (mail and userPrincipalName)."""
+        return self.microsoft_email or self.email
 
     @property
     def google_org_unit(self) -> str:
@@ -222,7 +232,31 @@ def _people(users: int, rng: random.Random, domain: str, student_domain: str, su
             email = unique_email(f"{ascii_local(given)[0]}{ascii_local(family)}{graduation_year % 100:02d}", student_domain, emails)
         suspended = rng.random() < suspended_share if suspended_share else False
         people.append(Person(len(people), given, family, email, role, school, level, grade, title, suspended))
-    return people
+    return [_addresses(person, emails) for person in people]
+
+
+def _addresses(person: Person, taken: set[str]) -> Person:
+    """How the two directories spell one person, as districts' do: mostly the same address,
+    but a quarter of the staff's Microsoft address differs in case (Olivia.Smith@), a quarter
+    have a short Microsoft address with their Google address as a proxy address (an alias on
+    the Microsoft side), a quarter a short Google alias that is their Microsoft address (an
+    alias on the Google side); a third of the students' Microsoft address differs in case.
+    The IT staff (key 0, and whoever is titled IT Technician: the demo signs them in on both
+    sides) are spelled the same everywhere. No randomness: the same people as before."""
+    local, _, domain = person.email.partition("@")
+    if person.key == 0 or person.title == "IT Technician":
+        return person
+    if person.role == "student":
+        return replace(person, microsoft_email=local.capitalize() + "@" + domain) if person.key % 3 == 1 else person
+    variant = person.key % 4
+    if variant == 1:
+        return replace(person, microsoft_email=".".join(part.capitalize() for part in local.split(".")) + "@" + domain)
+    short = unique_email(ascii_local(person.given)[:1] + ascii_local(person.family), domain, taken)
+    if variant == 2:
+        return replace(person, microsoft_email=short, microsoft_aliases=(person.email,))
+    if variant == 3:
+        return replace(person, google_aliases=(short,), microsoft_email=short)
+    return person
 
 
 def _grants_of(person: Person, plan: list[tuple], appetite: float, history_days: float, rng: random.Random,

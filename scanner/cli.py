@@ -130,7 +130,11 @@ def catalog_import(app: AppContext, file: Path):
     """Replace the catalog with FILE (CSV, YAML or JSON), all or nothing, and rematch apps."""
     rows = read_catalog(file)
     with ScanLock(app.db_path):
-        counts = store.replace_catalog(app.open_db(), rows)
+        db = app.open_db()
+        try:
+            counts = store.replace_catalog(db, rows)
+        finally:
+            db.close()  # now, not whenever garbage collection gets to it: the WAL is copied into the file here
     if counts["added"] or counts["updated"] or counts["removed"]:
         click.echo(f"Catalog imported from {file}: {counts['added']} added, {counts['updated']} updated, {counts['removed']} removed, {counts['unchanged']} unchanged.")
     else:
@@ -146,7 +150,7 @@ def plugins_command():
 @cli.command(name="serve")
 @click.option("--host", help="Address to listen on [default: [serve] host, 127.0.0.1].")
 @click.option("--port", type=click.IntRange(1, 65535), help="Port to listen on [default: [serve] port, 8001].")
-@click.option("--public", is_flag=True, default=None, help="Let anyone read the public list of apps (no names or emails; counts under 10 shown as <10).")
+@click.option("--public", is_flag=True, default=None, help="Let anyone read the public list of apps (no names or emails; counts as <10 or a range of ten).")
 @click.pass_obj
 def serve_command(app: AppContext, host, port, public):
     """Publish the inventory with Datasette. IT staff sign in and see everything;

@@ -31,7 +31,14 @@ class ProviderError(Exception):
 
 @dataclass
 class User:
-    """An account in the tenant."""
+    """An account in the tenant.
+
+    `email` is the account's primary address; `aliases` are its other addresses that
+    reach the same mailbox (Google aliases, Microsoft proxy addresses and sign-in
+    name). Accounts that share any address, compared case-insensitively, are one
+    person (the `people` table), whatever provider reports them. A provider that
+    knows no aliases leaves the default: the account is matched by `email` alone.
+    """
 
     id: str
     email: str
@@ -40,6 +47,7 @@ class User:
     org_unit: str = ""
     suspended: bool = False
     is_admin: bool | None = None  # an administrator of the tenant (None: the service does not say)
+    aliases: list[str] = field(default_factory=list)  # other addresses of this account (never contact addresses)
 
 
 @dataclass

@@ -127,6 +127,53 @@ def m0003_unapproved_usage_table(db: Database) -> None:
     )
 
 
+@migrations(name="0004_people_and_products")
+def m0004_people_and_products(db: Database) -> None:
+    """People and products (docs/people-and-products.md). A person is the accounts that share
+    an address (users.aliases, users.person_id, the people table); a product is a catalog
+    entry, or an app no entry names (apps.product_id, the products table). The store fills
+    them after every scan and catalog change, and right after this upgrade (open_db)."""
+    db["users"].add_column("aliases", str)
+    db["users"].add_column("person_id", str)
+    db["apps"].add_column("product_id", str)
+    db["unapproved_usage"].add_column("person_id", str)
+    db["unapproved_usage"].add_column("product_id", str)
+    db["people"].create(
+        {
+            "id": str, "email": str, "name": str, "role": str, "accounts": int, "providers": str,
+            "account_ids": str, "addresses": str, "suspended": int,
+        },
+        pk="id",
+        not_null={"email", "role", "accounts"},
+    )
+    db["products"].create(
+        {
+            "id": str, "catalog_id": str, "app_id": str, "ownership": str, "risk": str,
+            "people": int, "students": int, "staff": int, "providers": str, "clients": int,
+            "tenant_wide": int, "last_used": str,
+        },
+        pk="id",
+        not_null={"ownership", "risk", "people", "students", "staff", "clients", "tenant_wide"},
+        foreign_keys=[("catalog_id", "catalog", "id"), ("app_id", "apps", "id")],
+    )
+    # What the accounts of people with several accounts add to each product (scanner.store.products).
+    db["multi_account_usage"].create(
+        {"product_id": str, "person_id": str, "person_role": str, "accounts": int, "student_accounts": int,
+         "staff_accounts": int},
+        pk=("product_id", "person_id"),
+        not_null={"accounts", "student_accounts", "staff_accounts"},
+    )
+    # An app may now have several suggestions: a catalog entry, and apps of other providers
+    # that look like the same product. The table is derived (refilled by the store), so it is
+    # made again rather than altered.
+    db["catalog_suggestions"].drop()
+    db["catalog_suggestions"].create(
+        {"app_id": str, "catalog_id": str, "same_as_app_id": str, "reason": str, "score": float},
+        not_null={"app_id", "reason", "score"},
+        foreign_keys=[("app_id", "apps", "id"), ("catalog_id", "catalog", "id"), ("same_as_app_id", "apps", "id")],
+    )
+
+
 @migrations(name="0005_posture")
 def m0005_posture(db: Database) -> None:
     """The tenant settings that decide whether people can connect apps at all, one row per check
@@ -160,8 +207,13 @@ INDEXES = [
     ("users", ["role"]),
     ("users", ["org_unit"]),
     ("users", ["email"]),
+    ("users", ["person_id", "id"]),
+    ("people", ["email"]),
+    ("multi_account_usage", ["person_id"]),
     ("apps", ["provider", "status"]),
     ("apps", ["catalog_id"]),
+    ("apps", ["product_id"]),
+    ("catalog_suggestions", ["app_id"]),
     ("grants", ["app_id", "revoked_at", "user_id"]),
     ("grants", ["user_id", "revoked_at"]),
     ("changes", ["scan_id", "kind"]),
@@ -185,8 +237,22 @@ select
   apps.users, apps.students, apps.staff, apps.tenant_wide,
   catalog.name as catalog_name, catalog.audience, catalog.alternative,
   catalog.dpa_url, catalog.dpa_expires,
-  apps.last_used, apps.first_seen, apps.last_seen, apps.client_id
+  apps.last_used, apps.first_seen, apps.last_seen, apps.client_id, apps.product_id
 from apps left join catalog on catalog.id = apps.catalog_id
+"""
+
+# One row a product (a catalog entry, or an app no entry names), across providers; the
+# counts are distinct people, kept on `products` by the store after every scan and catalog change.
+PRODUCT_SUMMARY = """
+select
+  products.id, coalesce(catalog.name, apps.name) as name, coalesce(catalog.vendor, apps.publisher) as vendor,
+  products.catalog_id, coalesce(catalog.status, apps.status, 'unreviewed') as status, products.ownership,
+  products.risk, products.people, products.students, products.staff, products.tenant_wide,
+  products.providers, products.clients, catalog.audience, catalog.alternative,
+  catalog.dpa_url, catalog.dpa_expires, products.last_used, products.app_id
+from products
+  left join catalog on catalog.id = products.catalog_id
+  left join apps on apps.id = products.app_id
 """
 
 # The one rule for "not approved": an active grant of a third-party app that nobody may
@@ -219,7 +285,8 @@ select
   grants.id as grant_id, apps.id as app_id, apps.name as app, apps.provider, apps.status, apps.risk,
   {UNAPPROVED_REASON} as reason,
   users.id as user_id, users.email, users.name as user_name, users.role, users.org_unit,
-  grants.scopes, grants.first_seen, grants.last_used, catalog.alternative
+  grants.scopes, grants.first_seen, grants.last_used, catalog.alternative,
+  users.person_id, apps.product_id
 from grants
   join apps on apps.id = grants.app_id
   join users on users.id = grants.user_id
@@ -229,7 +296,7 @@ where {UNAPPROVED_RULE}
 
 UNAPPROVED_USAGE_COLUMNS = (
     "grant_id", "app_id", "app", "provider", "status", "risk", "reason", "user_id", "email", "user_name", "role",
-    "org_unit", "scopes", "first_seen", "last_used", "alternative",
+    "org_unit", "scopes", "first_seen", "last_used", "alternative", "person_id", "product_id",
 )
 
 
@@ -270,7 +337,7 @@ DPA_EXPIRING = """
 select
   catalog.id, catalog.name, catalog.vendor, catalog.status, catalog.dpa_url, catalog.dpa_expires,
   cast(julianday(catalog.dpa_expires) - julianday('now') as integer) as days_left,
-  coalesce((select sum(apps.users) from apps where apps.catalog_id = catalog.id), 0) as users
+  coalesce((select products.people from products where products.catalog_id = catalog.id), 0) as users
 from catalog
 where catalog.dpa_expires is not null and catalog.dpa_expires != ''
 order by catalog.dpa_expires
@@ -298,11 +365,29 @@ group by grants.provider, granted.value
 order by apps desc, grants desc
 """
 
+# Small-number protection for everything anonymous visitors can read. A count under the
+# threshold would single out a few people; and an exact count above it, set next to another
+# (two roles of one app, or one app before and after a catalog change: 18, then 14), would
+# reveal the hidden difference (4). So no count is ever published exactly: each is shown as
+# its band of SUPPRESSION_THRESHOLD ("<10", "10 to 19", "20 to 29", ...). The difference or
+# sum of any published numbers then spans at least as many possible values as "<10" itself.
+SUPPRESSION_THRESHOLD = 10
+
+
+def published_count(column: str) -> str:
+    """SQL for how a count is published: "<10", or its band of ten ("10 to 19", "1,230 to 1,239")."""
+    low = f"(cast(coalesce({column}, 0) / {SUPPRESSION_THRESHOLD} as integer) * {SUPPRESSION_THRESHOLD})"
+    return (
+        f"case when coalesce({column}, 0) < {SUPPRESSION_THRESHOLD} then '<{SUPPRESSION_THRESHOLD}' "
+        f"else printf('%,d to %,d', {low}, {low} + {SUPPRESSION_THRESHOLD - 1}) end"
+    )
+
+
 # The public transparency list (the only thing anonymous visitors may read): one row per
-# catalog entry, the district's own wording, no free-text notes, and account counts by role
-# with anything under 10 shown as "<10" here, so the page, JSON and CSV are all suppressed.
-# Only per-role counts, never a total: a total next to one exact count would reveal the other.
-PUBLIC_APPS = """
+# catalog entry, the district's own wording, no free-text notes, and the people using it by
+# role (distinct people across providers: see the people table), each count published as a
+# band (published_count), so the page, JSON and CSV are all protected. Per-role counts only.
+PUBLIC_APPS = f"""
 select
   catalog.id, catalog.name as app, catalog.vendor, catalog.status,
   catalog.status_original as status_detail, catalog.audience,
@@ -314,13 +399,10 @@ select
     else 'current'
   end as agreement_status,
   nullif(catalog.alternative, '') as use_instead,
-  case when coalesce(usage.students, 0) < 10 then '<10' else usage.students end as students,
-  case when coalesce(usage.staff, 0) < 10 then '<10' else usage.staff end as staff
+  {published_count("products.students")} as students,
+  {published_count("products.staff")} as staff
 from catalog
-  left join (
-    select catalog_id, sum(students) as students, sum(staff) as staff
-    from apps where catalog_id is not null group by catalog_id
-  ) as usage on usage.catalog_id = catalog.id
+  left join products on products.catalog_id = catalog.id
 """
 
 # Each provider's latest succeeded scan: what "now" means for posture and consent requests.
@@ -367,6 +449,7 @@ group by consent_requests.provider, consent_requests.client_id
 
 VIEWS = {
     "app_summary": APP_SUMMARY,
+    "product_summary": PRODUCT_SUMMARY,
     "unapproved_grants": UNAPPROVED_GRANTS,
     "scope_creep": SCOPE_CREEP,
     "dpa_expiring": DPA_EXPIRING,
@@ -378,11 +461,14 @@ VIEWS = {
 }
 
 
-def ensure_db_shape(db: Database) -> None:
-    """Apply pending migrations, WAL mode, indexes and views. Safe to run any number of times."""
+def ensure_db_shape(db: Database) -> list[str]:
+    """Apply pending migrations, WAL mode, indexes and views. Safe to run any number of times.
+    Returns the names of the migrations it applied (none when the database was up to date)."""
     db.enable_wal()
+    pending = [migration.name for migration in migrations.pending(db)]
     migrations.apply(db)
     for table, columns in INDEXES:
         db[table].create_index(columns, if_not_exists=True)
     for name, sql in VIEWS.items():
         db.create_view(name, sql.strip(), replace=True)
+    return pending

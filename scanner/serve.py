@@ -33,7 +33,7 @@ from .served import ServedInventory, serve_inventory, served_inventory
 from .shipped import metadata_file
 
 # Views an anonymous visitor may read with --public. Each must hold app-level rows only,
-# with counts under 10 suppressed in SQL (see scanner.schema.PUBLIC_APPS).
+# with counts published as <10 or a range of ten, in SQL (see scanner.schema.PUBLIC_APPS).
 PUBLIC_TABLES = (PUBLIC_VIEW,)
 
 # Datasette plugins the inventory needs, by entry-point name. Datasette loads installed
@@ -244,7 +244,7 @@ def describe_addresses(db_path, host: str, port: int, *, public: bool, plugin_li
     lines += ["  " + line.replace("{base}", base) for line in plugin_lines]
     lines.append(f"  Dashboard:    {base}{DASHBOARD_PATH} (IT staff)")
     if public:
-        lines.append(f"  Public page:  {base}{PUBLIC_PAGE_PATH} (open to anyone: app-level list, counts under 10 shown as <10)")
+        lines.append(f"  Public page:  {base}{PUBLIC_PAGE_PATH} (open to anyone: app-level list, counts as <10 or a range of ten)")
     else:
         lines.append(
             f"  Public page:  not published; IT staff can preview it at {base}{PUBLIC_PAGE_PATH}. "

@@ -36,7 +36,7 @@ class FakeTenant:
 
     def scan(self, run: ScanRun) -> Iterator:
         self.runs.append(run)
-        run.tenant = "fake.example.org"
+        run.tenant = f"{run.provider}.example.org"
         run.new_state = {"scans_so_far": run.state.get("scans_so_far", 0) + 1}
         run.progress.start(len(self.users))
         records: list = [*self.apps]
@@ -59,12 +59,12 @@ class FakeTenant:
 
 
 @contextlib.contextmanager
-def registered_tenant(tenant: FakeTenant) -> Iterator[FakeTenant]:
-    """Serve `tenant` as the "fake" provider for the duration (usable outside function fixtures)."""
+def registered_tenant(tenant: FakeTenant, name: str = "fake") -> Iterator[FakeTenant]:
+    """Serve `tenant` as the provider `name` ("fake") for the duration (usable outside function
+    fixtures); two at once, under two names, play a district on two providers."""
 
     class FakeProvider(Provider):
-        name = "fake"
-        label = "Fake Workspace"
+        label = f"Fake {name.title()}"
 
         @classmethod
         def is_configured(cls, config):
@@ -80,11 +80,12 @@ def registered_tenant(tenant: FakeTenant) -> Iterator[FakeTenant]:
         def register_providers(self, register):
             register(FakeProvider)
 
-    pm.register(FakePlugin(), name="undo-fake-provider")
+    FakeProvider.name = name
+    pm.register(FakePlugin(), name=f"undo-{name}-provider")
     try:
         yield tenant
     finally:
-        pm.unregister(name="undo-fake-provider")
+        pm.unregister(name=f"undo-{name}-provider")
 
 
 @pytest.fixture

@@ -126,3 +126,55 @@ def test_the_demo_password_hash_is_the_demo_password():
     from scanner.demo.run import DEMO_IT_PASSWORD, DEMO_IT_PASSWORD_HASH
 
     assert verify_password(DEMO_IT_PASSWORD, DEMO_IT_PASSWORD_HASH)
+
+
+def test_the_demo_finds_each_person_once_across_both_directories(demo_db):
+    """Every person of the district has a Google and a Microsoft account, spelled the same, in
+    another case, or through an alias on either side: each is one person with both accounts."""
+    db_path, _ = demo_db
+    db = sqlite3.connect(db_path)
+    district = demo_district(300)
+    accounts = dict(db.execute("select providers, count(*) from people group by providers"))
+    assert accounts == {"google,microsoft": len(district.people), "google": 1}  # and Google's super admin
+    emails = {row[0] for row in db.execute("select email from users where provider = 'microsoft'")}
+    spelled = {
+        "another case": [p for p in district.people if p.microsoft_email and p.microsoft_email.lower() == p.email],
+        "alias at Microsoft": [p for p in district.people if p.microsoft_aliases],
+        "alias at Google": [p for p in district.people if p.google_aliases],
+    }
+    assert all(spelled.values()) and all(p.microsoft_address in emails for group in spelled.values() for p in group)
+    # Products count people: Kahoot! on Google and on Microsoft is one product.
+    kahoot = db.execute("select people, students + staff, providers from products where id = 'catalog:kahoot'").fetchone()
+    using = {g.person for g in district.grants if g.app.name == "Kahoot!"}
+    accounts = {(g.person, g.provider) for g in district.grants if g.app.name == "Kahoot!"}
+    assert kahoot == (len(using), len(using), "google,microsoft") and len(accounts) > len(using)
+
+
+def test_alerts_from_the_demo_reach_each_staff_member_once(demo_db, smtp_server, tmp_path):
+    """The demo's alerts through a real SMTP server: each staff member emailed once, at their
+    primary address, with their findings from both providers; no student; nothing resent."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from tests.alerts_fixtures import write_config
+
+    db_path = str(tmp_path / "demo.db")
+    shutil.copy(demo_db[0], db_path)
+    config = write_config(tmp_path, smtp_server.port)
+    for _ in range(2):
+        result = CliRunner().invoke(cli, ["--db", db_path, "--config", str(config), "alerts", "send"])
+        assert result.exit_code == 0, result.output
+    people = [message.rcpt_tos[0].lower() for message in smtp_server.handler.people]
+    assert people and len(people) == len(set(people))  # none twice, whatever the case
+    db = sqlite3.connect(db_path)
+    staff = {row[0].lower() for row in db.execute("select email from people where role = 'staff'")}
+    assert set(people) <= staff  # primary addresses of staff only: no student, no other spelling
+    expected = {row[0].lower() for row in db.execute(
+        """select distinct people.email from alerts join users on users.id = alerts.user_id
+           join people on people.id = users.person_id
+           where alerts.recipient is not null and alerts.recipient != 'it-digest'""")}
+    assert set(people) == expected
+    both = [m for m in smtp_server.handler.people if "(Google sign-in)" in m.text and "(Microsoft sign-in)" in m.text]
+    assert both, "nobody got their Google and Microsoft findings in one email"
+    assert len(smtp_server.handler.digests) == 2

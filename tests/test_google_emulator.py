@@ -94,6 +94,20 @@ def test_users_list_pages_with_discovery_shapes(emulated):
     assert neither.value.resp.status == 400
 
 
+def test_users_list_reports_aliases_and_emails_as_directory_does(emulated):
+    """The synthetic district gives a quarter of the staff a short alias (their Microsoft
+    address); users.list reports it in `aliases` and in `emails` (no type), as Directory does."""
+    emulator, key = emulated(build_tenant(users=250, seed=1))
+    users = Client(emulator, key).directory.users().list(
+        customer="my_customer", maxResults=500, fields="users(primaryEmail,aliases,emails)").execute()["users"]
+    aliased = [user for user in users if user.get("aliases")]  # Google leaves out an empty list
+    assert aliased and all(set(user) <= {"primaryEmail", "aliases", "emails"} for user in users)
+    for user in aliased:
+        assert user["emails"] == [{"address": user["primaryEmail"], "primary": True},
+                                  *({"address": alias} for alias in user["aliases"])]
+        assert all("type" not in entry for entry in user["emails"])
+
+
 def test_tokens_list_get_delete(emulated):
     tenant = build_tenant(users=50, seed=1)
     empty = next(u for u in tenant.users.values() if not tenant.tokens[u.id])

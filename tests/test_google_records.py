@@ -79,3 +79,27 @@ def test_project_number_as_gam_derives_it():
     assert project_number("777000111222-abc.apps.googleusercontent.com") == "777000111222"
     assert project_number("anonymous") is None
     assert app_record({"clientId": "12-x.apps.googleusercontent.com"}, {"13"}).ownership == "third_party"
+
+
+def test_aliases_are_the_accounts_own_addresses_never_contact_details():
+    # As users.list returns them with fields=...aliases,emails: `emails` repeats the primary
+    # address and the aliases (no type), and lists contact addresses an admin typed in (typed).
+    entry = json.loads("""{
+      "id": "301", "primaryEmail": "zoe.park@district.example", "name": {"fullName": "Zoe Park"},
+      "aliases": ["zpark@district.example", "z.park@district-alt.example"],
+      "emails": [
+        {"address": "zoe.park@district.example", "primary": true},
+        {"address": "ZPark@district.example"},
+        {"address": "zoe.park@district.example.test-google-a.com"},
+        {"address": "zoe.home@gmail.example", "type": "home"},
+        {"address": "zoe@previous-school.example", "type": "work"},
+        {"address": "coach@league.example", "type": "custom", "customType": "coaching"}
+      ]
+    }""")
+    user = user_record(entry, ROLES)
+    assert user.email == "zoe.park@district.example"
+    assert user.aliases == [
+        "zpark@district.example", "z.park@district-alt.example", "ZPark@district.example",
+        "zoe.park@district.example.test-google-a.com",
+    ]
+    assert user_record({"id": "302", "primaryEmail": "a@district.example"}, ROLES).aliases == []

@@ -1,5 +1,7 @@
 import json
 
+from sqlite_utils import Database
+
 from scanner import schema, store
 from scanner.cli import cli
 from scanner.config import load_config
@@ -125,16 +127,37 @@ def test_unapproved_usage_is_the_view_it_replaced_after_each_scan(fake_tenant, t
     assert {tuple(row) for row in db.execute("select * from unapproved_usage")} == from_view
 
 
+# What unapproved_usage was before migration 0003 made it a table.
+OLD_UNAPPROVED_USAGE_VIEW = """
+select grants.id as grant_id, apps.id as app_id, apps.name as app, apps.provider, apps.status, apps.risk,
+  case when apps.status in ('unreviewed', 'pending', 'denied') then apps.status else 'outside audience' end as reason,
+  users.id as user_id, users.email, users.name as user_name, users.role, users.org_unit,
+  grants.scopes, grants.first_seen, grants.last_used, catalog.alternative
+from grants join apps on apps.id = grants.app_id join users on users.id = grants.user_id
+  left join catalog on catalog.id = apps.catalog_id
+where grants.revoked_at is null and apps.ownership = 'third_party'
+  and (apps.status in ('unreviewed', 'pending', 'denied')
+       or (apps.status = 'conditional' and catalog.audience = 'staff' and users.role = 'student'))
+"""
+
+
 def test_an_inventory_from_before_the_table_is_migrated(fake_tenant, tmp_path, runner, db_path):
-    """Inventories made before migration 0003 held unapproved_usage as a view: they get the table, filled."""
+    """Inventories made before migration 0003 held unapproved_usage as a view: they get the
+    table, filled (and the people and products of the later migrations)."""
     db = setup_district(fake_tenant, tmp_path, runner, db_path)
     expected = unapproved(db_path)
-    db["unapproved_usage"].drop()
-    db.create_view("unapproved_usage", schema.UNAPPROVED_USAGE)
-    db.execute("delete from _sqlite_migrations where name = '0003_unapproved_usage_table'")
-    db.conn.commit()
-    assert "unapproved_usage" in store.open_db(db_path).table_names()  # a table again
-    assert unapproved(db_path) == expected and expected
+    old_path = str(tmp_path / "old.db")
+    old = Database(old_path)
+    schema.migrations.apply(old, stop_before="0003_unapproved_usage_table")
+    for table in ("users", "catalog", "apps", "grants"):
+        columns = list(old[table].columns_dict)
+        old[table].insert_all(dict(zip(columns, row)) for row in db.execute(f"select {', '.join(columns)} from {table}"))
+    old.create_view("unapproved_usage", OLD_UNAPPROVED_USAGE_VIEW)
+    old.close()
+    upgraded = store.open_db(old_path)
+    assert "unapproved_usage" in upgraded.table_names()  # a table again
+    assert unapproved(old_path) == expected and expected
+    assert {row["email"] for row in upgraded["people"].rows} == {"teacher@district.org", "kid@students.district.org"}
 
 
 def test_dpa_expiring_view(tmp_path, runner, db_path):

@@ -152,6 +152,19 @@ def test_paging_select_and_top(emulator, tenant, graph):
     assert graph.get(forged).status_code == 400
 
 
+def test_users_carry_proxy_addresses_as_exchange_writes_them(emulator, tenant, graph):
+    """proxyAddresses: "SMTP:" the primary address (the mail), "smtp:" the others (a quarter of
+    the staff have their Google address there), and Exchange's SIP address."""
+    users = graph.get(f"{emulator.url}/v1.0/users?$select=userPrincipalName,mail,proxyAddresses,userType&$top=999").json()["value"]
+    for user in users:
+        assert user["proxyAddresses"][0] == f"SMTP:{user['mail']}"
+        assert sum(proxy.startswith("SMTP:") for proxy in user["proxyAddresses"]) == 1
+    members = [user for user in users if user["userType"] == "Member"]
+    assert all(user["mail"] == user["userPrincipalName"] for user in members)
+    assert any(proxy.startswith("smtp:") for user in members for proxy in user["proxyAddresses"])
+    assert all(proxy.startswith("SIP:") for user in members for proxy in user["proxyAddresses"][-1:])
+
+
 def test_counts_and_advanced_queries(emulator, tenant, graph):
     assert graph.get(f"{emulator.url}/v1.0/users/$count").status_code == 400
     counted = graph.get(f"{emulator.url}/v1.0/users/$count", headers={"ConsistencyLevel": "eventual"})

@@ -138,3 +138,24 @@ def test_last_used_prefers_client_sign_ins_and_tolerates_odd_offsets():
     assert last_used(only_resource).at == "2021-04-01T00:00:00Z"
     assert last_used({"appId": "a", "lastSignInActivity": {"lastSignInDateTime": "yesterday"}}) is None
     assert last_used({"appId": "a"}) is None
+
+
+def test_aliases_are_the_sign_in_name_and_smtp_proxy_addresses():
+    # A Graph user with $select=...,proxyAddresses: "SMTP:" is the primary address, "smtp:"
+    # the others; X500 and SIP entries are not mail addresses.
+    user = {
+        "id": "u9", "userPrincipalName": "zpark@district.onmicrosoft.example", "mail": "Zoe.Park@district.example",
+        "displayName": "Zoe Park", "department": "Lincoln Elementary", "accountEnabled": True, "assignedLicenses": [],
+        "proxyAddresses": [
+            "SMTP:Zoe.Park@district.example", "smtp:zpark@district.example", "smtp:zoe.park@district.mail.onmicrosoft.example",
+            "X500:/o=ExchangeLabs/ou=Exchange Administrative Group/cn=Recipients/cn=abc-Zoe", "SIP:zoe.park@district.example",
+        ],
+    }
+    record = user_record(user, ROLES, {}, {})
+    assert record.email == "Zoe.Park@district.example"
+    assert record.aliases == [
+        "zpark@district.onmicrosoft.example", "zpark@district.example", "zoe.park@district.mail.onmicrosoft.example",
+    ]
+    # No mail: the sign-in name is the primary address, and no alias of itself.
+    bare = user_record({**user, "mail": None, "proxyAddresses": []}, ROLES, {}, {})
+    assert (bare.email, bare.aliases) == ("zpark@district.onmicrosoft.example", [])

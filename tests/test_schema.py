@@ -3,7 +3,7 @@
 import hashlib
 import inspect
 
-from sqlite_utils import Database
+from sqlite_utils import Database, Migrations
 
 from scanner import schema, store
 
@@ -14,6 +14,7 @@ FROZEN = {
     "0001_initial": "8d5046db7260",
     "0002_users_is_admin": "d836948bdfd6",
     "0003_unapproved_usage_table": "62a571308d71",
+    "0004_people_and_products": "7e456109e69e",
     "0005_posture": "7e853ddff74b",
 }
 
@@ -67,3 +68,28 @@ def test_a_database_made_by_the_first_migration_upgrades_in_place(tmp_path):
     for view in schema.VIEWS:
         list(db.query(f"select * from {view}"))
     assert {r["grant_id"] for r in db.query("select grant_id from unapproved_grants")} == {"g2", "g3"}
+    # Migration 0004's people and products were filled on opening, not at the next scan.
+    assert {(r["id"], r["email"], r["role"]) for r in db["people"].rows} == {
+        ("google:1", "t@d.org", "staff"), ("google:2", "s@students.d.org", "student")}
+    assert {r["person_id"] for r in db["unapproved_usage"].rows} == {"google:1", "google:2"}
+    products = {r["id"]: (r["people"], r["students"], r["staff"]) for r in db["products"].rows}
+    assert products == {"catalog:wordly": (2, 1, 1), "google:8-q.apps.googleusercontent.com": (1, 0, 1)}
+
+
+def test_a_database_that_applied_0005_first_gets_0004_after(tmp_path):
+    """Migration 0005 (posture) reached districts before 0004 (people and products): an
+    inventory with 0001-0003 and 0005 applied gets 0004 when it is opened, and its people."""
+    earlier = Migrations("app_inventory")  # the same set, as released before 0004
+    for migration in schema.migrations._migrations:
+        if migration.name != "0004_people_and_products":
+            earlier(name=migration.name)(migration.fn)
+    path = str(tmp_path / "released.db")
+    old = Database(path)
+    earlier.apply(old)
+    now = "2026-01-05T08:00:00Z"
+    old["users"].insert({"id": "google:1", "provider": "google", "email": "t@d.org", "role": "staff", "first_seen": now, "last_seen": now})
+    old.close()
+    db = store.open_db(path)
+    assert {m.name for m in schema.migrations.applied(db)} == set(FROZEN)
+    assert {"person_id", "aliases"} <= set(db["users"].columns_dict) and db["posture"].exists()
+    assert [(r["id"], r["email"]) for r in db["people"].rows] == [("google:1", "t@d.org")]

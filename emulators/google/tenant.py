@@ -112,6 +112,8 @@ class DirectoryUser:
             "name": {"givenName": self.given_name, "familyName": self.family_name},
             "orgUnitPath": self.org_unit_path, "suspended": self.suspended, "isAdmin": self.is_admin,
             "aliases": list(self.aliases), "creationTime": self.creation_time,
+            # As Directory answers: the primary address and the aliases, none with a type.
+            "emails": [{"address": self.primary_email, "primary": True}, *({"address": alias} for alias in self.aliases)],
         }
 
     @classmethod
@@ -558,7 +560,8 @@ def google_tenant(district: District, *, customer_id: str = "C03az79cb", admin_e
     admin_email = admin_email or f"it-admin@{district.domain}"
     tenant.add_user(DirectoryUser(_user_id(district, "admin"), admin_email, "IT", "Admin", "/IT", is_admin=True))
     users = [tenant.add_user(DirectoryUser(_user_id(district, person.key), person.email, person.given, person.family,
-                                           person.google_org_unit, suspended=person.suspended))
+                                           person.google_org_unit, suspended=person.suspended,
+                                           aliases=person.google_aliases))
              for person in district.people]
     clients: dict[int, OAuthClient] = {}  # by id() of the App: two apps may share a name
     for app in district.apps:

@@ -612,12 +612,16 @@ def _member(person: Person, user_id: str, rng: random.Random) -> dict:
     sku = STUDENT_SKU if person.role == "student" else STAFF_SKU
     if rng.random() < (0.15 if person.role == "student" else 0.3):
         sku = _A3_SKU[sku]
+    address = person.microsoft_address
     return {
-        "id": user_id, "userPrincipalName": person.email, "mail": person.email, "displayName": person.name,
+        "id": user_id, "userPrincipalName": address, "mail": address, "displayName": person.name,
         "givenName": person.given, "surname": person.family, "department": person.school, "jobTitle": person.title,
         "officeLocation": person.school, "accountEnabled": not person.suspended, "userType": "Member",
         "assignedLicenses": [{"disabledPlans": [], "skuId": SKUS[sku]}] if rng.random() > 0.01 else [],
         "businessPhones": [], "mobilePhone": None, "preferredLanguage": "en-US",
+        # "SMTP:" marks the primary address, "smtp:" the others (Exchange's own X500 and SIP ones too).
+        "proxyAddresses": [f"SMTP:{address}", *(f"smtp:{alias}" for alias in person.microsoft_aliases),
+                           f"SIP:{address}"],
     }
 
 
@@ -627,7 +631,7 @@ def _guest(n: int, user_id: str) -> dict:
         "id": user_id, "userPrincipalName": f"guest{n}_gmail.com#EXT#@springfieldps.onmicrosoft.com", "mail": f"guest{n}@gmail.com",
         "displayName": f"Guest {n}", "givenName": None, "surname": None, "department": None, "jobTitle": None,
         "officeLocation": None, "accountEnabled": True, "userType": "Guest", "assignedLicenses": [],
-        "businessPhones": [], "mobilePhone": None, "preferredLanguage": None,
+        "businessPhones": [], "mobilePhone": None, "preferredLanguage": None, "proxyAddresses": [f"SMTP:guest{n}@gmail.com"],
     }
 
 

@@ -304,6 +304,7 @@ def finding_context(row: dict, scope_words: ScopeWords, *, reminded_about: str |
         "alternative": one_line(row["alternative"], 200),
         "audience": row["audience"],
         "connected_since": row["grant_first_seen"],
+        "account": row["email"] or "",
         "last_used": row["grant_last_used"],
         "remove_access_url": REMOVE_ACCESS_URLS.get(row["provider"], ""),
     }
@@ -314,13 +315,14 @@ def sort_findings(findings: list[dict]) -> list[dict]:
 
 
 def person_context(settings: MailSettings, person: dict, findings: Sequence[dict]) -> dict[str, Any]:
-    name = one_line(person["user_name"], 80)
+    """The person's email: `person` is one of their alert rows (person_name, person_email, person_role)."""
+    name = one_line(person["person_name"], 80)
     return {
         "recipient": {
             "name": name,
             "first_name": name.split(" ")[0] if name else "",
-            "email": person["email"],
-            "role": person["role"],
+            "email": person["person_email"],
+            "role": person["person_role"],
         },
         "findings": sort_findings(list(findings)),
         **common_context(settings),

@@ -23,14 +23,17 @@ def previous_digest_at(db: Database) -> str | None:
     return row[0] if row else None
 
 
-def _app_row(row: dict) -> dict[str, Any]:
+def _product_row(row: dict) -> dict[str, Any]:
+    """A product_summary row (a catalog entry, or an app no entry names) for the templates."""
+    providers = [provider for provider in (row["providers"] or "").split(",") if provider]
     return {
         "name": one_line(row["name"], 120),
-        "provider_label": PROVIDER_WORDS.get(row["provider"], row["provider"].title()),
+        "provider_label": " and ".join(PROVIDER_WORDS.get(p, p.replace("_", " ").title()) for p in providers) or "not in use",
         "status": row["status"],
         "status_words": STATUS_WORDS.get(row["status"], row["status"]),
         "risk": row["risk"],
-        "users": row["users"],
+        "people": row["people"],
+        "users": row["people"],  # the name older custom templates use: people, not accounts
         "staff": row["staff"],
         "students": row["students"],
         "tenant_wide": bool(row["tenant_wide"]),
@@ -43,26 +46,28 @@ def _review_statuses() -> tuple[str, list[str]]:
 
 
 def top_apps(db: Database) -> list[dict]:
-    """Unapproved third-party apps in use, most users first (the counts the core keeps on `apps`)."""
+    """Unapproved third-party products in use, most people first (the counts the core keeps on `products`)."""
     marks, statuses = _review_statuses()
     rows = db.query(
-        f"""select * from apps where ownership = 'third_party' and status in ({marks}) and (users > 0 or tenant_wide = 1)
-            order by tenant_wide desc, users desc, name limit {MAX_APPS_LISTED}""",
+        f"""select * from product_summary
+            where ownership = 'third_party' and status in ({marks}) and (people > 0 or tenant_wide = 1)
+            order by tenant_wide desc, people desc, name limit {MAX_APPS_LISTED}""",
         statuses,
     )
-    return [_app_row(row) for row in rows]
+    return [_product_row(row) for row in rows]
 
 
 def new_apps(db: Database, since: str | None) -> tuple[list[dict], int]:
-    """Unapproved apps first flagged since the last digest (all of them before the first digest)."""
+    """Unapproved products first flagged since the last digest (all of them before the first digest)."""
     marks, statuses = _review_statuses()
     rows = list(db.query(
-        f"""select apps.*, min(alerts.first_detected) as first_flagged from alerts join apps on apps.id = alerts.app_id
-            where alerts.kind in ('unapproved', 'denied') and apps.status in ({marks})
-            group by apps.id having first_flagged > ? order by apps.users desc, apps.name""",
+        f"""select product_summary.*, min(alerts.first_detected) as first_flagged
+            from alerts join apps on apps.id = alerts.app_id join product_summary on product_summary.id = apps.product_id
+            where alerts.kind in ('unapproved', 'denied') and product_summary.status in ({marks})
+            group by product_summary.id having first_flagged > ? order by product_summary.people desc, product_summary.name""",
         [*statuses, since or ""],
     ))
-    return [_app_row(row) for row in rows[:MAX_APPS_LISTED]], max(0, len(rows) - MAX_APPS_LISTED)
+    return [_product_row(row) for row in rows[:MAX_APPS_LISTED]], max(0, len(rows) - MAX_APPS_LISTED)
 
 
 def totals(db: Database, synced_at: str) -> dict[str, int]:
@@ -74,10 +79,11 @@ def totals(db: Database, synced_at: str) -> dict[str, int]:
         [synced_at],
     ):
         counts[kind] = count
+    # Distinct people (accounts that share an address are one), by the person's role.
     people = db.execute(
-        """select count(distinct alerts.user_id), count(distinct case when users.role = 'staff' then alerts.user_id end),
-             count(distinct case when users.role = 'student' then alerts.user_id end)
-           from alerts join users on users.id = alerts.user_id
+        """select count(distinct people.id), count(distinct case when people.role = 'staff' then people.id end),
+             count(distinct case when people.role = 'student' then people.id end)
+           from alerts join users on users.id = alerts.user_id join people on people.id = users.person_id
            where alerts.status != 'suppressed' and substr(alerts.kind, -9) != '_reminder' and alerts.last_detected = ?""",
         [synced_at],
     ).fetchone()

@@ -1,6 +1,8 @@
 """The `alerts` table: which findings are waiting, sent, failed or suppressed.
 
-One row per (user, app, kind). The plugin is the only writer. Rows come from the
+One row per (account, app, kind): exactly-once holds per finding, while a person with
+several accounts gets their findings in one email (plugins.alerts.send groups the
+pending rows by person). The plugin is the only writer. Rows come from the
 inventory's own `unapproved_usage` table and `scope_creep` view, so the alerts follow
 exactly the rules IT sees in Datasette:
 
@@ -326,10 +328,14 @@ def requeue(db: Database, ids: Sequence[int]) -> int:
 
 # -- reading ----------------------------------------------------------------------------------
 
+# A row per alert, with its account (users) and the person the account belongs to (people):
+# the person is who gets the email, at their primary address, with their role.
 ALERT_ROWS = """
 select alerts.*, apps.name as app_name, apps.provider, apps.status as app_status, apps.publisher,
   apps.verified_publisher, apps.homepage, apps.risk as app_risk, apps.client_id,
   users.email, users.name as user_name, users.role, users.suspended,
+  coalesce(users.person_id, users.id) as person_id, coalesce(people.email, users.email) as person_email,
+  coalesce(nullif(people.name, ''), users.name) as person_name, coalesce(people.role, users.role) as person_role,
   catalog.alternative, catalog.audience, catalog.notes as catalog_notes, catalog.dpa_url,
   catalog.status_original, catalog.name as catalog_name,
   grants.scopes as grant_scopes, grants.first_seen as grant_first_seen, grants.last_used as grant_last_used,
@@ -337,6 +343,7 @@ select alerts.*, apps.name as app_name, apps.provider, apps.status as app_status
 from alerts
   join apps on apps.id = alerts.app_id
   left join users on users.id = alerts.user_id
+  left join people on people.id = users.person_id
   left join catalog on catalog.id = apps.catalog_id
   left join grants on grants.id = alerts.grant_id
 """

@@ -1,5 +1,9 @@
 """One `alerts send` run: sync the queue, email each person once, then the IT digest.
 
+A person is everyone's accounts that share an address (the inventory's `people` table):
+their findings from every account and provider go in one email to their primary address,
+and their role (student if any account is a student's) decides whether they are emailed.
+
     lock                      one send at a time per inventory ({db}.alerts.lock)
     mark_unconfirmed          sends a stopped run left unrecorded -> failed, unconfirmed
     sync_alerts               findings -> pending rows; gone -> suppressed
@@ -136,10 +140,10 @@ def _run(db: Database, config: Config, settings: MailSettings, transport, report
         if why:
             it_rows.append((row, why))
         else:
-            people[row["user_id"]].append(row)
+            people[row["person_id"]].append(row)
 
     scope_words = ScopeWords(db)
-    order = sorted(people, key=lambda user_id: people[user_id][0]["email"].lower())
+    order = sorted(people, key=lambda person_id: (people[person_id][0]["person_email"].lower(), person_id))
     if limit is not None and len(order) > limit:
         report.deferred_people = len(order) - limit
         order = order[:limit]
@@ -171,15 +175,17 @@ def _run(db: Database, config: Config, settings: MailSettings, transport, report
 def _reason_for_it(row: dict, notify_students: bool) -> str | None:
     """Why a finding goes to the IT digest instead of the person (None: email the person).
 
-    Only accounts known to be staff are emailed (students too with notify_students);
-    an `unknown` role means the district set no [roles] rules, so nobody can tell."""
+    Only people known to be staff are emailed (students too with notify_students). The
+    person's role counts, not the account's: someone with a student account is a student,
+    even for a finding on their staff account. An `unknown` role means the district set no
+    [roles] rules, so nobody can tell. A finding on a suspended account goes to IT."""
     if row["user_id"] is None:
         return "tenant-wide consent"
     if row["suspended"]:
         return "suspended account"
-    if row["role"] == "staff":
+    if row["person_role"] == "staff":
         return None
-    if row["role"] == "student":
+    if row["person_role"] == "student":
         return None if notify_students else "student"
     return "role unknown"
 
@@ -189,18 +195,18 @@ def _email_person(db, settings: MailSettings, transport, report: RunReport, rows
     ids = [row["id"] for row in rows]
     apps = ", ".join(sorted({one_line(row["app_name"], 80) for row in rows}))
     try:
-        address = check_address(person["email"])
+        address = check_address(person["person_email"])
     except InvalidAddress as error:
         queue.mark_undeliverable(db, ids, error=f"not sent: {error}", recipient=None)
-        report.failures.append({"recipient": person["email"], "apps": apps, "error": str(error), "gave_up": True})
-        log.error("not emailing %s: %s", person["email"], error)
+        report.failures.append({"recipient": person["person_email"], "apps": apps, "error": str(error), "gave_up": True})
+        log.error("not emailing %s: %s", person["person_email"], error)
         return
     findings = [
         finding_context(row, scope_words, reminded_about=queue.first_sent_at(db, row) if row["kind"].endswith(queue.REMINDER_SUFFIX) else None)
         for row in rows
     ]
     message = build_message(
-        settings, to=[with_name(address, person["user_name"])], template="alert",
+        settings, to=[with_name(address, person["person_name"])], template="alert",
         context=person_context(settings, person, findings), message_id=new_message_id(settings), now=utc_now(),
     )
     if _deliver(db, transport, report, message, ids, sender=settings.sender.addr_spec, recipient=address.addr_spec,

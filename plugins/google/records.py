@@ -27,13 +27,28 @@ def project_number(client_id: str) -> str | None:
 
 
 def user_record(user: dict[str, Any], roles: dict[str, Any]) -> User:
-    """One users.list entry as a User, its role from the [roles] rules."""
+    """One users.list entry as a User, its role from the [roles] rules, its aliases from
+    `aliases` and `emails` (see account_addresses)."""
     email, org_unit = user.get("primaryEmail", ""), user.get("orgUnitPath", "")
     return User(
         id=user["id"], email=email, name=(user.get("name") or {}).get("fullName", ""),
         role=classify_role(roles, email=email, org_unit=org_unit), org_unit=org_unit,
         suspended=bool(user.get("suspended", False)), is_admin=bool(user.get("isAdmin", False)),
+        aliases=account_addresses(user),
     )
+
+
+def account_addresses(user: dict[str, Any]) -> list[str]:
+    """The account's own addresses besides primaryEmail: its `aliases`, and the `emails`
+    entries without a `type`. Typed entries (home, work, other, custom) are contact details
+    an administrator typed in, not addresses of this account: a shared home address must
+    never make two people one."""
+    addresses = [alias for alias in user.get("aliases") or [] if isinstance(alias, str)]
+    for entry in user.get("emails") or []:
+        if isinstance(entry, dict) and not entry.get("type") and isinstance(entry.get("address"), str):
+            addresses.append(entry["address"])
+    primary = (user.get("primaryEmail") or "").lower()
+    return [address for address in dict.fromkeys(addresses) if address.lower() != primary]
 
 
 def app_record(token: dict[str, Any], internal_projects: Iterable[str]) -> App:

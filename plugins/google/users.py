@@ -22,7 +22,9 @@ from .calls import ApiCaller, ApiFailure, Cancelled, PageTokenRefused, describe_
 
 log = logging.getLogger(__name__)
 
-USER_FIELDS = "nextPageToken,users(id,primaryEmail,name/fullName,orgUnitPath,suspended,isAdmin)"
+# aliases and emails: the account's other addresses, so one person's Google and Microsoft
+# accounts are found to be one person (plugins.google.records.account_addresses).
+USER_FIELDS = "nextPageToken,users(id,primaryEmail,name/fullName,orgUnitPath,suspended,isAdmin,aliases,emails)"
 PAGE_SIZE = 500  # the most users.list allows
 PAGES_AHEAD = 4
 MAX_RESTARTS = 3  # in a row, without a new user in between

@@ -19,7 +19,10 @@ log = logging.getLogger(__name__)
 MICROSOFT_TENANTS = frozenset({"f8cdef31-a31e-4b4a-93e4-5f571e91255a", "72f988bf-86f1-41af-91ab-2d7cd011db47"})
 DEFAULT_ACCESS_ROLE = "00000000-0000-0000-0000-000000000000"
 
-USER_FIELDS = "id,userPrincipalName,mail,displayName,department,officeLocation,jobTitle,accountEnabled,assignedLicenses"
+USER_FIELDS = (
+    "id,userPrincipalName,mail,displayName,department,officeLocation,jobTitle,accountEnabled,assignedLicenses,"
+    "proxyAddresses"
+)
 SERVICE_PRINCIPAL_FIELDS = (
     "id,appId,displayName,appDisplayName,appOwnerOrganizationId,publisherName,verifiedPublisher,servicePrincipalType,"
     "accountEnabled,homepage,info,signInAudience,tags"
@@ -112,7 +115,20 @@ def user_record(user: dict, roles: dict[str, Any], sku_names: dict[str, str], gr
     if role == "staff" and mail and mail.lower() != upn.lower():
         role = classify_role(roles, email=mail, org_unit=school, license_skus=skus, groups=groups)
     return User(id=user["id"], email=mail or upn, name=user.get("displayName") or "", role=role, org_unit=school,
-                suspended=user.get("accountEnabled") is False)
+                suspended=user.get("accountEnabled") is False, aliases=account_addresses(user))
+
+
+def account_addresses(user: dict) -> list[str]:
+    """The account's addresses besides its primary one (`mail`, else `userPrincipalName`):
+    the sign-in name, and every proxy address of type SMTP ("SMTP:" marks the primary,
+    "smtp:" the others; X500:, SIP: and the like are not mail addresses)."""
+    upn, mail = user.get("userPrincipalName") or "", user.get("mail") or ""
+    addresses = [upn] if upn else []
+    for proxy in user.get("proxyAddresses") or []:
+        if isinstance(proxy, str) and proxy[:5].lower() == "smtp:" and proxy[5:].strip():
+            addresses.append(proxy[5:].strip())
+    primary = (mail or upn).lower()
+    return [address for address in dict.fromkeys(addresses) if address.lower() != primary]
 
 
 def last_used(activity: dict) -> LastUsed | None:

@@ -248,13 +248,15 @@ def describe(row: dict) -> str:
             f"{row['grants_seen']:,} grants, {row['api_calls']:,} API calls")
 
 
+# Apps are products (Kahoot! on Google and on Microsoft is one) and people are people, as on the dashboard.
 SUMMARY_COUNTS = {
-    "apps": "select count(*) from apps",
-    "unapproved_apps": "select count(*) from apps where ownership = 'third_party' "
-                       "and status in ('unreviewed', 'pending', 'denied') and (users > 0 or tenant_wide = 1)",
-    "unapproved_accounts": "select count(distinct user_id) from unapproved_usage",
+    "apps": "select count(*) from products where clients > 0",
+    "clients": "select count(*) from apps",
+    "unapproved_apps": "select count(*) from product_summary where ownership = 'third_party' "
+                       "and status in ('unreviewed', 'pending', 'denied') and (people > 0 or tenant_wide = 1)",
+    "unapproved_people": "select count(distinct person_id) from unapproved_usage",
     "scope_creep": "select count(*) from scope_creep",
-    "high_risk": "select count(*) from apps where risk = 'high' and (users > 0 or tenant_wide = 1)",
+    "high_risk": "select count(*) from products where risk = 'high' and (people > 0 or tenant_wide = 1)",
     "agreements": "select count(*) from dpa_expiring where days_left < 60",
     "alerts": "select count(*) from alerts where status = 'pending'",
     "posture_failing": "select count(*) from posture_current where result = 'fail'",
@@ -273,8 +275,9 @@ def summary(db_path: str, result: DemoResult) -> str:
     n = summary_counts(db_path)
     return "\n".join([
         f"Scanned and matched in {result.seconds:.0f} s into {db_path}:",
-        f"  {n['apps']:,} apps; {n['unapproved_apps']:,} third-party apps in use are not approved",
-        f"  {n['unapproved_accounts']:,} accounts use an unapproved app; {n['scope_creep']:,} grants hold more than the catalog approved",
+        f"  {n['apps']:,} apps ({n['clients']:,} Google and Microsoft clients); "
+        f"{n['unapproved_apps']:,} third-party apps in use are not approved",
+        f"  {n['unapproved_people']:,} people use an unapproved app; {n['scope_creep']:,} grants hold more than the catalog approved",
         f"  {n['high_risk']:,} apps in use hold high-risk scopes; {n['agreements']:,} agreements expired or expire within 60 days",
         f"  {n['posture_failing']:,} consent settings fail their check ({n['posture_unknown']:,} unknown); "
         f"{n['consent_requests']:,} requests for admin consent wait for a decision",

@@ -10,6 +10,10 @@ WAL mode) see either the previous inventory or the new one.
     writer.py     ScanWriter: one provider's records -> users, apps, grants, changes
     posture.py    the tenant's consent posture (history per scan) and consent requests
     derived.py    recomputed after a scan or catalog change: counts, matching, unapproved_usage, retention
+    people.py     accounts that share an address are one person (users.person_id, people)
+    products.py   catalog entries and uncatalogued apps, counted in distinct people (products,
+                  multi_account_usage)
+    temp.py       scratch temp tables for the SQL above
     catalog.py    replacing the catalog, all or nothing
 """
 
@@ -18,13 +22,20 @@ from .database import (
     PRIVATE_FILE_MODE, InventoryUnreadable, checkpoint_alongside, create_private_file, describe_unusable, insert_rows,
     open_db, sync_scopes,
 )
-from .derived import DEFAULT_HISTORY_DAYS, apply_matching, purge_history, refresh_app_stats, refresh_unapproved_usage
+from .derived import (
+    DEFAULT_HISTORY_DAYS, apply_matching, product_of, purge_history, refresh_app_stats, refresh_derived,
+    refresh_unapproved_usage,
+)
+from .people import PeopleRefresh, refresh_people, track_people_changes
+from .products import refresh_products
 from .scans import ScanChanges, fail_scan, known_user_ids, last_succeeded_scan, mark_interrupted_scans, start_scan
 from .writer import CHANGE_KINDS, ScanWriter, grant_id
 
 __all__ = [
-    "CATALOG_COLUMNS", "CHANGE_KINDS", "DEFAULT_HISTORY_DAYS", "PRIVATE_FILE_MODE", "InventoryUnreadable", "ScanChanges", "ScanWriter", "apply_matching",
-    "checkpoint_alongside", "create_private_file", "describe_unusable", "fail_scan", "grant_id", "insert_rows", "known_user_ids", "last_succeeded_scan",
-    "mark_interrupted_scans", "open_db", "purge_history", "refresh_app_stats", "refresh_unapproved_usage",
+    "CATALOG_COLUMNS", "CHANGE_KINDS", "DEFAULT_HISTORY_DAYS", "PRIVATE_FILE_MODE", "InventoryUnreadable", "PeopleRefresh",
+    "ScanChanges", "ScanWriter", "apply_matching", "checkpoint_alongside", "create_private_file", "describe_unusable",
+    "fail_scan", "grant_id", "insert_rows", "known_user_ids", "last_succeeded_scan", "mark_interrupted_scans", "open_db",
+    "product_of", "purge_history", "refresh_app_stats", "refresh_derived", "refresh_people", "refresh_products",
+    "refresh_unapproved_usage", "track_people_changes",
     "replace_catalog", "start_scan", "sync_scopes",
 ]

@@ -7,6 +7,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from .derived import apply_matching, refresh_unapproved_usage
+from .products import refresh_products
 
 
 CATALOG_COLUMNS = (
@@ -16,7 +17,7 @@ CATALOG_COLUMNS = (
 
 
 def replace_catalog(db: Database, rows: list[dict[str, Any]]) -> dict[str, int]:
-    """Make the catalog exactly `rows` (one transaction) and rematch apps.
+    """Make the catalog exactly `rows` (one transaction), rematch apps and recount products.
 
     Returns counts of added, updated, removed and unchanged entries; an identical
     catalog writes nothing at all.
@@ -37,6 +38,7 @@ def replace_catalog(db: Database, rows: list[dict[str, Any]]) -> dict[str, int]:
             db.execute(f"delete from catalog where id in ({placeholders})", removed)
         if added or updated:
             db["catalog"].upsert_all(added + updated, pk="id")
-        apply_matching(db)
+        moved = apply_matching(db)
         refresh_unapproved_usage(db)
+        refresh_products(db, moved_products=moved)
     return counts

@@ -13,6 +13,7 @@ from sqlite_utils import Database
 
 from .. import scopes
 from ..schema import ensure_db_shape
+from .derived import refresh_derived
 
 
 def insert_rows(conn: sqlite3.Connection, insert: str, rows: Sequence[Sequence[Any]], upsert: str = "") -> None:
@@ -62,7 +63,7 @@ def open_db(path: str) -> Database:
     db = Database(path)
     try:
         db.conn.execute("PRAGMA busy_timeout = 10000")
-        ensure_db_shape(db)
+        upgraded = ensure_db_shape(db)
         sync_scopes(db)
     except sqlite3.DatabaseError as error:
         db.close()
@@ -70,6 +71,11 @@ def open_db(path: str) -> Database:
         if problem is None:
             raise
         raise InventoryUnreadable(problem) from None
+    if "0004_people_and_products" in upgraded and db["users"].count:
+        # An inventory made by an older version: fill what the new migrations added
+        # (people, products) now, rather than after the next scan.
+        with db.atomic():
+            refresh_derived(db)
     return db
 
 

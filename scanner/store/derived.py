@@ -1,5 +1,11 @@
 """What the store recomputes after a scan or a catalog change: per-app counts, catalog
-matching, the unapproved_usage table, and retention."""
+matching (which makes each app's product), the unapproved_usage table, and retention;
+people.py and products.py hold the rest.
+
+After a scan, in this order (scanner.store.writer): refresh_people, refresh_app_stats,
+apply_matching, refresh_unapproved_usage, refresh_products, then purge_history. After a
+catalog change: apply_matching, refresh_unapproved_usage, refresh_products.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,8 @@ from sqlite_utils import Database
 
 from .. import matching, schema
 from ..timestamps import iso
+from .people import refresh_people
+from .products import refresh_products
 
 DEFAULT_HISTORY_DAYS = 400
 
@@ -57,8 +65,11 @@ def refresh_unapproved_usage(db: Database, provider: str | None = None) -> None:
         db.execute(schema.refresh_unapproved_usage_sql(provider=True), [provider])
 
 
-def apply_matching(db: Database) -> None:
-    """Match every app to the catalog by exact client id / app id; suggest (never approve) by name."""
+def apply_matching(db: Database) -> set[str]:
+    """Match every app to the catalog by exact client id / app id, which also makes its
+    product (the entry, or the app itself); suggest, never approve or merge: catalog entries
+    with a similar name, and other providers' apps of the same name, homepage or publisher.
+    Returns the products that gained or lost an app."""
     catalog = list(db["catalog"].rows)
     # Google client ids and Microsoft app ids (GUIDs) cannot collide, so one index serves
     # every provider, including third-party ones that reuse either kind of id.
@@ -68,34 +79,60 @@ def apply_matching(db: Database) -> None:
             for client_id in json.loads(row[column] or "[]"):
                 by_client_id[client_id.lower()] = row
     names = {row["id"]: row["name"] for row in catalog}
-    updates, suggestions = [], []
-    for app in db.query("select id, client_id, name, catalog_id, status from apps"):
+    updates, suggestions, moved = [], [], set()
+    apps = list(db.query(
+        "select id, provider, client_id, name, publisher, homepage, ownership, catalog_id, status, product_id from apps"))
+    for app in apps:
         row = by_client_id.get(app["client_id"].lower())
         catalog_id, status = (row["id"], row["status"]) if row else (None, "unreviewed")
-        if (catalog_id, status) != (app["catalog_id"], app["status"]):
-            updates.append((catalog_id, status, app["id"]))
+        product_id = product_of(app["id"], catalog_id)
+        if (catalog_id, status, product_id) != (app["catalog_id"], app["status"], app["product_id"]):
+            updates.append((catalog_id, status, product_id, app["id"]))
+        if product_id != app["product_id"]:
+            moved |= {product_id, app["product_id"]} - {None}
+        app["catalog_id"] = catalog_id
         if row is None:
             suggestion = matching.suggest_catalog_entry(app["name"], names)
             if suggestion:
-                suggestions.append({"app_id": app["id"], "catalog_id": suggestion[0], "score": suggestion[1]})
+                suggestions.append({"app_id": app["id"], "catalog_id": suggestion[0], "same_as_app_id": None,
+                                    "reason": "name resembles the catalog entry", "score": suggestion[1]})
+    third_party = [app for app in apps if app["ownership"] == "third_party"]
+    suggestions += matching.same_product_candidates(third_party)
     with db.atomic():
-        db.conn.executemany("update apps set catalog_id = ?, status = ? where id = ?", updates)
+        db.conn.executemany("update apps set catalog_id = ?, status = ?, product_id = ? where id = ?", updates)
         db.execute("delete from catalog_suggestions")
         if suggestions:
             db["catalog_suggestions"].insert_all(suggestions)
+    return moved
 
 
-def purge_history(db: Database, history_days: int, now: dt.datetime) -> None:
+def product_of(app_id: str, catalog_id: str | None) -> str:
+    """A product's id: `catalog:<entry id>` for a catalog entry, else the app's own id."""
+    return f"catalog:{catalog_id}" if catalog_id is not None else app_id
+
+
+def refresh_derived(db: Database) -> None:
+    """Recompute everything derived from scratch (after a schema upgrade), inside the caller's transaction."""
+    refresh_people(db, full=True)
+    for (provider,) in db.execute("select distinct provider from apps").fetchall():
+        refresh_app_stats(db, provider)
+    apply_matching(db)
+    refresh_unapproved_usage(db)
+    refresh_products(db)
+
+
+def purge_history(db: Database, history_days: int, now: dt.datetime) -> int:
     """Retention ([retention] history_days): forget revoked grants, change records, old scans
-    and accounts not seen for that long. The latest succeeded scan of each provider is kept."""
+    and accounts not seen for that long. The latest succeeded scan of each provider is kept.
+    Returns how many accounts were forgotten."""
     cutoff = iso(now - dt.timedelta(days=history_days))
     db.execute("delete from changes where detected_at < ?", [cutoff])
     db.execute("delete from grants where revoked_at is not null and revoked_at < ?", [cutoff])
-    db.execute(
+    forgotten = db.execute(
         """delete from users where last_seen < ?
            and not exists (select 1 from grants where grants.user_id = users.id)""",
         [cutoff],
-    )
+    ).rowcount
     db.execute(
         """delete from scans where coalesce(finished_at, started_at) < ?
            and status != 'running'
@@ -103,3 +140,4 @@ def purge_history(db: Database, history_days: int, now: dt.datetime) -> None:
            and id not in (select scan_id from changes)""",
         [cutoff],
     )
+    return forgotten

@@ -23,11 +23,27 @@ from ..providers import App, ConsentRequest, Grant, GrantsListed, LastUsed, Post
 from ..timestamps import iso, normalize_timestamp
 from .database import insert_rows
 from .derived import DEFAULT_HISTORY_DAYS, apply_matching, purge_history, refresh_app_stats, refresh_unapproved_usage
+from .people import refresh_people, track_people_changes
 from .posture import PostureWriter, purge_posture
+from .products import refresh_products
 
 log = logging.getLogger(__name__)
 
 CHANGE_KINDS = ("new_app", "new_grant", "revoked_grant", "new_scopes")
+
+
+def aliases_json(user: User) -> str | None:
+    """The account's other addresses as a JSON list (None when it has none): trimmed, each
+    once whatever its case, without the primary address."""
+    if not isinstance(user.aliases, (list, tuple)) or not all(isinstance(a, str) for a in user.aliases):
+        raise ValueError(f"user {user.id}: aliases must be a list of addresses, got {user.aliases!r}")
+    seen = {user.email.strip().lower()}
+    kept = []
+    for alias in (a.strip() for a in user.aliases):
+        if alias and alias.lower() not in seen:
+            seen.add(alias.lower())
+            kept.append(alias)
+    return json.dumps(kept) if kept else None
 
 
 def grant_id(provider: str, grant: Grant) -> str:
@@ -40,7 +56,7 @@ def grant_id(provider: str, grant: Grant) -> str:
     return ":".join(parts)
 
 
-USER_COLUMNS = ("id", "provider", "email", "name", "role", "org_unit", "suspended", "is_admin", "first_seen", "last_seen")
+USER_COLUMNS = ("id", "provider", "email", "name", "role", "org_unit", "suspended", "is_admin", "aliases", "first_seen", "last_seen")
 GRANT_COLUMNS = ("id", "provider", "user_id", "app_id", "scopes", "grant_type", "resource", "tenant_wide", "risk",
                  "first_seen", "last_seen", "last_used", "seen_scan_id")
 CHANGE_COLUMNS = ("scan_id", "provider", "kind", "app_id", "user_id", "grant_id", "scopes", "detected_at")
@@ -76,6 +92,7 @@ class ScanWriter:
         db.execute("create temp table if not exists _uses (user_id text not null, app_id text not null, at text not null)")
         db.execute("delete from temp._listed_users")
         db.execute("delete from temp._uses")
+        track_people_changes(db)  # refresh_people then rebuilds only the people whose accounts changed
 
     def _id(self, native: str | None) -> str | None:
         return None if native is None else f"{self.provider}:{native}"
@@ -116,7 +133,7 @@ class ScanWriter:
             "id": self._id(user.id), "provider": self.provider, "email": user.email, "name": user.name,
             "role": user.role, "org_unit": user.org_unit, "suspended": int(user.suspended),
             "is_admin": None if user.is_admin is None else int(user.is_admin),
-            "first_seen": self.now, "last_seen": self.now,
+            "aliases": aliases_json(user), "first_seen": self.now, "last_seen": self.now,
         }
         if row["id"] not in self._users:
             self.counts["users"] += 1
@@ -133,7 +150,7 @@ class ScanWriter:
             [[row[column] for column in USER_COLUMNS] for row in self._users.values()],
             """on conflict(id) do update set email = excluded.email, name = excluded.name, role = excluded.role,
                  org_unit = excluded.org_unit, suspended = excluded.suspended, is_admin = excluded.is_admin,
-                 last_seen = excluded.last_seen""",
+                 aliases = excluded.aliases, last_seen = excluded.last_seen""",
         )
         self._users.clear()
 
@@ -262,9 +279,13 @@ class ScanWriter:
         self._flush_notes()
         self._apply_last_used()
         self._revoke_unseen(incremental=run.mode == "incremental")
+        people = refresh_people(self.db, scanned=self.provider)
         refresh_app_stats(self.db, self.provider)
         apply_matching(self.db)
         refresh_unapproved_usage(self.db, self.provider)
+        # A first scan records no new grants: it redoes every person's part of the products.
+        partly = not (self.baseline or people.everyone)
+        refresh_products(self.db, after_scan=self.scan_id if partly else None)
         self.posture.finish()
         scan = {
             "status": "succeeded", "finished_at": self.now, "mode": run.mode, "tenant": run.tenant,
@@ -275,7 +296,10 @@ class ScanWriter:
         self.db["scans"].update(self.scan_id, scan)
         moment = dt.datetime.fromisoformat(self.now)
         purge_posture(self.db, history_days, moment)  # before the scans its rows belong to
-        purge_history(self.db, history_days, moment)
+        if purge_history(self.db, history_days, moment):
+            # Forgotten accounts (none had a grant) leave their person, whose role may change.
+            people = refresh_people(self.db, scanned=self.provider)
+            refresh_products(self.db, after_scan=None if people.everyone else self.scan_id)
         return self.db["scans"].get(self.scan_id)
 
     def _apply_last_used(self) -> None:
