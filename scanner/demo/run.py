@@ -281,5 +281,6 @@ def summary(db_path: str, result: DemoResult) -> str:
         f"  {n['high_risk']:,} apps in use hold high-risk scopes; {n['agreements']:,} agreements expired or expire within 60 days",
         f"  {n['posture_failing']:,} consent settings fail their check ({n['posture_unknown']:,} unknown); "
         f"{n['consent_requests']:,} requests for admin consent wait for a decision",
-        f"  {n['alerts']:,} alerts queued (preview them: app-inventory --db {db_path} alerts send --dry-run)",
+        f"  {n['alerts']:,} alerts queued; to preview them, give a config file an [alerts] section (docs/demo.md) and run",
+        f"    app-inventory --db {db_path} --config FILE alerts send --dry-run",
     ])
