@@ -139,8 +139,8 @@ def test_the_catalog_matches_extensions_by_id(chrome_district, tmp_path):
     assert status["bmnlcjabgnpnenekpadlanbbkooimhnj"] == "denied"
     assert status["kbfnbcaeplbcioakkpcpgfkobkghlhen"] == "unreviewed"
     # permissions beyond the approved list: its site access
-    creep = {r["scope"] for r in db.query("select * from scope_creep where app_id = 'chrome:inoeonmfapjbbkmdafoankkfajkcphgd'")}
-    assert creep == {"https://docs.google.com/*"}
+    creep = {r["extra_scopes"] for r in db.query("select * from scope_creep where app_id = 'chrome:inoeonmfapjbbkmdafoankkfajkcphgd'")}
+    assert creep == {'["https://docs.google.com/*"]'}
     unapproved = {r["app_id"] for r in db.query("select distinct app_id from unapproved_usage where provider = 'chrome'")}
     assert "chrome:bmnlcjabgnpnenekpadlanbbkooimhnj" in unapproved and "chrome:kbfnbcaeplbcioakkpcpgfkobkghlhen" in unapproved
     # Google's own and the district's own extensions are never "unapproved"
