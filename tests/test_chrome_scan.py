@@ -18,7 +18,9 @@ ALL_SCOPES = SCANNER_SCOPES + POSTURE_SCOPES + CHROME_SCOPES
 
 
 def chrome_section(place, requests_per_minute: int = 6000) -> str:
-    return f"""
+    """policy_api_root (still in [google]) and a [chrome] section, both at the emulator."""
+    return f"""policy_api_root = "{place.emulator.api_root}"
+
 [chrome]
 api_root = "{place.emulator.api_root}"
 requests_per_minute = {requests_per_minute}
