@@ -169,7 +169,11 @@ class _ChromeScan:
         """Org unit id -> path, so [roles] student_org_units apply to profiles (optional scope: {} without it)."""
         try:
             delegation = self.delegation.for_scope(ORGUNIT_SCOPE)
-        except (NotDelegated, ProviderError) as error:
+        except NotDelegated:
+            log.warning("chrome: profiles' org units are not named (%s is not delegated); roles come from "
+                        "student_domains only", ORGUNIT_SCOPE)
+            return {}
+        except ProviderError as error:
             log.warning("chrome: profiles' org units are not named (%s); roles come from student_domains only", error)
             return {}
         clients = OrgUnitsClient(delegation, self.google["api_root"])
