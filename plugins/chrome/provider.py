@@ -124,7 +124,7 @@ class _ChromeScan:
             email = (profile.get("email") or "").strip().lower()
             if email and email not in self.people:
                 self.people.add(email)
-                yield person_record(email, self.roles, self.org_units.get(profile.get("profileOrgUnitId", ""), ""))
+                yield person_record(email, self.roles, self.org_units.get(str(profile.get("profileOrgUnitId", "")).removeprefix("id:")))
         yield from profile_grants(item["appId"], profiles, extension_permissions(item, details))
 
     # -- requests ----------------------------------------------------------------------------------

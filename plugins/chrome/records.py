@@ -67,10 +67,18 @@ def extension_record(installed: dict[str, Any], details: dict[str, Any] | None) 
                homepage=installed.get("homepageUri") or (details or {}).get("homepageUri", ""), details=extras)
 
 
-def person_record(email: str, roles: dict[str, Any], org_unit: str = "") -> User:
-    """The person a browser profile belongs to, by the address it is signed in with."""
+def person_record(email: str, roles: dict[str, Any], org_unit: str | None = None) -> User:
+    """The person a browser profile belongs to, by the address it is signed in with.
+
+    `org_unit` is the profile's org unit path, None when it is not known (no org unit
+    scope, or a requester with no profile): then, if [roles] tells students by org unit,
+    someone not found a student by address is `unknown` rather than staff, so a student
+    is never taken for staff (and emailed)."""
     address = email.strip().lower()
-    return User(id=address, email=address, role=classify_role(roles, email=address, org_unit=org_unit), org_unit=org_unit)
+    role = classify_role(roles, email=address, org_unit=org_unit or "")
+    if org_unit is None and role == "staff" and roles.get("student_org_units"):
+        role = "unknown"
+    return User(id=address, email=address, role=role, org_unit=org_unit or "")
 
 
 def profile_grants(app_id: str, profiles: Iterable[dict[str, Any]], permissions: list[str]) -> list[Grant]:
