@@ -22,6 +22,7 @@ Retry-After, 500, 503, resets, stalls, bodies cut short).
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import threading
@@ -104,8 +105,9 @@ class ChromeFleet:
         """The extension shows up in one more profile (one profile per person and extension here)."""
         with self.lock:
             profiles = self.installs.setdefault(app_id, [])
-            profile = ChromeProfile(email, f"profile-{abs(hash((app_id, email))) % 10**9}", org_unit_id,
-                                    device or f"device-{abs(hash(email)) % 10**6}", f"CB-{abs(hash(email)) % 10**5:05d}")
+            person = _digest(email.lower())  # stable across processes (hash() of a str is not)
+            profile = ChromeProfile(email, f"profile-{_digest(app_id + email.lower()) % 10**9}", org_unit_id,
+                                    device or f"device-{person % 10**6}", f"CB-{person % 10**5:05d}")
             profiles.append(profile)
             return profile
 
@@ -119,6 +121,10 @@ class ChromeFleet:
         with self.lock:
             self.request_names[app_id] = display_name
             self.requests.setdefault(app_id, []).append({"email": email, "justification": justification, "at": at})
+
+
+def _digest(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
 
 
 class ChromeFailure(Exception):
