@@ -14,6 +14,9 @@ memory is measured alone; every scan is `python -m scanner scan` in a child proc
      as a share of the full scan's);
    - the naive baseline: one unbatched tokens.list per account, sequentially, as common
      admin scripts do, timed on a 1,000-account sample and extrapolated linearly.
+   - Chrome extensions (the chrome provider) in the same tenant's browsers (emulators.google.chrome
+     district_fleet), paced to --chrome-quota: a full scan (the API has no change feed), its wall
+     time against its own quota floor.
 2. Microsoft: a Graph emulator with the same number of accounts, grants and latency.
    - the raw fetch floor: the same Graph responses the scan reads, merely paged through
      with plain sequential requests (no parsing into records, no database);
@@ -61,6 +64,7 @@ from google.oauth2 import service_account
 from sqlite_utils import Database
 
 from emulators.apps import district_apps
+from emulators.google.chrome import CHROME_SCOPES
 from emulators.google.server import GoogleEmulatorProcess, new_service_account_key
 from emulators.google.tenant import SCANNER_SCOPES
 from emulators.microsoft.server import MicrosoftEmulatorProcess
@@ -113,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--users", type=int, default=100_000, help="accounts in the district (default 100000)")
     parser.add_argument("--latency", type=float, default=0.08, help="seconds each emulated request takes (default 0.08)")
     parser.add_argument("--google-quota", type=int, default=60_000, help="Google requests per minute (default 60000)")
+    parser.add_argument("--chrome-quota", type=int, default=600, help="Chrome Management requests per minute (default 600)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.add_argument("--workdir", type=Path, help="keep the inventory here (default: a temporary folder)")
     parser.add_argument("--no-catalog", action="store_true", help="scan a district that has reviewed no app yet")
@@ -144,10 +149,10 @@ def bench_google(args, workdir: Path, db_path: Path) -> dict:
     say(f"Google: building a {args.users:,}-account tenant in the emulator process ...")
     knobs = {"latency": args.latency, "quota_per_minute": args.google_quota}
     build = {"users": args.users, "seed": 1, "grants_per_user": 8, "extra_apps": GOOGLE_EXTRA_APPS}
-    with GoogleEmulatorProcess(build=build, knobs=knobs) as emulator:
+    with GoogleEmulatorProcess(build=build, knobs=knobs, chrome={"seed": 1}) as emulator:
         pin_emulator(emulator.pid)
         key = new_service_account_key(token_uri=emulator.token_uri)
-        emulator.delegate(key)
+        emulator.delegate(key, SCANNER_SCOPES + CHROME_SCOPES)
         key_file = workdir / "service-account.json"
         key_file.write_text(json.dumps(key), encoding="utf-8")
         section = f"""
@@ -173,7 +178,17 @@ requests_per_minute = {args.google_quota}
         incremental = run_scan("Google incremental scan", db_path, config, "google", full=False, stats=emulator.stats,
                                reset=emulator.reset_stats)
         baseline = naive_google_baseline(emulator, key)
-    return {"full": full, "repeats": repeats, "incremental": incremental, "baseline_sample_seconds": baseline,
+        # Chrome extensions: the same tenant's browsers, paced to --chrome-quota (a full scan: there is no change feed).
+        section += f"""
+[chrome]
+api_root = "{emulator.api_root}"
+requests_per_minute = {args.chrome_quota}
+"""
+        config = write_config(workdir, section)
+        chrome = run_scan("Chrome extensions scan", db_path, config, "chrome", full=True, stats=emulator.stats,
+                          reset=emulator.reset_stats)
+    return {"full": full, "repeats": repeats, "incremental": incremental, "chrome": chrome,
+            "baseline_sample_seconds": baseline,
             "config_section": section}
 
 
@@ -413,7 +428,9 @@ def summarize(args, google: dict, microsoft: dict, pages: dict[str, float]) -> d
     full, incremental = google["full"], google["incremental"]
     quota_floor = full.api_calls / (args.google_quota / 60)
     baseline = google["baseline_sample_seconds"] * args.users / BASELINE_SAMPLE
-    scans = [full, incremental, microsoft["full"], microsoft["second"]]
+    chrome = google["chrome"]
+    chrome_floor = chrome.api_calls / (args.chrome_quota / 60)
+    scans = [full, incremental, chrome, microsoft["full"], microsoft["second"]]
     ratios = [scan.wall_seconds / (scan.api_calls / (args.google_quota / 60)) for scan in google["repeats"]]
     return {
         "users": args.users,
@@ -430,6 +447,9 @@ def summarize(args, google: dict, microsoft: dict, pages: dict[str, float]) -> d
         "db_bytes_per_account": round(microsoft["db_bytes"] / (2 * args.users)),
         "google_baseline_seconds_extrapolated": round(baseline, 1),
         "google_baseline_speedup": round(baseline / full.wall_seconds, 1),
+        "chrome_quota_per_minute": args.chrome_quota,
+        "chrome_quota_floor_seconds": round(chrome_floor, 1),
+        "chrome_quota_floor_ratio": round(chrome.wall_seconds / chrome_floor, 3),
         "incremental_call_percent": round(100 * incremental.api_calls / full.api_calls, 2),
         "microsoft_fetch_floor_seconds": round(microsoft["floor"]["seconds"], 1),
         "microsoft_fetch_floor_ratio": round(microsoft["full"].wall_seconds / microsoft["floor"]["seconds"], 3),
@@ -442,7 +462,7 @@ def summarize(args, google: dict, microsoft: dict, pages: dict[str, float]) -> d
 
 
 def print_table(args, google: dict, microsoft: dict, pages: dict[str, float], figures: dict) -> None:
-    scans = [google["full"], google["incremental"], microsoft["full"], microsoft["second"]]
+    scans = [google["full"], google["incremental"], google["chrome"], microsoft["full"], microsoft["second"]]
     catalog = "no catalog (nothing reviewed yet)" if args.no_catalog else "the example catalog's decisions"
     print(f"\n{args.users:,} accounts, {args.latency * 1000:.0f} ms per request, Google quota {args.google_quota:,}/min, "
           f"{catalog}\n")
@@ -464,6 +484,8 @@ def print_table(args, google: dict, microsoft: dict, pages: dict[str, float], fi
         ("Google full scan / quota floor", f"{figures['google_quota_floor_ratio']:.2f}x",
          f"floor {figures['google_quota_floor_seconds']:.0f} s = calls / quota" + (f" (median{spread})" if spread else ""),
          "<= 1.15x"),
+        ("Chrome scan / quota floor", f"{figures['chrome_quota_floor_ratio']:.2f}x",
+         f"floor {figures['chrome_quota_floor_seconds']:.0f} s = calls / quota", "<= 1.15x"),
         ("Google naive baseline / full scan", f"{figures['google_baseline_speedup']:.1f}x faster",
          f"baseline {figures['google_baseline_seconds_extrapolated']:,.0f} s from {BASELINE_SAMPLE:,} accounts", ">= 10x"),
         ("Google incremental calls", f"{figures['incremental_call_percent']:.2f}%", "of the full scan's", "< 5%"),

@@ -17,13 +17,14 @@ from typing import Any
 
 import yaml
 
+from .schema import CATALOG_ID_COLUMNS
 from .scopes import expand_scope
 
 COLUMNS = (
-    "id", "name", "vendor", "status", "google_client_ids", "microsoft_app_ids",
+    "id", "name", "vendor", "status", *CATALOG_ID_COLUMNS,
     "approved_scopes", "audience", "dpa_url", "dpa_expires", "alternative", "notes",
 )
-LIST_COLUMNS = ("google_client_ids", "microsoft_app_ids", "approved_scopes")
+LIST_COLUMNS = (*CATALOG_ID_COLUMNS, "approved_scopes")
 STATUSES = ("approved", "conditional", "denied", "pending")
 
 # The words districts actually use in their vetting spreadsheets.
@@ -49,6 +50,8 @@ GOOGLE_CLIENT_ID = re.compile(r"^\d+(-[a-z0-9]+)?(\.apps\.googleusercontent\.com
 GOOGLE_CLIENT_ID_SUFFIX = ".apps.googleusercontent.com"
 # Deeper than any catalog needs, and well inside Python's recursion limit.
 MAX_NESTING = 20
+# A Chrome Web Store extension id: 32 letters a to p.
+CHROME_EXTENSION_ID = re.compile(r"^[a-p]{32}$")
 MICROSOFT_APP_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
@@ -293,7 +296,7 @@ def _validate(entries: list[tuple[int, Any]], name: str) -> list[dict[str, Any]]
             problems.append(f"{where}: id {row['id']!r} is already used on line {ids[row['id']]}")
             continue
         ids[row["id"]] = line
-        for column in ("google_client_ids", "microsoft_app_ids"):
+        for column in CATALOG_ID_COLUMNS:
             for client_id in json.loads(row[column]):
                 first = client_ids.setdefault((column, client_id), line)
                 if first != line:
@@ -341,6 +344,10 @@ def _validate_row(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     for app_id in values["microsoft_app_ids"]:
         if not MICROSOFT_APP_ID.match(app_id):
             problems.append(f"microsoft_app_ids: {app_id!r} is not a Microsoft application (client) id like 00000000-0000-0000-0000-000000000000")
+    for extension_id in values["chrome_extension_ids"]:
+        if not CHROME_EXTENSION_ID.match(extension_id.lower()):
+            problems.append(f"chrome_extension_ids: {extension_id!r} is not a Chrome extension id (32 letters a to p, "
+                            "as in the Chrome Web Store address)")
     if values["dpa_url"] and not re.match(r"^https?://\S+$", values["dpa_url"]):
         problems.append(f"dpa_url {values['dpa_url']!r} must be a web address starting with https://")
     expires = _parse_date(values["dpa_expires"])
@@ -359,6 +366,7 @@ def _validate_row(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         "status_original": values["status"],
         "google_client_ids": json.dumps(values["google_client_ids"]),
         "microsoft_app_ids": json.dumps([a.lower() for a in values["microsoft_app_ids"]]),
+        "chrome_extension_ids": json.dumps(list(dict.fromkeys(e.lower() for e in values["chrome_extension_ids"]))),
         "approved_scopes": json.dumps([expand_scope(s) for s in values["approved_scopes"]]),
         "audience": audience,
         "dpa_url": values["dpa_url"] or None,

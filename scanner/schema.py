@@ -201,6 +201,13 @@ def m0005_posture(db: Database) -> None:
     )
 
 
+
+@migrations(name="0006_chrome")
+def m0006_chrome(db: Database) -> None:
+    """Chrome extensions (the chrome provider): the catalog lists their ids like client ids."""
+    db["catalog"].add_column("chrome_extension_ids", str)
+
+
 INDEXES = [
     ("scans", ["provider", "status", "id"]),
     ("users", ["provider"]),
@@ -422,6 +429,13 @@ from posture
 OPEN_CONSENT_STATUSES = ("inprogress", "initializing")
 _OPEN_STATUS = "lower(consent_requests.status) in (" + ", ".join(f"'{s}'" for s in OPEN_CONSENT_STATUSES) + ")"
 
+# The catalog's columns that list a provider's ids (JSON arrays): apps and requests match an
+# entry by exact id in any of them. A new id kind is a new column here and in a migration.
+CATALOG_ID_COLUMNS = ("google_client_ids", "microsoft_app_ids", "chrome_extension_ids")
+_CATALOG_ID_MATCH = "\n       or ".join(
+    f"exists (select 1 from json_each(coalesce(candidate.{column}, '[]')) where lower(value) = lower(consent_requests.client_id))"
+    for column in CATALOG_ID_COLUMNS)
+
 # One row per app people asked an administrator to consent to, with the catalog's decision,
 # as the latest scan saw the requests: "12 people asked for this app; it is denied". The
 # catalog is matched by exact client or app id, as apps are.
@@ -439,8 +453,7 @@ from consent_requests
   left join users on users.id = consent_requests.user_id
   left join catalog on catalog.id = (
     select candidate.id from catalog as candidate
-    where exists (select 1 from json_each(candidate.microsoft_app_ids) where lower(value) = lower(consent_requests.client_id))
-       or exists (select 1 from json_each(candidate.google_client_ids) where lower(value) = lower(consent_requests.client_id))
+    where {_CATALOG_ID_MATCH}
     limit 1
   )
 where {_OPEN_STATUS}

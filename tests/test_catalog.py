@@ -24,7 +24,7 @@ def test_example_catalog_imports_and_reimport_is_a_no_op(runner, tmp_path):
     assert result.exit_code == 0, result.output
     rows = list(store.open_db(db_path)["catalog"].rows)
     assert len(rows) >= 15
-    assert "23 added" in result.output
+    assert "26 added" in result.output
     assert {row["status"] for row in rows} == {"approved", "conditional", "denied", "pending"}
     kahoot = store.open_db(db_path)["catalog"].get("kahoot")
     assert kahoot["status_original"] == "Approved" and kahoot["audience"] == "all"

@@ -2,10 +2,12 @@
 matching and the summary; then Datasette over the result."""
 
 import re
+import json
 import sqlite3
 
 import pytest
 
+from emulators.google.chrome import REQUESTED_EXTENSIONS
 from scanner.cli import cli
 from scanner.demo.tenants import demo_district
 from scanner.demo.run import is_demo_inventory
@@ -26,14 +28,23 @@ def test_the_demo_scans_both_providers_for_real(demo_db):
     db_path, output = demo_db
     db = sqlite3.connect(db_path)
     scans = dict(db.execute("select provider, status from scans"))
-    assert scans == {"google": "succeeded", "microsoft": "succeeded"}
+    assert scans == {"google": "succeeded", "microsoft": "succeeded", "chrome": "succeeded"}
     # Every account of the district is in both directories (plus Google's super admin).
     district = demo_district(300)
     assert db.execute("select count(*) from users where provider = 'microsoft'").fetchone()[0] == len(district.people)
     assert db.execute("select count(*) from users where provider = 'google'").fetchone()[0] == len(district.people) + 1
     expected = {(g.provider, g.app.name) for g in district.grants}
-    found = set(db.execute("select grants.provider, apps.name from grants join apps on apps.id = grants.app_id where user_id is not null"))
+    found = set(db.execute("select grants.provider, apps.name from grants join apps on apps.id = grants.app_id "
+                           "where user_id is not null and grants.provider != 'chrome'"))
     assert found == expected
+    # The browsers' extensions: approved, pending, denied, unreviewed, sideloaded, the district's own, Google's own.
+    extensions = {name: (status, ownership, json.loads(details)["installType"]) for name, status, ownership, details in
+                  db.execute("select name, status, ownership, details from apps where provider = 'chrome'")}
+    assert extensions["Read&Write for Google Chrome"][0] == "approved" and extensions["uBlock Origin"][0] == "pending"
+    assert extensions["Honey: Automatic Coupons & Rewards"][0] == "denied"
+    assert extensions["Grammarly: AI Writing and Grammar Checker"][0] == "unreviewed"
+    assert extensions["GoGuardian"][1:] == ("internal", "ADMIN") and extensions["Google Docs Offline"][1] == "first_party"
+    assert extensions["Quick Screen Recorder (unpacked)"][2] == "SIDELOAD"
     assert "Scanned and matched in" in output and "alerts queued" in output
 
 
@@ -68,7 +79,7 @@ def test_the_demo_shows_a_realistic_consent_posture_and_requests(demo_db):
     assert results[("microsoft", "MS.AAD.5.2", "")] == "pass" and results[("microsoft", "MS.AAD.5.1", "")] == "fail"
     assert "unknown" not in results.values()  # the demo delegates and grants everything the checks need
     district = demo_district(300)
-    asked = {ask.app.name for ask in district.consent_requests}
+    asked = {ask.app.name for ask in district.consent_requests} | {name for _, name, _ in REQUESTED_EXTENSIONS}
     summary = dict(db.execute("select app, status from consent_request_summary"))
     assert set(summary) <= asked and summary
     assert summary.get("ChatGPT", "denied") == "denied" and summary.get("MagicSchool AI", "pending") == "pending"
@@ -118,7 +129,7 @@ def test_the_demo_runs_again_over_its_own_inventory(runner, tmp_path):
         result = runner.invoke(cli, ["--db", str(db), "demo", "--users", "10", "--no-serve"])
         assert result.exit_code == 0, result.output
     assert is_demo_inventory(db) is True
-    assert sqlite3.connect(db).execute("select count(*) from scans").fetchone()[0] == 2
+    assert sqlite3.connect(db).execute("select count(*) from scans").fetchone()[0] == 3  # google, microsoft, chrome
 
 
 def test_the_demo_password_hash_is_the_demo_password():
@@ -134,7 +145,8 @@ def test_the_demo_finds_each_person_once_across_both_directories(demo_db):
     db_path, _ = demo_db
     db = sqlite3.connect(db_path)
     district = demo_district(300)
-    accounts = dict(db.execute("select providers, count(*) from people group by providers"))
+    # (A browser profile's account is the person's too: chrome never makes a person of its own.)
+    accounts = dict(db.execute("select replace(providers, 'chrome,', ''), count(*) from people group by 1"))
     assert accounts == {"google,microsoft": len(district.people), "google": 1}  # and Google's super admin
     emails = {row[0] for row in db.execute("select email from users where provider = 'microsoft'")}
     spelled = {

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from emulators.google.chrome import DISTRICT_EXTENSIONS
 from scanner.demo.tenants import demo_district
 
 CATALOG = Path(__file__).parent.parent / "examples" / "catalog.csv"
@@ -19,7 +20,11 @@ def test_the_district_is_deterministic():
 def test_the_example_catalog_lists_the_demo_apps_ids():
     district = demo_district(100, now=NOW)
     rows = list(csv.DictReader(CATALOG.open(encoding="utf-8")))
+    extensions = {extension.app_id for extension, _, _ in DISTRICT_EXTENSIONS}
     for row in rows:
+        if row["chrome_extension_ids"]:  # the browsers' extensions (emulators.google.chrome)
+            assert row["chrome_extension_ids"] in extensions, row["name"]
+            continue
         app = district.app(row["name"])
         assert (row["google_client_ids"] or None) == app.google_id, row["name"]
         assert (row["microsoft_app_ids"] or None) == app.microsoft_id, row["name"]

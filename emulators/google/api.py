@@ -74,6 +74,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import orjson
 
 from ..clock import Clock
+from .chrome import ChromeFailure, ChromeManagementAPI
 from .oauth import AccessToken, TokenService
 from .tenant import RETENTION, DirectoryUser, Event, GoogleTenant, rfc3339, to_micros
 
@@ -334,6 +335,7 @@ class GoogleAPI:
         self._retry_not_before: dict[str, float] = {}  # call -> when its 429's Retry-After has passed
         self._lock = threading.Lock()
         self._etag_salt = secrets.token_hex(4)
+        self.chrome = ChromeManagementAPI(lambda: self.tenant.chrome)
 
     # -- HTTP entry points ------------------------------------------------------------------
 
@@ -367,6 +369,9 @@ class GoogleAPI:
             if name == "policies.list":
                 token = self._authenticate_policy_api(authorization)
                 self._take_quota("policy", token)
+            elif name.startswith("chrome."):
+                token = self._authenticate_chrome(authorization, ChromeManagementAPI.method(path)[1])
+                self._take_quota("chrome", token)
             else:
                 scopes = (REPORTS_SCOPES if reports else SECURITY_SCOPES if name.startswith("tokens.")
                           else ORGUNIT_SCOPES if name == "orgunits.list" else USER_SCOPES)
@@ -400,6 +405,9 @@ class GoogleAPI:
 
     @staticmethod
     def _method_name(method: str, path: str) -> str:
+        chrome = ChromeManagementAPI.method(path)
+        if chrome:
+            return "chrome." + chrome[0] if method == "GET" else "unknown"
         if _TOKENS.match(path):
             return "tokens.list" if method == "GET" else "unknown"
         if _TOKEN.match(path):
@@ -447,6 +455,21 @@ class GoogleAPI:
             raise Failure(403, rpc_error_body(403, "The caller does not have permission", "PERMISSION_DENIED"))
         return token
 
+    def _authenticate_chrome(self, authorization: str | None, scope: str) -> AccessToken:
+        """The Chrome Management API: RPC-style errors, like the Policy API's; admins only."""
+        token = self.tokens.check(authorization)
+        if token is None:
+            raise Failure(401, rpc_error_body(401, "Request had invalid authentication credentials. Expected OAuth 2 access "
+                                                   "token, login cookie or other valid authentication credential.",
+                                              "UNAUTHENTICATED", "ACCESS_TOKEN_TYPE_UNSUPPORTED"))
+        if scope not in token.scopes:
+            raise Failure(403, rpc_error_body(403, "Request had insufficient authentication scopes.", "PERMISSION_DENIED",
+                                              "ACCESS_TOKEN_SCOPE_INSUFFICIENT"))
+        user = self.tenant.find_user(token.subject)
+        if user is None or not user.is_admin:
+            raise Failure(403, rpc_error_body(403, "The caller does not have permission", "PERMISSION_DENIED"))
+        return token
+
     def _take_quota(self, api: str, token: AccessToken) -> None:
         per_minute = self.knobs.quota_per_minute
         burst = float(self.knobs.quota_burst or per_minute)
@@ -465,6 +488,11 @@ class GoogleAPI:
                    "'admin.googleapis.com' for consumer 'project_number:{}'.").format(abs(hash(token.subject)) % 10**12)
         if api == "reports":
             raise Failure(503, error_body(503, "Quota exceeded for the current request", "backendError", status="UNAVAILABLE"))
+        if api == "chrome":
+            raise Failure(429, rpc_error_body(
+                429, "Quota exceeded for quota metric 'Queries' and limit 'Queries per minute per user' of service "
+                     "'chromemanagement.googleapis.com'.", "RESOURCE_EXHAUSTED", "RATE_LIMIT_EXCEEDED"),
+                headers={"Retry-After": "1"})
         if api == "policy":
             raise Failure(429, rpc_error_body(
                 429, "Quota exceeded for quota metric 'Read requests' and limit 'Read requests per minute' of service "
@@ -513,6 +541,11 @@ class GoogleAPI:
             return 200, self._orgunits_list(unquote(_ORGUNITS.match(path).group(1)), query)
         if name == "policies.list":
             return 200, self._policies_list(query)
+        if name.startswith("chrome."):
+            try:
+                return 200, self.chrome.dispatch(path, query)
+            except ChromeFailure as failure:
+                raise Failure(failure.code, failure.body) from None
         match = _TOKENS.match(path) or _TOKEN.match(path)
         user = self.tenant.find_user(unquote(match.group(1)))
         if user is None:

@@ -45,6 +45,7 @@ from urllib.parse import urlsplit
 
 from ..clock import Clock
 from ..server import EmulatorHandler, GateControls, EmulatorProcess, ServedEmulator, UnknownControl, load_tenant_json, serve_in_child
+from .chrome import district_fleet
 from .api import HTTP_FAULT_KINDS, Answer, GoogleAPI, Knobs, Stats
 from .oauth import TokenService, delegation_for, new_service_account_key
 from .groups import DirectoryGroups
@@ -293,21 +294,24 @@ class GoogleEmulatorProcess(GoogleControls, EmulatorProcess):
     """The same emulator in a child process, so a benchmark measures the scanner's memory alone.
 
     `tenant` is tenant JSON (GoogleTenant.to_json()); or `build` holds build_tenant() arguments
-    ({"users": 100000, "seed": 1, "grants_per_user": 8}) and the child builds it.
+    ({"users": 100000, "seed": 1, "grants_per_user": 8}) and the child builds it. `chrome` holds
+    district_fleet() arguments ({"seed": 1}): the tenant's browsers get extensions too.
     """
 
     module = "emulators.google.server"
 
     def __init__(self, tenant: dict[str, Any] | None = None, *, build: dict[str, Any] | None = None,
-                 knobs: dict[str, Any] | None = None, start_timeout: float = 600):
+                 knobs: dict[str, Any] | None = None, start_timeout: float = 600, chrome: dict[str, Any] | None = None):
         if (tenant is None) == (build is None):
             raise ValueError("give either tenant JSON or build_tenant arguments")
-        super().__init__({"build": build, "knobs": knobs or {}}, tenant=tenant, start_timeout=start_timeout)
+        super().__init__({"build": build, "knobs": knobs or {}, "chrome": chrome}, tenant=tenant, start_timeout=start_timeout)
 
 
 def _emulator_for(spec: dict[str, Any]) -> GoogleEmulator:
     data = load_tenant_json(spec)
     tenant = GoogleTenant.from_json(data) if data is not None else build_tenant(**spec["build"])
+    if spec.get("chrome") is not None:
+        tenant.chrome = district_fleet(tenant, **spec["chrome"])
     return GoogleEmulator(tenant, knobs=spec.get("knobs") or {})
 
 

@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ..district import District, build_district
+from .chrome import ChromeFleet
 
 UTC = dt.timezone.utc
 RETENTION = dt.timedelta(days=180)  # the token audit log keeps 180 days
@@ -266,6 +267,7 @@ class GoogleTenant:
         self.service_accounts: dict[str, ServiceAccount] = {}  # by client_email
         self.org_unit_ids: dict[str, str] = {}  # org unit path -> id (without Google's "id:" prefix)
         self.policies: list[dict[str, Any]] = []  # Cloud Identity Policy API policies, as the API returns them
+        self.chrome = ChromeFleet()  # extensions the managed browsers report (Chrome Management API)
 
     # -- building -------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from emulators.apps import DISTRICT_PROJECT_NUMBER
 from emulators.district import District
+from emulators.google.chrome import CHROME_SCOPES
 from emulators.google.server import POSTURE_SCOPES, SCANNER_SCOPES, GoogleEmulator, new_service_account_key
 from emulators.microsoft.server import MicrosoftEmulator
 from scanner import store
@@ -79,7 +80,7 @@ def run_demo(db_path: str, *, users: int = DEFAULT_USERS, serve: bool = True, po
         with GoogleEmulator(tenants.demo_google_tenant(district)) as google, \
                 MicrosoftEmulator(tenants.demo_microsoft_tenant(district, client_secret=ms_secret), sign_in_pages=True) as microsoft:
             key = new_service_account_key(token_uri=google.token_uri)
-            google.delegate(key, SCANNER_SCOPES + POSTURE_SCOPES)  # the posture checks' scopes too
+            google.delegate(key, SCANNER_SCOPES + POSTURE_SCOPES + CHROME_SCOPES)  # the posture checks' and Chrome's too
             key_file = workdir / "demo-service-account.json"
             key_file.write_text(json.dumps(key), encoding="utf-8")
             key_file.chmod(0o600)
@@ -198,6 +199,10 @@ api_root = "{google.api_root}"
 policy_api_root = "{google.api_root}"
 internal_project_numbers = ["{DISTRICT_PROJECT_NUMBER}"]
 
+[chrome]
+api_root = "{google.api_root}"
+requests_per_minute = 6000
+
 [microsoft]
 tenant_id = "{DISTRICT_TENANT_ID}"
 client_id = "{tenants.MICROSOFT_CLIENT_ID}"
@@ -275,7 +280,7 @@ def summary(db_path: str, result: DemoResult) -> str:
     n = summary_counts(db_path)
     return "\n".join([
         f"Scanned and matched in {result.seconds:.0f} s into {db_path}:",
-        f"  {n['apps']:,} apps ({n['clients']:,} Google and Microsoft clients); "
+        f"  {n['apps']:,} apps ({n['clients']:,} Google and Microsoft clients and Chrome extensions); "
         f"{n['unapproved_apps']:,} third-party apps in use are not approved",
         f"  {n['unapproved_people']:,} people use an unapproved app; {n['scope_creep']:,} grants hold more than the catalog approved",
         f"  {n['high_risk']:,} apps in use hold high-risk scopes; {n['agreements']:,} agreements expired or expire within 60 days",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 
 from emulators.district import DOMAIN, District, build_district
+from emulators.google.chrome import district_fleet
 from emulators.google.tenant import GoogleTenant, google_tenant
 from emulators.microsoft.tenant import STUDENT_SKU, MicrosoftTenant, microsoft_tenant
 
@@ -38,7 +39,11 @@ def admin_email(district: District) -> str:
 
 
 def demo_google_tenant(district: District) -> GoogleTenant:
-    return google_tenant(district, customer_id=GOOGLE_CUSTOMER_ID, admin_email=admin_email(district))
+    tenant = google_tenant(district, customer_id=GOOGLE_CUSTOMER_ID, admin_email=admin_email(district))
+    # Extensions in the district's managed browsers (the chrome provider): approved, unreviewed,
+    # denied, sideloaded, admin-installed, Google's own, and some with <all_urls>.
+    tenant.chrome = district_fleet(tenant, seed=district.seed, student_domain=district.student_domain)
+    return tenant
 
 
 def demo_microsoft_tenant(district: District, *, client_secret: str) -> MicrosoftTenant:

@@ -6,12 +6,13 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from ..schema import CATALOG_ID_COLUMNS
 from .derived import apply_matching, refresh_unapproved_usage
 from .products import refresh_products
 
 
 CATALOG_COLUMNS = (
-    "id", "name", "vendor", "status", "status_original", "google_client_ids", "microsoft_app_ids",
+    "id", "name", "vendor", "status", "status_original", *CATALOG_ID_COLUMNS,
     "approved_scopes", "audience", "dpa_url", "dpa_expires", "alternative", "notes",
 )
 

@@ -71,11 +71,11 @@ def apply_matching(db: Database) -> set[str]:
     with a similar name, and other providers' apps of the same name, homepage or publisher.
     Returns the products that gained or lost an app."""
     catalog = list(db["catalog"].rows)
-    # Google client ids and Microsoft app ids (GUIDs) cannot collide, so one index serves
+    # Google client ids, Microsoft app ids (GUIDs) and Chrome extension ids cannot collide, so one index serves
     # every provider, including third-party ones that reuse either kind of id.
     by_client_id: dict[str, dict] = {}
     for row in catalog:
-        for column in ("google_client_ids", "microsoft_app_ids"):
+        for column in schema.CATALOG_ID_COLUMNS:
             for client_id in json.loads(row[column] or "[]"):
                 by_client_id[client_id.lower()] = row
     names = {row["id"]: row["name"] for row in catalog}
