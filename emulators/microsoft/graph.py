@@ -301,6 +301,10 @@ WRITE_ROUTES = (
 )
 
 
+# Handlers that answer from the by-id lookups, which writes keep current: no rebuild before them.
+_SINGLE_OBJECTS = {"_grant", "_service_principal", "_user"}
+
+
 class GraphError(Exception):
     """Raised inside a handler to answer with Graph's error JSON."""
 
@@ -472,8 +476,8 @@ class GraphService:
                 with self._writes:
                     answer = getattr(self, route.handler)(request, version, **params)
             else:
-                if self.tenant().stale:
-                    with self._writes:
+                if route.handler not in _SINGLE_OBJECTS and self.tenant().stale:
+                    with self._writes:  # a listing after writes: the lists are rebuilt once
                         self.tenant().refresh()
                 answer = getattr(self, route.handler)(request, version, **params)
             answer.headers.setdefault("x-ms-resource-unit", str(resource_units(route.kind, request.query)))

@@ -22,6 +22,7 @@ import base64
 import datetime as dt
 import hashlib
 import random
+import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
@@ -237,10 +238,15 @@ class MicrosoftTenant:
     other_registrations: list[AppRegistration] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self._ids_lock = threading.RLock()  # the by-id lookups: built, read and written by one thread at a time
         self.reindex()
 
     def reindex(self) -> None:
         """Rebuild the lookups the emulator serves from (each swapped in whole)."""
+        with self._ids_lock:
+            self._reindex()
+
+    def _reindex(self) -> None:
         self._apply_writes()
         self.sp_by_id = {sp["id"]: sp for sp in self.service_principals}
         self.sp_by_app_id = {sp["appId"]: sp for sp in self.service_principals}
@@ -279,19 +285,22 @@ class MicrosoftTenant:
     # before the next listing.
 
     def grant_ids(self) -> dict[str, DelegatedGrant]:
-        if self._grant_ids is None:
-            self._grant_ids = {grant.id: grant for grant in self.grants}
-        return self._grant_ids
+        with self._ids_lock:
+            if self._grant_ids is None:
+                self._grant_ids = {grant.id: grant for grant in self.grants}
+            return self._grant_ids
 
     def assignment_ids(self) -> dict[str, AppRoleAssignment]:
-        if self._assignment_ids is None:
-            self._assignment_ids = {assignment.id: assignment for assignment in self.assignments}
-        return self._assignment_ids
+        with self._ids_lock:
+            if self._assignment_ids is None:
+                self._assignment_ids = {assignment.id: assignment for assignment in self.assignments}
+            return self._assignment_ids
 
     def refresh(self) -> None:
         """Bring the lists and lookups up to date after writes (before a listing)."""
-        if self.stale:
-            self.reindex()
+        with self._ids_lock:
+            if self.stale:
+                self._reindex()
 
     def _apply_writes(self) -> None:
         if getattr(self, "_written", False):
@@ -304,46 +313,51 @@ class MicrosoftTenant:
 
     def delete_grant(self, grant_id: str) -> bool:
         """DELETE /oauth2PermissionGrants/{id}: False when there is no such grant."""
-        if self.grant_ids().pop(grant_id, None) is None:
-            return False
-        self._wrote()
-        return True
+        with self._ids_lock:
+            if self.grant_ids().pop(grant_id, None) is None:
+                return False
+            self._wrote()
+            return True
 
     def set_grant_scope(self, grant_id: str, scope: str) -> DelegatedGrant | None:
         """PATCH /oauth2PermissionGrants/{id} {"scope"}: the whole list is replaced."""
-        grant = self.grant_ids().get(grant_id)
-        if grant is None:
-            return None
-        self._grant_ids[grant_id] = grant._replace(scope=scope)
-        self._wrote()
-        return self._grant_ids[grant_id]
+        with self._ids_lock:
+            grant = self.grant_ids().get(grant_id)
+            if grant is None:
+                return None
+            self._grant_ids[grant_id] = grant._replace(scope=scope)
+            self._wrote()
+            return self._grant_ids[grant_id]
 
     def create_grant(self, client_id: str, consent_type: str, principal_id: str | None, resource_id: str, scope: str) -> DelegatedGrant | None:
         """POST /oauth2PermissionGrants: None when that client, resource and principal already have one."""
-        grant = DelegatedGrant(client_id, consent_type, principal_id, resource_id, scope)
-        if grant.id in self.grant_ids():
-            return None
-        self._grant_ids[grant.id] = grant
-        self._wrote()
-        return grant
+        with self._ids_lock:
+            grant = DelegatedGrant(client_id, consent_type, principal_id, resource_id, scope)
+            if grant.id in self.grant_ids():
+                return None
+            self._grant_ids[grant.id] = grant
+            self._wrote()
+            return grant
 
     def delete_assignment(self, resource_id: str, assignment_id: str) -> bool:
         """DELETE /servicePrincipals/{resource}/appRoleAssignedTo/{id}."""
-        assignment = self.assignment_ids().get(assignment_id)
-        if assignment is None or assignment.resource_id != resource_id:
-            return False
-        del self._assignment_ids[assignment_id]
-        self._wrote()
-        return True
+        with self._ids_lock:
+            assignment = self.assignment_ids().get(assignment_id)
+            if assignment is None or assignment.resource_id != resource_id:
+                return False
+            del self._assignment_ids[assignment_id]
+            self._wrote()
+            return True
 
     def create_assignment(self, principal_id: str, resource_id: str, app_role_id: str, created: str) -> AppRoleAssignment | None:
         """POST /servicePrincipals/{resource}/appRoleAssignedTo: None when it exists already."""
-        assignment = AppRoleAssignment(principal_id, resource_id, app_role_id, created)
-        if assignment.id in self.assignment_ids():
-            return None
-        self._assignment_ids[assignment.id] = assignment
-        self._wrote()
-        return assignment
+        with self._ids_lock:
+            assignment = AppRoleAssignment(principal_id, resource_id, app_role_id, created)
+            if assignment.id in self.assignment_ids():
+                return None
+            self._assignment_ids[assignment.id] = assignment
+            self._wrote()
+            return assignment
 
     # -- questions the emulator asks -------------------------------------------------------
 

@@ -28,8 +28,6 @@ from sqlite_utils import Database
 
 from scanner import GrantGone, Revoker, WriteFailed, WriteUncertain, iso, utc_now
 
-from .plan import APPROVED
-
 FINAL_STATES = ("done", "already_gone", "skipped_changed", "skipped", "failed")
 COMMIT_EVERY = 64  # outcomes per transaction at most
 COMMIT_SECONDS = 0.25  # and at least this often

@@ -111,7 +111,8 @@ class Draft:
 def draft_plan(db: Database, selection: Selection, revokers: dict[str, Revoker], now: str) -> Draft:
     """Read each selected grant from its provider and turn it into actions (nothing is written)."""
     draft = Draft()
-    rows = select_grants(db, selection, now)
+    selects_grants = selection.apps or selection.statuses or selection.kind or selection.users or selection.after_warning_days is not None
+    rows = select_grants(db, selection, now) if selects_grants else []  # --block alone blocks, and removes no grant
     missing = sorted({row["provider"] for row in rows} - set(revokers))
     if missing:
         raise PlanRefused(f"no plugin can revoke {', '.join(missing)} grants; add --provider to leave them out")
