@@ -157,3 +157,40 @@ def test_the_plan_size_limit(district):
     plan_id = plan_id_from(invoke(place, "revoke", "plan", "--status", "denied").output)
     refused = invoke(place, "revoke", "apply", str(plan_id), "--yes", "--max", "5")
     assert refused.exit_code == 2 and "more than --max 5" in refused.output
+
+
+def test_after_warning_days_keeps_only_grants_warned_long_enough_ago_and_still_there(district):
+    place, tenant = ready(district, users=6)
+    db = Database(place.db_path)
+    alerts = list(db.query("select id, user_id from alerts where app_id = ? order by user_id", [f"google:{DENIED.client_id}"]))
+    assert len(alerts) == 6
+    now = dt.datetime.now(dt.timezone.utc)
+    sent = lambda days: (now - dt.timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    # Two were warned 10 days ago (one of them removed the app since), one 3 days ago, the rest never.
+    for alert, days in zip(alerts[:3], (10, 10, 3)):
+        db.execute("update alerts set status = 'sent', sent_at = ? where id = ?", [sent(days), alert["id"]])
+    db.conn.commit()
+    warned_long_ago = [a["user_id"].removeprefix("google:") for a in alerts[:2]]
+    tenant.revoke(warned_long_ago[1], DENIED.client_id)
+    result = invoke(place, "revoke", "plan", "--status", "denied", "--after-warning-days", "7")
+    assert result.exit_code == 0, result.output
+    assert "1 selected grant(s) were already gone" in result.output
+    planned = actions(place, plan_id_from(result.output))
+    assert [(a["target"]["userKey"], a["target"]["clientId"]) for a in planned] == [(warned_long_ago[0], DENIED.client_id)]
+
+
+def test_ten_percent_faults_change_nothing_in_the_outcome(district):
+    calm, calm_tenant = ready(district, users=10)
+    stormy, stormy_tenant = ready(district, users=10)
+    outcomes = []
+    for place, tenant in ((calm, calm_tenant), (stormy, stormy_tenant)):
+        plan_id = plan_id_from(invoke(place, "revoke", "plan", "--status", "denied", "--status", "unreviewed").output)
+        if place is stormy:
+            place.emulator.set_knobs(fault_rate=0.1, fault_seed=5, retry_after=0, fault_kinds=["429", "500", "503", "403", "reset"])
+        result = invoke(place, "revoke", "apply", str(plan_id), "--yes")
+        assert result.exit_code == 0, result.output
+        outcomes.append((sorted((a["target"]["userKey"], a["target"]["clientId"], a["state"]) for a in actions(place, plan_id)),
+                         tokens_of(tenant), sorted(revoke_events(tenant))))
+    assert stormy.emulator.stats()["faults"]
+    assert outcomes[0] == outcomes[1]
+    assert {state for _, _, state in outcomes[1][0]} == {"done"}
