@@ -69,8 +69,8 @@ def import_catalog(place, text: str = CATALOG) -> None:
 
 
 def plan_id_from(output: str) -> int:
-    first = output.splitlines()[0]
-    assert first.startswith("Plan "), output
+    first = next((line for line in output.splitlines() if line.startswith("Plan ")), None)
+    assert first is not None, output
     return int(first.split()[1])
 
 
