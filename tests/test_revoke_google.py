@@ -194,3 +194,16 @@ def test_ten_percent_faults_change_nothing_in_the_outcome(district):
     assert stormy.emulator.stats()["faults"]
     assert outcomes[0] == outcomes[1]
     assert {state for _, _, state in outcomes[1][0]} == {"done"}
+
+
+def test_an_app_approved_after_planning_is_left_alone(district):
+    place, tenant = ready(district, users=3)
+    plan_id = plan_id_from(invoke(place, "revoke", "plan", "--status", "denied", "--status", "unreviewed").output)
+    from tests.revoke_fixtures import CATALOG
+    import_catalog(place, CATALOG + f"quiz,Quiz Maker,Quiz Co,Approved,{UNREVIEWED.client_id},,,All,,,,\n")
+    before = tokens_of(tenant)
+    result = invoke(place, "revoke", "apply", str(plan_id), "--yes")
+    assert result.exit_code == 0, result.output
+    outcome = {(a["target"]["clientId"], a["state"]) for a in actions(place, plan_id)}
+    assert outcome == {(DENIED.client_id, "done"), (UNREVIEWED.client_id, "skipped")}
+    assert {c for _, c, _ in before - tokens_of(tenant)} == {DENIED.client_id}

@@ -96,6 +96,10 @@ def test_plan_then_apply_removes_exactly_the_planned_grants(ms_place):
     deleted = [path.rsplit("/", 1)[-1] for _, _, status, _, path in events if status == 204]
     assert sorted(deleted) == sorted(grants | assignments)
 
+    # The write registration's secret is never written anywhere.
+    assert "write-secret-value" not in result.output
+    assert b"write-secret-value" not in open(place.db_path, "rb").read()
+
     assert scan(place.db_path, place.config_path)["status"] == "succeeded"
     db = Database(place.db_path)
     revoked = db.execute("select count(*), min(revoked_by_plan), max(revoked_by_plan) from changes "
