@@ -213,7 +213,7 @@ class MicrosoftRevoker(Revoker):
             return []
         targets = []
         if grant.grant_type == "application":
-            assignments = self._cached(("assignments", sp["id"]), lambda: graph.collection(f"/servicePrincipals/{sp['id']}/appRoleAssignments"))
+            assignments = self._cached(("assignments", sp["id"]), lambda: graph.collection(f"/servicePrincipals/{sp['id']}/appRoleAssignments?$top=999"))
             for assignment in assignments:
                 if grant.resource not in (assignment.get("resourceDisplayName"), assignment.get("resourceId")):
                     continue
@@ -222,7 +222,7 @@ class MicrosoftRevoker(Revoker):
                 targets.append(Target({"type": "appRoleAssignment", "id": assignment["id"], "resourceId": assignment["resourceId"],
                                        "principalId": assignment["principalId"]}, assignment, [role]))
             return targets
-        grants = self._cached(("grants", sp["id"]), lambda: graph.collection(f"/servicePrincipals/{sp['id']}/oauth2PermissionGrants"))
+        grants = self._cached(("grants", sp["id"]), lambda: graph.collection(f"/servicePrincipals/{sp['id']}/oauth2PermissionGrants?$top=999"))
         for item in grants:
             mine = item.get("principalId") == grant.user_key if grant.user_key else item.get("consentType") == "AllPrincipals"
             if not mine:

@@ -115,7 +115,8 @@ def draft_plan(db: Database, selection: Selection, revokers: dict[str, Revoker],
     rows = select_grants(db, selection, now) if selects_grants else []  # --block alone blocks, and removes no grant
     missing = sorted({row["provider"] for row in rows} - set(revokers))
     if missing:
-        raise PlanRefused(f"no plugin can revoke {', '.join(missing)} grants; add --provider to leave them out")
+        raise PlanRefused(f"cannot read the {', '.join(missing)} grants it selects ([{missing[0]}] is not configured, or no "
+                          "installed plugin revokes them); add --provider to leave them out")
     for row in rows:
         revoker = revokers[row["provider"]]
         grant = planned_grant(row)
