@@ -13,6 +13,7 @@ import time
 from sqlite_utils import Database
 
 from tests.revoke_fixtures import DENIED, UNREVIEWED, actions, google_district_tenant, import_catalog, invoke, plan_id_from, revoke_events, tokens_of
+from tests.test_revoke_microsoft import ms_place  # noqa: F401 (a fixture)
 
 FINAL = {"done", "already_gone", "skipped_changed", "skipped", "failed"}
 
@@ -69,3 +70,33 @@ def test_sigkill_at_random_points_then_rerun_carries_out_each_action_once(distri
     assert sorted(revoke_events(tenant)) == sorted(planned)
     assert place.emulator.stats()["calls"]["tokens.delete"] == len(planned)
     assert Database(place.db_path)["revoke_plans"].get(place.plan_id)["status"] == "applied"
+
+
+def test_sigkill_during_a_microsoft_apply_then_rerun_deletes_each_grant_once(ms_place):
+    place = ms_place
+    # About 150 Graph units of work a second: a few seconds for the app's grants and permissions.
+    place.opt_in(extra="resource_units_per_second = 150\n")
+    place.plan_id = plan_id_from(invoke(place, "revoke", "plan", "--app", place.denied, "--app", place.application).output)
+    planned = {a["target"]["id"] for a in actions(place, place.plan_id)}
+    assert len(planned) > 60
+    rng = random.Random(7)
+    interrupted = 0
+    for _ in range(4):
+        child = apply_in_child(place)
+        time.sleep(rng.uniform(0.8, 1.8))
+        if child.poll() is not None:
+            break
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        if set(states(place)) - FINAL:
+            interrupted += 1
+    assert interrupted >= 1, "no kill landed in the middle of the apply"
+    final = apply_in_child(place)
+    output = final.communicate(timeout=180)[0].decode()
+    assert final.returncode == 0, output
+    assert all(row["state"] == "done" for row in actions(place, place.plan_id)), states(place)
+    deleted = [path.rsplit("/", 1)[-1] for _, _, status, _, path in place.emulator.events_for("DELETE") if status == 204]
+    assert sorted(deleted) == sorted(planned)  # each exactly once
+    tenant = place.tenant
+    tenant.refresh()
+    assert not planned & ({g.id for g in tenant.grants} | {a.id for a in tenant.assignments})
