@@ -72,8 +72,8 @@ def test_sigkill_at_random_points_then_rerun_carries_out_each_action_once(distri
     assert Database(place.db_path)["revoke_plans"].get(place.plan_id)["status"] == "applied"
 
 
-def test_sigkill_during_a_microsoft_apply_then_rerun_deletes_each_grant_once(ms_place):
-    place = ms_place
+def test_sigkill_during_a_microsoft_apply_then_rerun_deletes_each_grant_once(request):
+    place = request.getfixturevalue("ms_place")
     # About 150 Graph units of work a second: a few seconds for the app's grants and permissions.
     place.opt_in(extra="resource_units_per_second = 150\n")
     place.plan_id = plan_id_from(invoke(place, "revoke", "plan", "--app", place.denied, "--app", place.application).output)
