@@ -85,7 +85,8 @@ def example_comments(path: Path = EXAMPLE_CONFIG) -> dict[str, dict]:
     assignment = re.compile(r"^(#\s*)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$")
     for raw in path.read_text(encoding="utf-8").splitlines():
         line = raw.strip()
-        header = re.fullmatch(r"\[([A-Za-z_][A-Za-z0-9_.]*)\]", line)
+        # A section the example leaves commented out (`# [google.revoke]`) is a section too.
+        header = re.fullmatch(r"(?:#\s*)?\[([A-Za-z_][A-Za-z0-9_.]*)\]", line)
         if header:
             current = sections.setdefault(header.group(1), {"intro": "", "keys": {}, "examples": {}})
             pending = []

@@ -15,9 +15,11 @@ from .hookspecs import hookimpl
 from .providers import (
     App, ConsentRequest, Grant, GrantsListed, LastUsed, PostureFinding, Provider, ProviderError, Record, ScanRun, User,
 )
+from .revokers import GrantGone, PlannedGrant, Revoker, Target, WriteFailed, WriteNotConfigured, WriteUncertain, registered_revokers
 from .roles import classify_role
 from .schema import STATUSES_NEEDING_REVIEW
 from .scopes import RISK_RANK, scope_risk
+from .scan import ScanLock, ScanLocked
 from .served import ServedInventory, served_inventory
 from .store import ScanChanges, create_private_file, open_db
 from .timestamps import iso, normalize_timestamp, parse_iso, utc_now
@@ -27,4 +29,6 @@ __all__ = [
     "ProviderError", "RISK_RANK", "Record", "STATUSES_NEEDING_REVIEW", "ScanChanges", "ScanRun", "ServedInventory", "User",
     "classify_role", "create_private_file", "hookimpl", "iso", "normalize_timestamp", "open_db", "parse_iso",
     "scope_risk", "served_inventory", "utc_now",
+    "GrantGone", "PlannedGrant", "Revoker", "ScanLock", "ScanLocked", "Target", "WriteFailed", "WriteNotConfigured", "WriteUncertain",
+    "registered_revokers",
 ]

@@ -100,8 +100,9 @@ def config_sections() -> dict[str, ConfigSection]:
     sections = dict(CORE_SECTIONS)
 
     def register(name: str, keys: dict[str, ConfigKey], check: Callable[[dict[str, Any], str], None] | None = None) -> None:
-        if not isinstance(name, str) or not name.isidentifier():
-            raise TypeError(f"a configuration section name must be a plain word, got {name!r}")
+        # A dotted name ("microsoft.revoke") is a section inside another one: TOML's [microsoft.revoke].
+        if not isinstance(name, str) or not all(part.isidentifier() for part in name.split(".")):
+            raise TypeError(f"a configuration section name must be a plain word (or words joined by dots), got {name!r}")
         if name in sections:
             raise TypeError(f"configuration section [{name}] is declared twice (by the core or another plugin)")
         if not all(isinstance(key, ConfigKey) for key in keys.values()):
@@ -235,7 +236,13 @@ def _validate(raw: dict[str, Any], file: Path, schema: dict[str, ConfigSection])
             )
         if not isinstance(table, dict):
             raise ConfigError(f"{file}: {name} must be a section ([{name}]), not a single value")
-        sections[name] = _validate_section(name, table, file, schema[name])
+        # [name.sub] sections live inside [name] in TOML; each is validated as a section of its own.
+        nested = {key: value for key, value in table.items() if isinstance(value, dict) and f"{name}.{key}" in schema}
+        for key, value in nested.items():
+            sections[f"{name}.{key}"] = _validate_section(f"{name}.{key}", value, file, schema[f"{name}.{key}"])
+        if nested and not set(table) - set(nested):
+            continue  # only [name.sub] was written: [name] itself is not configured
+        sections[name] = _validate_section(name, {k: v for k, v in table.items() if k not in nested}, file, schema[name])
     return sections
 
 

@@ -46,3 +46,11 @@ def datasette_plugins(register):
     inventory is served. Its hooks find the served inventory and the configuration through
     scanner.served_inventory(datasette), and must do nothing when that is None.
     """
+
+
+@hookspec
+def register_revokers(register):
+    """Give `app-inventory revoke` a way to remove access at a provider: call
+    register(RevokerClass) for each (a subclass of scanner.Revoker, its `provider` set to the
+    provider's name). See docs/revoke.md; the revoke plugin decides what is removed and when.
+    """

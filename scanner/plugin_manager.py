@@ -20,6 +20,7 @@ DEFAULT_PLUGINS = (
     "plugins.alerts",
     "plugins.signin",
     "plugins.chrome",
+    "plugins.revoke",
 )
 ENTRY_POINT_GROUP = "app_inventory"
 

@@ -201,11 +201,43 @@ def m0005_posture(db: Database) -> None:
     )
 
 
-
 @migrations(name="0006_chrome")
 def m0006_chrome(db: Database) -> None:
     """Chrome extensions (the chrome provider): the catalog lists their ids like client ids."""
     db["catalog"].add_column("chrome_extension_ids", str)
+
+
+@migrations(name="0007_revoke")
+def m0007_revoke(db: Database) -> None:
+    """Revocation (docs/revoke.md): a plan IT reads and approves, one action per grant the
+    provider holds (with the grant as the API returned it, which restore and the audit need),
+    and each action's outcome. The only writes to a tenant are recorded here, before and after."""
+    db["revoke_plans"].create(
+        {
+            "id": int, "created_at": str, "created_by": str, "selection": str, "kind": str,
+            "approved_at": str, "approved_by": str, "applied_at": str, "applied_by": str,
+            "finished_at": str, "status": str, "actions": int, "note": str,
+        },
+        pk="id",
+        not_null={"created_at", "created_by", "selection", "kind", "status", "actions"},
+        defaults={"status": "planned", "kind": "revoke", "actions": 0},
+    )
+    db["revoke_actions"].create(
+        {
+            "id": int, "plan_id": int, "provider": str, "action": str, "grant_id": str, "app_id": str,
+            "user_id": str, "target": str, "snapshot": str, "scopes_removed": str, "scopes_kept": str,
+            "state": str, "attempts": int, "error": str, "restores_action_id": int,
+            "planned_at": str, "started_at": str, "finished_at": str, "notified": int,
+        },
+        pk="id",
+        not_null={"plan_id", "provider", "action", "app_id", "target", "snapshot", "state", "attempts", "planned_at"},
+        defaults={"state": "pending", "attempts": 0, "notified": 0},
+        foreign_keys=[("plan_id", "revoke_plans", "id"), ("restores_action_id", "revoke_actions", "id")],
+    )
+    db["revoke_actions"].create_index(["plan_id", "state"])
+    db["revoke_actions"].create_index(["grant_id"])
+    # A grant the next scan finds gone because the district removed it: which plan did it.
+    db["changes"].add_column("revoked_by_plan", int)
 
 
 INDEXES = [
@@ -460,6 +492,22 @@ where {_OPEN_STATUS}
 group by consent_requests.provider, consent_requests.client_id
 """
 
+# Who planned, approved and applied what, when, and each action's outcome (revoke_plans and
+# revoke_actions, written by `app-inventory revoke`; per-person rows, signed-in IT only).
+AUDIT = """
+select
+  revoke_actions.id as action_id, revoke_plans.id as plan_id, revoke_plans.kind as plan_kind,
+  revoke_plans.created_by as planned_by, revoke_plans.created_at as planned_at,
+  revoke_plans.approved_by, revoke_plans.approved_at, revoke_plans.applied_by, revoke_plans.applied_at,
+  revoke_actions.provider, revoke_actions.action, revoke_actions.app_id, apps.name as app,
+  revoke_actions.user_id, users.email, revoke_actions.scopes_removed, revoke_actions.state as outcome,
+  revoke_actions.error, revoke_actions.attempts, revoke_actions.finished_at, revoke_actions.restores_action_id
+from revoke_actions
+  join revoke_plans on revoke_plans.id = revoke_actions.plan_id
+  left join apps on apps.id = revoke_actions.app_id
+  left join users on users.id = revoke_actions.user_id
+"""
+
 VIEWS = {
     "app_summary": APP_SUMMARY,
     "product_summary": PRODUCT_SUMMARY,
@@ -471,6 +519,7 @@ VIEWS = {
     "public_apps": PUBLIC_APPS,
     "posture_current": POSTURE_CURRENT,
     "consent_request_summary": CONSENT_REQUEST_SUMMARY,
+    "audit": AUDIT,
 }
 
 

@@ -17,6 +17,7 @@ FROZEN = {
     "0004_people_and_products": "7e456109e69e",
     "0005_posture": "7e853ddff74b",
     "0006_chrome": "058b85d47dcb",
+    "0007_revoke": "469437a0acd1",
 }
 
 

@@ -61,6 +61,10 @@ class _Handler(EmulatorHandler):
     # figures were measured so; turning it off is a change of its own, with a new benchmark run.
     disable_nagle_algorithm = False
 
+    def setup(self) -> None:
+        self.disable_nagle_algorithm = self.server.emulator.knobs.tcp_nodelay  # read by StreamRequestHandler.setup
+        super().setup()
+
     def serve(self, body: bytes) -> None:
         emulator: MicrosoftEmulator = self.emulator
         parts = urlsplit(self.path)

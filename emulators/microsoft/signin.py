@@ -122,8 +122,8 @@ class SignInService:
             return self._error(400, "unsupported_grant_type", 70003,
                                f"The app requested an unsupported grant type '{form.get('grant_type')}'.")
         client_id = form.get("client_id", "")
-        registration = tenant.registration
-        if client_id != registration.client_id:
+        registration = tenant.registration_for(client_id)
+        if registration is None:
             return self._error(400, "unauthorized_client", 700016,
                                f"Application with identifier '{client_id}' was not found in the directory "
                                f"'{tenant.display_name}'. This can happen if the application has not been installed by the "
@@ -157,7 +157,8 @@ class SignInService:
         with self._lock:
             now = self.clock.monotonic()
             self._tokens = {t: issued for t, issued in self._tokens.items() if issued.expires_at > now}
-            self._tokens[token] = IssuedToken(client_id, frozenset(tenant.granted_permissions(client_id)), now + lifetime)
+            roles = registration.roles if registration.roles is not None else tenant.granted_permissions(client_id)
+            self._tokens[token] = IssuedToken(client_id, frozenset(roles), now + lifetime)
         return SignInAnswer(200, {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token})
 
     def check(self, authorization: str | None) -> tuple[IssuedToken | None, str]:

@@ -22,6 +22,7 @@ import base64
 import datetime as dt
 import hashlib
 import random
+import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
@@ -161,11 +162,16 @@ class AppRegistration:
     client_secret: str | None = None
     certificate_pem: str | None = None  # the public certificate uploaded to the registration
     secret_expired: bool = False
+    # Another registration of the district (revocation's write registration, docs/revoke.md): the
+    # application permissions an administrator consented to for it. None: the scanner's own,
+    # whose permissions are its service principal's app role assignments.
+    roles: list[str] | None = None
 
 
 # The changes a child-process emulator accepts by name (MicrosoftEmulatorProcess.mutate_tenant).
 MUTATIONS = frozenset({"add_grant", "revoke_grants", "add_app_permission", "remove_app_permission",
-                       "add_service_principal", "set_premium", "churn", "set_consent_settings", "add_consent_request"})
+                       "add_service_principal", "set_premium", "churn", "set_consent_settings", "add_consent_request",
+                       "add_registration"})
 
 # The user consent choices of Microsoft Entra (permission grant policies assigned to the default user role).
 USER_CONSENT_OFF: tuple[str, ...] = ()
@@ -229,12 +235,19 @@ class MicrosoftTenant:
     admin_consent_request_policy: dict = field(default_factory=admin_consent_request_policy)
     app_consent_requests: list[dict] = field(default_factory=list)  # with their userConsentRequests
     permission_classifications: list[dict] = field(default_factory=list)  # on Microsoft Graph's service principal
+    other_registrations: list[AppRegistration] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self._ids_lock = threading.RLock()  # the by-id lookups: built, read and written by one thread at a time
         self.reindex()
 
     def reindex(self) -> None:
         """Rebuild the lookups the emulator serves from (each swapped in whole)."""
+        with self._ids_lock:
+            self._reindex()
+
+    def _reindex(self) -> None:
+        self._apply_writes()
         self.sp_by_id = {sp["id"]: sp for sp in self.service_principals}
         self.sp_by_app_id = {sp["appId"]: sp for sp in self.service_principals}
         self.user_by_id = {user["id"]: user for user in self.users}
@@ -250,6 +263,101 @@ class MicrosoftTenant:
             by_resource[assignment.resource_id].append(assignment)
         self.assignments_by_principal = dict(by_principal)
         self.assignments_by_resource = dict(by_resource)
+        # Grants and assignments by id, made when a write first needs them (a million grant ids
+        # cost seconds a scan benchmark need not spend).
+        self._grant_ids: dict[str, DelegatedGrant] | None = None
+        self._assignment_ids: dict[str, AppRoleAssignment] | None = None
+        self._written = False
+        self.stale = False
+
+    def registration_for(self, client_id: str) -> AppRegistration | None:
+        """The district's app registration with this client id (the scanner's or another)."""
+        return next((r for r in (self.registration, *self.other_registrations) if r.client_id == client_id), None)
+
+    def add_registration(self, client_id: str, client_secret: str, roles: list[str]) -> None:
+        """Another app registration with these application permissions (revocation's write registration)."""
+        self.other_registrations = [r for r in self.other_registrations if r.client_id != client_id]
+        self.other_registrations.append(AppRegistration(client_id, client_secret, roles=list(roles)))
+
+    # -- writes through Graph (revocation) ---------------------------------------------------
+    # A write changes the by-id lookups at once (O(1), so revoking ten thousand grants stays
+    # cheap) and marks the tenant stale: the lists and other lookups are rebuilt by refresh()
+    # before the next listing.
+
+    def grant_ids(self) -> dict[str, DelegatedGrant]:
+        with self._ids_lock:
+            if self._grant_ids is None:
+                self._grant_ids = {grant.id: grant for grant in self.grants}
+            return self._grant_ids
+
+    def assignment_ids(self) -> dict[str, AppRoleAssignment]:
+        with self._ids_lock:
+            if self._assignment_ids is None:
+                self._assignment_ids = {assignment.id: assignment for assignment in self.assignments}
+            return self._assignment_ids
+
+    def refresh(self) -> None:
+        """Bring the lists and lookups up to date after writes (before a listing)."""
+        with self._ids_lock:
+            if self.stale:
+                self._reindex()
+
+    def _apply_writes(self) -> None:
+        if getattr(self, "_written", False):
+            self.grants = list(self.grant_ids().values())
+            self.assignments = list(self.assignment_ids().values())
+            self._written = False
+
+    def _wrote(self) -> None:
+        self._written = self.stale = True
+
+    def delete_grant(self, grant_id: str) -> bool:
+        """DELETE /oauth2PermissionGrants/{id}: False when there is no such grant."""
+        with self._ids_lock:
+            if self.grant_ids().pop(grant_id, None) is None:
+                return False
+            self._wrote()
+            return True
+
+    def set_grant_scope(self, grant_id: str, scope: str) -> DelegatedGrant | None:
+        """PATCH /oauth2PermissionGrants/{id} {"scope"}: the whole list is replaced."""
+        with self._ids_lock:
+            grant = self.grant_ids().get(grant_id)
+            if grant is None:
+                return None
+            self._grant_ids[grant_id] = grant._replace(scope=scope)
+            self._wrote()
+            return self._grant_ids[grant_id]
+
+    def create_grant(self, client_id: str, consent_type: str, principal_id: str | None, resource_id: str, scope: str) -> DelegatedGrant | None:
+        """POST /oauth2PermissionGrants: None when that client, resource and principal already have one."""
+        with self._ids_lock:
+            grant = DelegatedGrant(client_id, consent_type, principal_id, resource_id, scope)
+            if grant.id in self.grant_ids():
+                return None
+            self._grant_ids[grant.id] = grant
+            self._wrote()
+            return grant
+
+    def delete_assignment(self, resource_id: str, assignment_id: str) -> bool:
+        """DELETE /servicePrincipals/{resource}/appRoleAssignedTo/{id}."""
+        with self._ids_lock:
+            assignment = self.assignment_ids().get(assignment_id)
+            if assignment is None or assignment.resource_id != resource_id:
+                return False
+            del self._assignment_ids[assignment_id]
+            self._wrote()
+            return True
+
+    def create_assignment(self, principal_id: str, resource_id: str, app_role_id: str, created: str) -> AppRoleAssignment | None:
+        """POST /servicePrincipals/{resource}/appRoleAssignedTo: None when it exists already."""
+        with self._ids_lock:
+            assignment = AppRoleAssignment(principal_id, resource_id, app_role_id, created)
+            if assignment.id in self.assignment_ids():
+                return None
+            self._assignment_ids[assignment.id] = assignment
+            self._wrote()
+            return assignment
 
     # -- questions the emulator asks -------------------------------------------------------
 
@@ -269,6 +377,7 @@ class MicrosoftTenant:
                   resource_app_id: str = GRAPH_APP_ID) -> DelegatedGrant:
         """Consent: one user's (Principal) or an admin's for everyone (AllPrincipals, user_id None).
         Replaces an existing grant of the same client, resource and user."""
+        self.refresh()
         grant = DelegatedGrant(
             self.sp_by_app_id[client_app_id]["id"], "Principal" if user_id else "AllPrincipals",
             user_id, self.sp_by_app_id[resource_app_id]["id"], scope,
@@ -279,6 +388,7 @@ class MicrosoftTenant:
 
     def revoke_grants(self, client_app_id: str, *, user_id: str | None = None) -> int:
         """Remove the app's delegated grants (only this user's, when given). Returns how many."""
+        self.refresh()
         client = self.sp_by_app_id[client_app_id]["id"]
         kept = [g for g in self.grants if not (g.client_id == client and (user_id is None or g.principal_id == user_id))]
         removed = len(self.grants) - len(kept)
@@ -288,6 +398,7 @@ class MicrosoftTenant:
 
     def add_app_permission(self, client_app_id: str, role_value: str, *, resource_app_id: str = GRAPH_APP_ID) -> AppRoleAssignment:
         """Grant an application permission (an app role of the resource) to an app."""
+        self.refresh()
         resource = self.sp_by_app_id[resource_app_id]
         role = next((r["id"] for r in resource.get("appRoles", []) if r["value"] == role_value), None)
         if role is None:
@@ -298,6 +409,7 @@ class MicrosoftTenant:
         return assignment
 
     def remove_app_permission(self, client_app_id: str, role_value: str, *, resource_app_id: str = GRAPH_APP_ID) -> None:
+        self.refresh()
         resource = self.sp_by_app_id[resource_app_id]
         role_ids = {r["id"] for r in resource.get("appRoles", []) if r["value"] == role_value}
         client = self.sp_by_app_id[client_app_id]["id"]
@@ -313,6 +425,7 @@ class MicrosoftTenant:
     def churn(self, fraction: float, *, seed: int = 0) -> dict[str, int]:
         """Change the consents of `fraction` of the member accounts: each consents to one more
         app, or one of its consents is removed (one reindex for all, as a benchmark needs)."""
+        self.refresh()
         rng = random.Random(seed)
         members = sorted(user["id"] for user in self.users if user.get("userType") != "Guest")
         chosen = set(rng.sample(members, max(1, round(len(members) * fraction)))) if members else set()
@@ -378,6 +491,7 @@ class MicrosoftTenant:
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON data; `MicrosoftTenant.from_json(tenant.to_json())` is the same tenant."""
+        self.refresh()
         return {
             "tenant_id": self.tenant_id, "display_name": self.display_name, "domains": self.domains,
             "premium": self.premium, "registration": asdict(self.registration),
@@ -390,6 +504,7 @@ class MicrosoftTenant:
             "admin_consent_request_policy": self.admin_consent_request_policy,
             "app_consent_requests": self.app_consent_requests,
             "permission_classifications": self.permission_classifications,
+            "other_registrations": [asdict(r) for r in self.other_registrations],
         }
 
     @classmethod
@@ -406,6 +521,7 @@ class MicrosoftTenant:
             admin_consent_request_policy=data.get("admin_consent_request_policy") or admin_consent_request_policy(),
             app_consent_requests=data.get("app_consent_requests", []),
             permission_classifications=data.get("permission_classifications", []),
+            other_registrations=[AppRegistration(**r) for r in data.get("other_registrations", [])],
         )
 
 

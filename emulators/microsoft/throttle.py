@@ -24,6 +24,7 @@ BASE_COSTS = {
     "members": 3,
     "transitiveMembers": 5,
     "applications": 2,
+    "write": 3,  # a create, update or delete (revocation)
 }
 
 

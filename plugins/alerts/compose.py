@@ -72,7 +72,7 @@ REMOVE_ACCESS_URLS = {
     "google": "https://myaccount.google.com/connections",
     "microsoft": "https://myapps.microsoft.com",
 }
-KIND_ORDER = {"denied": 0, "unapproved": 1, "outside_audience": 2, "scope_creep": 3}
+KIND_ORDER = {"access_removed": -1, "denied": 0, "unapproved": 1, "outside_audience": 2, "scope_creep": 3}
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _SPACES = re.compile(r"\s+")
@@ -307,6 +307,7 @@ def finding_context(row: dict, scope_words: ScopeWords, *, reminded_about: str |
         "account": row["email"] or "",
         "last_used": row["grant_last_used"],
         "remove_access_url": REMOVE_ACCESS_URLS.get(row["provider"], ""),
+        "removed_at": json.loads(row["details"] or "{}").get("removed_at") if kind == "access_removed" else None,
     }
 
 

@@ -75,7 +75,7 @@ def totals(db: Database, synced_at: str) -> dict[str, int]:
     counts = {kind: 0 for kind in ("denied", "unapproved", "outside_audience", "scope_creep")}
     for kind, count in db.execute(
         "select kind, count(*) from alerts where substr(kind, -9) != '_reminder' and status != 'suppressed' "
-        "and last_detected = ? group by kind",
+        "and kind != 'access_removed' and last_detected = ? group by kind",
         [synced_at],
     ):
         counts[kind] = count
@@ -84,7 +84,8 @@ def totals(db: Database, synced_at: str) -> dict[str, int]:
         """select count(distinct people.id), count(distinct case when people.role = 'staff' then people.id end),
              count(distinct case when people.role = 'student' then people.id end)
            from alerts join users on users.id = alerts.user_id join people on people.id = users.person_id
-           where alerts.status != 'suppressed' and substr(alerts.kind, -9) != '_reminder' and alerts.last_detected = ?""",
+           where alerts.status != 'suppressed' and substr(alerts.kind, -9) != '_reminder' and alerts.kind != 'access_removed'
+             and alerts.last_detected = ?""",
         [synced_at],
     ).fetchone()
     return {**counts, "findings": sum(counts.values()), "people": people[0], "staff": people[1], "students": people[2]}
@@ -140,6 +141,7 @@ def digest_context(db: Database, settings: MailSettings, *, run: dict, it_groups
     return {
         "posture_regressions": news.regressions,
         "consent_requests": news.requests,
+        "revoke_plans": news.plans,
         "since": since,
         "run": run,
         "totals": totals(db, run["started_at"]),

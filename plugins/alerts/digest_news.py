@@ -22,7 +22,7 @@ from .compose import PROVIDER_WORDS, STATUS_WORDS, one_line
 
 migrations = Migrations("alerts_digest_news")
 
-REGRESSION, REQUEST = "posture_regression", "consent_request"
+REGRESSION, REQUEST, PLAN = "posture_regression", "consent_request", "revoke_plan"
 MAX_REQUESTERS_LISTED = 10
 _OPEN = "lower(consent_requests.status) in ('inprogress', 'initializing')"
 
@@ -42,6 +42,7 @@ class DigestNews:
 
     regressions: list[dict[str, Any]] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)  # one entry per app
+    plans: list[dict[str, Any]] = field(default_factory=list)  # revoke plans applied (app-inventory revoke)
     keys: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -95,7 +96,34 @@ def collect(db: Database) -> DigestNews:
         else:
             app["more"] += 1
     news.requests = [{**app, "requesters": requesters[client_id]} for client_id, app in by_app.items()]
+    news.plans = applied_plans(db, news.keys)
     return news
+
+
+def applied_plans(db: Database, keys: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Revoke plans (and restores) applied and not told yet: who planned, approved and applied
+    each, and how its actions ended (the audit view has the detail)."""
+    if not db["revoke_plans"].exists():
+        return []
+    plans = []
+    for plan in db.query(
+        f"""select revoke_plans.*, (select group_concat(name, ', ') from (
+                  select distinct apps.name from revoke_actions join apps on apps.id = revoke_actions.app_id
+                  where plan_id = revoke_plans.id order by apps.name)) as apps
+            from revoke_plans where status = 'applied'
+              and not exists (select 1 from digest_reported where kind = '{PLAN}' and item_id = cast(revoke_plans.id as text))
+            order by id"""
+    ):
+        keys.append((PLAN, str(plan["id"])))
+        outcomes = {state: n for state, n in db.execute(
+            "select state, count(*) from revoke_actions where plan_id = ? group by state order by state", [plan["id"]])}
+        plans.append({
+            "id": plan["id"], "kind": plan["kind"], "planned_by": one_line(plan["created_by"], 80),
+            "approved_by": one_line(plan["approved_by"], 80), "applied_by": one_line(plan["applied_by"], 80),
+            "finished_at": plan["finished_at"], "apps": one_line(plan["apps"], 300),
+            "outcomes": ", ".join(f"{n} {state.replace('_', ' ')}" for state, n in outcomes.items()),
+        })
+    return plans
 
 
 def mark_reported(db: Database, news: DigestNews, *, now: str, message_id: str | None) -> None:

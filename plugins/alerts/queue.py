@@ -11,6 +11,8 @@ exactly the rules IT sees in Datasette:
     outside_audience  a conditional app used outside its audience (a staff-only app
                       on a student account); [alerts] alert_outside_audience
     scope_creep       an approved app holding scopes the review did not approve
+    access_removed    the district removed the app's access (`revoke apply`: a done
+                      revoke action of the person's account; never reminded)
     <kind>_reminder   the optional reminder ([alerts] reminder_days) for a sent finding
 
 Tenant-wide Microsoft consents (no user) are rows with user_id NULL: nobody to
@@ -36,7 +38,7 @@ from scanner import iso, parse_iso
 
 migrations = Migrations("alerts_email")
 
-KINDS = ("denied", "unapproved", "outside_audience", "scope_creep")
+KINDS = ("denied", "unapproved", "outside_audience", "scope_creep", "access_removed")
 REMINDER_SUFFIX = "_reminder"
 IT_DIGEST = "it-digest"  # `recipient` of findings reported to IT instead of a person
 STATUSES = ("pending", "sent", "failed", "suppressed")
@@ -105,6 +107,17 @@ def stage_findings(db: Database, kinds: Sequence[str]) -> None:
             group by app_id, user_id, kind""",
         kinds,
     )
+    if "access_removed" in kinds and db["revoke_actions"].exists():
+        # What `revoke apply` removed from a person's account: one finding per account and app,
+        # however many grants (Microsoft resources) or plans it took.
+        db.execute(
+            """insert into temp._alert_findings (app_id, user_key, kind, user_id, grant_id, details)
+               select app_id, user_id, 'access_removed', user_id, min(grant_id),
+                 json_object('plan_id', max(plan_id), 'removed_at', max(finished_at))
+               from revoke_actions
+               where action = 'revoke' and state = 'done' and user_id is not null
+               group by app_id, user_id"""
+        )
     if "scope_creep" in kinds:
         # Scope creep is only news for an app the district approved: an unapproved one is
         # already a finding on its own. The view does not filter ownership; alerts do.
@@ -209,7 +222,7 @@ def queue_reminders(db: Database, now: str, reminder_days: int) -> int:
             """insert or ignore into alerts (user_id, app_id, kind, status, grant_id, details, first_detected, last_detected, attempts, unconfirmed)
                select user_id, app_id, kind || '_reminder', 'pending', grant_id, details, ?, ?, 0, 0 from alerts
                where status = 'sent' and substr(kind, -9) != '_reminder' and user_id is not null
-                 and recipient != ? and sent_at <= ? and last_detected = ?""",
+                 and kind != 'access_removed' and recipient != ? and sent_at <= ? and last_detected = ?""",
             [now, now, IT_DIGEST, cutoff, now],
         ).rowcount
 

@@ -26,11 +26,21 @@ SETTINGS = {
     "internal_project_numbers": ConfigKey("list[str]", []),
 }
 
+# [google.revoke]: writing is opt-in (docs/revoke.md). Both credentials keys are optional: by
+# default the scan's own service account and admin delete the tokens.
+WRITE_SETTINGS = {
+    "service_account_file": ConfigKey("path"),
+    "admin_email": ConfigKey("email"),
+    # The pace of reads and deletes (the Admin SDK quota per admin); default: [google]'s.
+    "requests_per_minute": ConfigKey("int", minimum=1),
+}
+
 
 @hookimpl
 def register_config_sections(register):
     """The [google] section: the service account and the admin it acts for."""
     register("google", SETTINGS)
+    register("google.revoke", WRITE_SETTINGS)
 
 
 @hookimpl
@@ -39,3 +49,11 @@ def register_providers(register):
     from .provider import GoogleWorkspace
 
     register(GoogleWorkspace)
+
+
+@hookimpl
+def register_revokers(register):
+    """Deleting a user's tokens for an app (docs/revoke.md)."""
+    from .revoke import GoogleRevoker
+
+    register(GoogleRevoker)

@@ -22,6 +22,17 @@ SETTINGS = {
     "concurrent_requests": ConfigKey("int", 6, minimum=1),
 }
 
+# [microsoft.revoke]: the separate app registration that may write (docs/revoke.md).
+WRITE_SETTINGS = {
+    "client_id": ConfigKey("str", required=True),
+    "client_secret_env": ConfigKey("str"),
+    "certificate_file": ConfigKey("path"),
+    "certificate_thumbprint": ConfigKey("str"),
+    # The pace of reads and writes in Graph's resource units (a single GET costs 1, a write 3);
+    # Graph allows 8,000 per 10 seconds per app in a large tenant, fewer in a small one.
+    "resource_units_per_second": ConfigKey("int", 500, minimum=1),
+}
+
 
 def check_settings(values, where):
     """A secret or a certificate, and a certificate with its thumbprint."""
@@ -35,6 +46,7 @@ def check_settings(values, where):
 def register_config_sections(register):
     """The [microsoft] section: the app registration the scan signs in as."""
     register("microsoft", SETTINGS, check=check_settings)
+    register("microsoft.revoke", WRITE_SETTINGS, check=check_settings)
 
 
 @hookimpl
@@ -43,3 +55,11 @@ def register_providers(register):
     from .provider import Microsoft365
 
     register(Microsoft365)
+
+
+@hookimpl
+def register_revokers(register):
+    """Removing delegated grants and app role assignments, narrowing grants, blocking apps (docs/revoke.md)."""
+    from .revoke import MicrosoftRevoker
+
+    register(MicrosoftRevoker)

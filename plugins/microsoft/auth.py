@@ -43,9 +43,14 @@ class GraphToken:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_config(cls, config: Config, http_client: requests.Session) -> GraphToken:
-        """Build the MSAL application from [microsoft]; raises ProviderError with what to fix."""
+    def from_config(cls, config: Config, http_client: requests.Session, *, credentials: str = "microsoft") -> GraphToken:
+        """Build the MSAL application from [microsoft]; raises ProviderError with what to fix.
+        `credentials` names another section with the app registration's own client_id and secret
+        or certificate ([microsoft.revoke]); the tenant and URLs stay [microsoft]'s."""
         settings = config.section("microsoft")
+        if credentials != "microsoft":
+            own = {key: value for key, value in config.section(credentials).items() if value is not None}
+            settings = {**settings, "client_secret_env": None, "certificate_file": None, "certificate_thumbprint": None, **own}
         tenant_id, client_id = settings["tenant_id"], settings["client_id"]
         authority_host = settings["authority_host"].rstrip("/")
         if not authority_host.startswith("https://"):
@@ -53,7 +58,7 @@ class GraphToken:
         if settings.get("certificate_file"):
             credential, how = _certificate_credential(config, settings), "certificate"
         else:
-            credential, how = config.secret("microsoft", "client_secret_env"), "secret"
+            credential, how = config.secret(credentials, "client_secret_env"), "secret"
         options = {"authority": f"{authority_host}/{tenant_id}", "client_credential": credential,
                    "http_client": http_client, "azure_region": False, "token_cache": msal.TokenCache()}
         if urlsplit(authority_host).hostname not in msal.authority.WELL_KNOWN_AUTHORITY_HOSTS:

@@ -107,10 +107,11 @@ class _QuietGraphRetries(logging.Filter):
 _QUIET_RETRIES = _QuietGraphRetries()
 
 
-def retry_policy(total: int, backoff: float, closed: threading.Event | None = None) -> GraphRetry:
+def retry_policy(total: int, backoff: float, closed: threading.Event | None = None, *,
+                 methods: frozenset[str] = frozenset({"GET", "POST"})) -> GraphRetry:  # the scan's POSTs are $batch reads
     return GraphRetry(
         total=total, connect=total, read=total, status=total, other=0, redirect=0,
-        status_forcelist=RETRY_STATUSES, allowed_methods=frozenset({"GET", "POST"}),  # our POSTs are $batch reads
+        status_forcelist=RETRY_STATUSES, allowed_methods=methods,
         backoff_factor=backoff, backoff_max=30, backoff_jitter=backoff / 2,
         respect_retry_after_header=True, raise_on_status=False, closed=closed,
     )
