@@ -46,3 +46,13 @@ def datasette_plugins(register):
     inventory is served. Its hooks find the served inventory and the configuration through
     scanner.served_inventory(datasette), and must do nothing when that is None.
     """
+
+
+@hookspec
+def catalog_changed(db, config):
+    """Called after the catalog changed (a `catalog import`, a decision made in the browser)
+    and matching, unapproved_usage and the products were refreshed and committed.
+
+    db: the sqlite_utils.Database; config: the validated scanner.Config. The alerts plugin
+    queues new findings and suppresses those the change resolved, as after a scan.
+    """

@@ -156,12 +156,17 @@ def test_import_is_all_or_nothing(runner, tmp_path):
 
 
 def test_reimport_with_changes_reports_counts(runner, tmp_path):
+    """By default an import adds and updates the entries it names and keeps the others; --replace
+    makes the catalog exactly the file."""
     db_path = str(tmp_path / "inventory.db")
     first = write(tmp_path, "c.csv", "name,status\nA,Approved\nB,Pending\nC,Denied\n")
     runner.invoke(cli, ["--db", db_path, "catalog", "import", str(first)])
     second = write(tmp_path, "c2.csv", "name,status\nA,Approved\nB,Approved\nD,Denied\n")
     result = runner.invoke(cli, ["--db", db_path, "catalog", "import", str(second)])
-    assert "1 added, 1 updated, 1 removed, 1 unchanged" in result.output
+    assert "1 added, 1 updated, 0 removed, 1 unchanged" in result.output
+    assert sorted(r["id"] for r in store.open_db(db_path)["catalog"].rows) == ["a", "b", "c", "d"]
+    result = runner.invoke(cli, ["--db", db_path, "catalog", "import", "--replace", str(second)])
+    assert "0 added, 0 updated, 1 removed, 3 unchanged" in result.output
     assert sorted(r["id"] for r in store.open_db(db_path)["catalog"].rows) == ["a", "b", "d"]
 
 

@@ -16,6 +16,7 @@ FROZEN = {
     "0003_unapproved_usage_table": "62a571308d71",
     "0004_people_and_products": "7e456109e69e",
     "0005_posture": "7e853ddff74b",
+    "0008_review": "bb1582361ef8",
 }
 
 
