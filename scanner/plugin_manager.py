@@ -19,6 +19,7 @@ DEFAULT_PLUGINS = (
     "plugins.microsoft",
     "plugins.alerts",
     "plugins.signin",
+    "plugins.review",
 )
 ENTRY_POINT_GROUP = "app_inventory"
 

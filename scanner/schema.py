@@ -504,8 +504,8 @@ from consent_requests
   left join users on users.id = consent_requests.user_id
 """
 
-# The review queue (IT): unreviewed and pending products, and apps people asked for that nobody
-# uses yet, most students first, then most people, then the riskiest; each with its evidence.
+# The review queue (IT): unreviewed and pending products, products with open requests, and apps
+# people asked for that nobody uses yet, most students first, then most people, then the riskiest; each with its evidence.
 # schools: the last part of the org units of the people using it; scopes: what is granted
 # today, in plain words with the risk (the scopes table); suggested_*: the catalog entry whose
 # name resembles it (an entry that may only lack this client id).
@@ -553,6 +553,8 @@ select queue.product_id, queue.name, queue.vendor, queue.status, queue.risk, que
    where requested.product_id = queue.product_id and requested.status = 'open') as open_requests
 from queue
 where queue.status in ('unreviewed', 'pending')
+  or exists (select 1 from requests_for_review as requested
+             where requested.product_id = queue.product_id and requested.status = 'open')
 order by queue.students desc, queue.people desc, {_RISK_ORDER.replace("risk", "queue.risk", 1)}, queue.name
 """
 

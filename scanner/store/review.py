@@ -66,6 +66,21 @@ def _new_entry_id(db: Database, name: str) -> str:
     return candidate
 
 
+def _id_column(provider: str | None, client_id: str) -> str:
+    """The catalog column for an app's client id: its provider's, or (a provider that reuses
+    another's kind of id) the first column whose rules accept the id."""
+    columns = client_id_columns()
+    if provider in columns:
+        return columns[provider]
+    for column in columns.values():
+        try:
+            validate_entry({"name": "x", "status": "pending", column: [client_id]}, "")
+        except CatalogError:
+            continue
+        return column
+    raise ReviewError(f"the catalog has no column for {provider} apps")
+
+
 def record_decision(db: Database, product_id: str, fields: dict[str, Any], *, changed_by: str, now: str) -> dict[str, Any]:
     """IT's decision on a product: its catalog entry updated (or made, for an app no entry names)
     with the fields of DECISION_FIELDS, checked by the import's rules, kept in catalog_history,
@@ -74,9 +89,7 @@ def record_decision(db: Database, product_id: str, fields: dict[str, Any], *, ch
     product, entry = product_entry(db, product_id)
     if entry is None:
         columns = client_id_columns()
-        column = columns.get(product["provider"] or "")
-        if column is None:
-            raise ReviewError(f"the catalog has no column for {product['provider']} apps")
+        column = _id_column(product["provider"], product["client_id"])
         entry = {"id": _new_entry_id(db, product["name"]), "name": product["name"], "vendor": product["publisher"] or "",
                  **{c: [] for c in columns.values()}, column: [product["client_id"]], "approved_scopes": [],
                  "audience": "all", "dpa_url": "", "dpa_expires": "", "alternative": "", "notes": ""}
