@@ -14,7 +14,7 @@ from . import __version__, store
 from .catalog import CatalogError, read_catalog
 from .config import CONFIG_ENV_VAR, Config, ConfigError, load_config
 from .installation import InstallationClash, check_installation
-from .plugin_manager import describe_plugins, load_plugins
+from .plugin_manager import call_each, describe_plugins, load_plugins
 from .providers import ProviderError
 from .scan import ScanLock, ScanLocked, run_scans
 
@@ -159,7 +159,7 @@ def catalog_import(app: AppContext, file: Path, replace: bool, overwrite_decisio
 
 def catalog_changed(db, app: AppContext) -> None:
     """Tell plugins (the alerts queue) that the catalog changed."""
-    load_plugins().hook.catalog_changed(db=db, config=app.config)
+    call_each("catalog_changed", db=db, config=app.config)
 
 
 @catalog.command(name="export")

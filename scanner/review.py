@@ -9,7 +9,7 @@ from typing import Any
 
 from . import store
 from .config import Config
-from .plugin_manager import load_plugins
+from .plugin_manager import call_each
 from .scan import ScanLock, ScanLocked
 from .store.review import DECISION_FIELDS, ReviewError, file_request, find_person, products_of_person, record_decision
 from .timestamps import iso, utc_now
@@ -25,7 +25,7 @@ def decide(db_path: str, product_id: str, fields: dict[str, Any], *, changed_by:
             db = store.open_db(db_path)
             try:
                 row = record_decision(db, product_id, fields, changed_by=changed_by, now=iso(utc_now()))
-                load_plugins().hook.catalog_changed(db=db, config=config)
+                call_each("catalog_changed", db=db, config=config)
                 return row
             finally:
                 db.close()

@@ -10,6 +10,7 @@ from sqlite_utils import Database
 from scanner import STATUSES_NEEDING_REVIEW
 
 from .compose import STATUS_WORDS, MailSettings, PROVIDER_WORDS, common_context, one_line
+from .decisions import open_requests
 from .digest_news import DigestNews
 
 MAX_APPS_LISTED = 15
@@ -140,6 +141,8 @@ def digest_context(db: Database, settings: MailSettings, *, run: dict, it_groups
     return {
         "posture_regressions": news.regressions,
         "consent_requests": news.requests,
+        "dpa_reminders": news.dpa_reminders,
+        "open_requests": open_requests(db),
         "since": since,
         "run": run,
         "totals": totals(db, run["started_at"]),
