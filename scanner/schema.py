@@ -537,10 +537,10 @@ select queue.product_id, queue.name, queue.vendor, queue.status, queue.risk, que
      order by 1)) as schools,
   (select json_group_array(json_object('scope', scope, 'label', label, 'risk', risk)) from (
      select * from (
-       select granted.value as scope, coalesce(max(scopes.label), granted.value) as label,
-         coalesce(max(scopes.risk), 'medium') as risk
+       select granted.value as scope, coalesce(max(case when scopes.provider = apps.provider then scopes.label end), max(scopes.label), granted.value) as label,
+         coalesce(max(case when scopes.provider = apps.provider then scopes.risk end), max(scopes.risk), 'medium') as risk
        from apps join grants on grants.app_id = apps.id and grants.revoked_at is null, json_each(grants.scopes) as granted
-         left join scopes on scopes.provider = apps.provider and scopes.scope = granted.value
+         left join scopes on scopes.scope = granted.value
        where apps.product_id = queue.product_id
        group by granted.value)
      order by {_RISK_ORDER}, scope)) as scopes,

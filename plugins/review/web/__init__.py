@@ -111,10 +111,10 @@ async def _product(datasette, product_id: str) -> dict[str, Any]:
 async def _evidence(datasette, product_id: str) -> dict[str, Any]:
     scopes = await _rows(
         datasette,
-        """select granted.value as scope, coalesce(max(scopes.label), granted.value) as label,
-             coalesce(max(scopes.risk), 'medium') as risk, count(distinct grants.user_id) as accounts
+        """select granted.value as scope, coalesce(max(case when scopes.provider = apps.provider then scopes.label end), max(scopes.label), granted.value) as label,
+             coalesce(max(case when scopes.provider = apps.provider then scopes.risk end), max(scopes.risk), 'medium') as risk, count(distinct grants.user_id) as accounts
            from apps join grants on grants.app_id = apps.id and grants.revoked_at is null, json_each(grants.scopes) as granted
-             left join scopes on scopes.provider = apps.provider and scopes.scope = granted.value
+             left join scopes on scopes.scope = granted.value
            where apps.product_id = ? group by granted.value""", [product_id])
     scopes.sort(key=lambda s: (RISK_ORDER.get(s["risk"], 1), s["scope"]))
     apps = await _rows(datasette, "select id, name, provider, client_id, publisher, verified_publisher, first_seen, last_used, "
