@@ -166,3 +166,51 @@ async def test_an_import_never_silently_overwrites_a_decision_made_in_the_browse
     # And --overwrite-decisions does what it says.
     result = runner.invoke(cli, [*db, "catalog", "import", "--overwrite-decisions", str(edited)])
     assert result.exit_code == 0 and query(inventory, "select status from catalog where id = 'quizlet'") == [("approved",)]
+
+
+def test_dpa_reminders_come_90_30_and_0_days_before_expiry_once_each(inventory):
+    import datetime as dt
+
+    from plugins.alerts import digest_news, queue
+    from scanner import store
+
+    db = store.open_db(str(inventory.db_path))
+    queue.ensure_alerts_tables(db)
+    db.execute("update catalog set dpa_expires = '2027-03-31' where id = 'kahoot'")
+    db.execute("update catalog set dpa_expires = null where id != 'kahoot'")
+    db.conn.commit()
+
+    def told(day):
+        news = digest_news.collect(db, today=day)
+        digest_news.mark_reported(db, news, now=f"{day}T08:00:00Z", message_id="<m@d>")
+        return [(r["name"], r["threshold"], r["days_left"]) for r in news.dpa_reminders]
+
+    assert told(dt.date(2026, 12, 1)) == []  # 120 days left
+    assert told(dt.date(2027, 1, 1)) == [("Kahoot!", 90, 89)]
+    assert told(dt.date(2027, 1, 8)) == []  # once
+    assert told(dt.date(2027, 3, 1)) == [("Kahoot!", 30, 30)]
+    assert told(dt.date(2027, 3, 31)) == [("Kahoot!", 0, 0)]
+    assert told(dt.date(2027, 4, 2)) == []
+    # A renewed agreement (a new date) is reminded again when its time comes.
+    db.execute("update catalog set dpa_expires = '2028-03-31' where id = 'kahoot'")
+    db.conn.commit()
+    assert told(dt.date(2028, 1, 15)) == [("Kahoot!", 90, 76)]
+
+
+async def test_reading_the_queue_is_in_the_access_log(inventory):
+    datasette = await make_datasette(inventory)
+    cookies = await sign_in_cookies(datasette)
+    assert (await datasette.client.get("/-/review", cookies=cookies)).status_code == 200
+    with sqlite3.connect(inventory.db_path.with_name(f"{inventory.db_path.stem}-access.db")) as log:
+        assert log.execute("select actor_id, path from requests order by id desc limit 1").fetchone() == (IT_USERNAME, "/-/review")
+
+
+def test_a_student_cannot_file_a_request(inventory):
+    from scanner import ReviewError, request_review
+
+    student = inventory.emails[0]
+    with pytest.raises(ReviewError, match="students ask their teacher"):
+        request_review(str(inventory.db_path), "catalog:kahoot", email=student, reason="fun", use="")
+    staff = inventory.staff_emails[13]
+    with pytest.raises(ReviewError, match="only of an app one of your accounts uses"):
+        request_review(str(inventory.db_path), MAILMERGE, email=staff, reason="please", use="")

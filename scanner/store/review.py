@@ -132,6 +132,8 @@ def file_request(db: Database, product_id: str, *, email: str, reason: str, use:
     person = find_person(db, email)
     if person is None:
         raise ReviewError(f"{email} is not an account in the inventory")
+    if person["role"] == "student":
+        raise ReviewError("students ask their teacher, who can ask IT for a review")
     if product_id not in products_of_person(db, person["id"]):
         raise ReviewError("you can ask for a review only of an app one of your accounts uses")
     reason, use = (reason or "").strip(), (use or "").strip()
