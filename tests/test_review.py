@@ -214,3 +214,24 @@ def test_a_student_cannot_file_a_request(inventory):
     staff = inventory.staff_emails[13]
     with pytest.raises(ReviewError, match="only of an app one of your accounts uses"):
         request_review(str(inventory.db_path), MAILMERGE, email=staff, reason="please", use="")
+
+
+async def test_an_app_people_asked_for_that_nobody_uses_yet_is_in_the_queue_and_can_be_decided(inventory):
+    new_app = "fake:888-newapp.apps.googleusercontent.com"
+    with sqlite3.connect(inventory.db_path) as db:
+        scan_id = db.execute("select max(id) from scans where status = 'succeeded' and provider = 'fake'").fetchone()[0]
+        db.execute(
+            """insert into consent_requests (id, provider, app_id, client_id, app_name, scopes, status, email, reason,
+                 requested_at, first_seen, last_seen, seen_scan_id)
+               values ('fake:req-new', 'fake', ?, '888-newapp.apps.googleusercontent.com', 'Brand New App', '[]', 'InProgress',
+                 'kenji@district.org', 'for robotics club', '2026-11-01T08:00:00Z', 'x', 'x', ?)""", [new_app, scan_id])
+    datasette = await make_datasette(inventory)
+    cookies = await sign_in_cookies(datasette)
+    queue = await datasette.client.get("/-/review", cookies=cookies)
+    assert "Brand New App" in queue.text and "for robotics club" in queue.text
+    token, cookies = await csrf(datasette, cookies, f"/-/review/decide?product={new_app}")
+    response = await datasette.client.post("/-/review/decide", cookies=cookies, data={
+        **decision_form(token), "product": new_app, "status": "denied", "alternative": "Kahoot!"})
+    assert response.status_code == 302, response.text
+    assert query(inventory, "select status, google_client_ids from catalog where name = 'Brand New App'") == [
+        ("denied", json.dumps(["888-newapp.apps.googleusercontent.com"]))]

@@ -49,6 +49,11 @@ def product_entry(db: Database, product_id: str) -> tuple[dict[str, Any], dict[s
            from products left join catalog on catalog.id = products.catalog_id left join apps on apps.id = products.app_id
            where products.id = ?""", [product_id]).fetchone()
     if row is None:
+        # An app people asked for (a provider's consent request) that nobody uses yet.
+        row = db.execute(
+            """select app_id, null, app_id, max(app_name), provider, client_id, null from consent_requests
+               where app_id = ? group by app_id""", [product_id]).fetchone()
+    if row is None:
         raise ReviewError(f"no product {product_id!r} in the inventory")
     product = dict(zip(("id", "catalog_id", "app_id", "name", "provider", "client_id", "publisher"), row))
     if product["catalog_id"] is None:
