@@ -276,6 +276,9 @@ def canned_queries() -> str:
 CONSTANT_WORDS = {
     "RISK_RANK": "How risk levels compare: a higher number is riskier.",
     "STATUSES_NEEDING_REVIEW": "The catalog statuses that make an app unapproved (with a staff-only app on a student account).",
+    "AUDIENCES": "Who a catalog entry is for: all, staff or students.",
+    "STATUSES": "The catalog's decisions: approved, conditional, denied, pending.",
+    "DECISION_FIELDS": "The catalog fields a decision made in the browser may set (scanner.decide).",
 }
 
 

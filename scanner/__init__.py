@@ -16,6 +16,8 @@ from .providers import (
     App, ConsentRequest, Grant, GrantsListed, LastUsed, PostureFinding, Provider, ProviderError, Record, ScanRun, User,
 )
 from .revokers import GrantGone, PlannedGrant, Revoker, Target, WriteFailed, WriteNotConfigured, WriteUncertain, registered_revokers
+from .catalog import AUDIENCES, STATUSES, CatalogError, client_id_columns
+from .review import DECISION_FIELDS, ReviewError, decide, find_person, products_of_person, request_review
 from .roles import classify_role
 from .schema import STATUSES_NEEDING_REVIEW
 from .scopes import RISK_RANK, scope_risk
@@ -25,6 +27,8 @@ from .store import ScanChanges, create_private_file, open_db
 from .timestamps import iso, normalize_timestamp, parse_iso, utc_now
 
 __all__ = [
+    "AUDIENCES", "CatalogError", "DECISION_FIELDS", "ReviewError", "STATUSES", "client_id_columns", "decide", "find_person",
+    "products_of_person", "request_review",
     "App", "Config", "ConfigError", "ConfigKey", "ConsentRequest", "Grant", "GrantsListed", "LastUsed", "PostureFinding", "Provider",
     "ProviderError", "RISK_RANK", "Record", "STATUSES_NEEDING_REVIEW", "ScanChanges", "ScanRun", "ServedInventory", "User",
     "classify_role", "create_private_file", "hookimpl", "iso", "normalize_timestamp", "open_db", "parse_iso",

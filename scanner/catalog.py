@@ -2,7 +2,9 @@
 
 `read_catalog()` returns clean rows or raises CatalogError listing every problem
 as FILE:LINE: message, so a district fixes its spreadsheet in one pass. Writing
-(all-or-nothing) is scanner.store.replace_catalog.
+(all-or-nothing) is scanner.store.import_catalog. `write_catalog()` writes the catalog
+back in exactly the import format (`catalog export`), so export then import changes
+nothing; `validate_entry()` checks one entry made in the browser by the same rules.
 """
 
 from __future__ import annotations
@@ -26,6 +28,14 @@ COLUMNS = (
 )
 LIST_COLUMNS = (*CATALOG_ID_COLUMNS, "approved_scopes")
 STATUSES = ("approved", "conditional", "denied", "pending")
+AUDIENCES = ("all", "staff", "students")
+
+
+def client_id_columns() -> dict[str, str]:
+    """provider -> the catalog column listing that provider's client ids ("google" ->
+    "google_client_ids"). Derived from LIST_COLUMNS, so a provider that adds its column there
+    (chrome_extension_ids) reaches the decision form and the export without another change."""
+    return {column.split("_", 1)[0]: column for column in LIST_COLUMNS if column != "approved_scopes"}
 
 # The words districts actually use in their vetting spreadsheets.
 STATUS_WORDS = {
@@ -272,6 +282,61 @@ def _column_name(header: str) -> str:
 
 
 # -- validation -----------------------------------------------------------------------------
+
+def validate_entry(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    """One entry (a decision made in the browser) checked by the import's own rules: the row
+    for the `catalog` table, or CatalogError with each problem as `where: message`."""
+    row, problems = _validate_row({_column_name(str(k)): v for k, v in raw.items()})
+    if problems:
+        raise CatalogError([f"{where}: {problem}" for problem in problems])
+    return row
+
+
+def export_entry(row: dict[str, Any]) -> dict[str, Any]:
+    """A `catalog` row in the import format: the district's own status word, lists as lists,
+    empty text as "" (reading it back gives the same row)."""
+    entry: dict[str, Any] = {}
+    for column in COLUMNS:
+        value = row.get(column)
+        if column in LIST_COLUMNS:
+            entry[column] = json.loads(value or "[]")
+        elif column == "status":
+            original = row.get("status_original") or ""
+            entry[column] = original if normalize_status(original) == row["status"] else row["status"]
+        else:
+            entry[column] = "" if value is None else str(value)
+    return entry
+
+
+def write_catalog(path: str | Path, rows: list[dict[str, Any]]) -> int:
+    """Write `catalog` rows to path as CSV, YAML or JSON (by its extension), in the import
+    format, sorted by id; written beside it first and renamed, so the file is whole or not
+    there. Returns the number of entries."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    entries = [export_entry(row) for row in sorted(rows, key=lambda row: row["id"])]
+    if suffix == ".csv":
+        out = io.StringIO(newline="")
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        for entry in entries:
+            writer.writerow(["; ".join(v) if isinstance(v, list) else v for v in entry.values()])
+        text = out.getvalue()
+    elif suffix in (".yaml", ".yml"):
+        text = yaml.safe_dump({"apps": entries}, sort_keys=False, allow_unicode=True, width=1000)
+    elif suffix == ".json":
+        text = json.dumps({"apps": entries}, indent=2, ensure_ascii=False) + "\n"
+    else:
+        raise CatalogError([f"{path}: unknown catalog format {suffix or '(none)'}; use .csv, .yaml, .yml or .json"])
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        partial.write_text(text, encoding="utf-8", newline="")
+        partial.replace(path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise CatalogError([f"{path}: cannot write: {error.strerror or error}"]) from None
+    return len(entries)
+
 
 def _validate(entries: list[tuple[int, Any]], name: str) -> list[dict[str, Any]]:
     problems: list[str] = []

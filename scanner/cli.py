@@ -14,7 +14,7 @@ from . import __version__, store
 from .catalog import CatalogError, read_catalog
 from .config import CONFIG_ENV_VAR, Config, ConfigError, load_config
 from .installation import InstallationClash, check_installation
-from .plugin_manager import describe_plugins, load_plugins
+from .plugin_manager import call_each, describe_plugins, load_plugins
 from .providers import ProviderError
 from .scan import ScanLock, ScanLocked, run_scans
 
@@ -125,20 +125,65 @@ def catalog():
 
 @catalog.command(name="import")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--replace", is_flag=True, help="Make the catalog exactly FILE: also remove the entries FILE does not name.")
+@click.option("--overwrite-decisions", is_flag=True,
+              help="Also overwrite entries decided in the browser since the last `catalog export`.")
 @click.pass_obj
-def catalog_import(app: AppContext, file: Path):
-    """Replace the catalog with FILE (CSV, YAML or JSON), all or nothing, and rematch apps."""
+def catalog_import(app: AppContext, file: Path, replace: bool, overwrite_decisions: bool):
+    """Add or update the entries FILE names (CSV, YAML or JSON), all or nothing, and rematch apps.
+
+    Entries FILE does not name stay as they are, unless --replace. An entry decided in the
+    browser since the last `catalog export` is never overwritten silently: the import is
+    refused, naming it, unless --overwrite-decisions."""
+    import getpass
+
+    from .timestamps import iso, utc_now
+
     rows = read_catalog(file)
+    app.config  # a configuration that does not load stops the import before it writes anything
     with ScanLock(app.db_path):
         db = app.open_db()
         try:
-            counts = store.replace_catalog(db, rows)
+            counts = store.import_catalog(
+                db, rows, replace=replace, overwrite_decisions=overwrite_decisions, changed_by=getpass.getuser(),
+                source="import --replace" if replace else "import", now=iso(utc_now()))
+            if counts["added"] or counts["updated"] or counts["removed"]:
+                catalog_changed(db, app)
         finally:
             db.close()  # now, not whenever garbage collection gets to it: the WAL is copied into the file here
     if counts["added"] or counts["updated"] or counts["removed"]:
         click.echo(f"Catalog imported from {file}: {counts['added']} added, {counts['updated']} updated, {counts['removed']} removed, {counts['unchanged']} unchanged.")
     else:
         click.echo(f"Catalog unchanged: {file} matches the {counts['unchanged']} entries already imported.")
+
+
+def catalog_changed(db, app: AppContext) -> None:
+    """Tell plugins (the alerts queue) that the catalog changed."""
+    call_each("catalog_changed", db=db, config=app.config)
+
+
+@catalog.command(name="export")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_obj
+def catalog_export(app: AppContext, file: Path):
+    """Write the catalog to FILE (CSV, YAML or JSON by its extension) in exactly the import
+    format, decisions made in the browser included: importing it changes nothing."""
+    import getpass
+
+    from .catalog import write_catalog
+    from .timestamps import iso, utc_now
+
+    if not Path(app.db_path).exists():
+        raise BadInput(f"{app.db_path}: no inventory here; run a scan or `catalog import` first")
+    db = app.open_db()
+    try:
+        with db.atomic():  # the rows written and the export noted are the same catalog
+            rows = list(db["catalog"].rows)
+            count = write_catalog(file, rows)
+            store.record_export(db, path=str(file), exported_by=getpass.getuser(), now=iso(utc_now()), entries=count)
+    finally:
+        db.close()
+    click.echo(f"Catalog exported to {file}: {count} entries.")
 
 
 @cli.command(name="plugins")

@@ -54,3 +54,13 @@ def register_revokers(register):
     register(RevokerClass) for each (a subclass of scanner.Revoker, its `provider` set to the
     provider's name). See docs/revoke.md; the revoke plugin decides what is removed and when.
     """
+
+
+@hookspec
+def catalog_changed(db, config):
+    """Called after the catalog changed (a `catalog import`, a decision made in the browser)
+    and matching, unapproved_usage and the products were refreshed and committed.
+
+    db: the sqlite_utils.Database; config: the validated scanner.Config. The alerts plugin
+    queues new findings and suppresses those the change resolved, as after a scan.
+    """

@@ -21,6 +21,7 @@ DEFAULT_PLUGINS = (
     "plugins.signin",
     "plugins.chrome",
     "plugins.revoke",
+    "plugins.review",
 )
 ENTRY_POINT_GROUP = "app_inventory"
 

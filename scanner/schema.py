@@ -240,6 +240,37 @@ def m0007_revoke(db: Database) -> None:
     db["changes"].add_column("revoked_by_plan", int)
 
 
+@migrations(name="0008_review")
+def m0008_review(db: Database) -> None:
+    """Review in the browser (docs/review.md): every catalog change with who, when and the entry
+    before and after; requests for a review filed in the tool (kind and source say what and
+    where from, so other request sources fit the same table); and when the catalog was last
+    exported, so an import never silently overwrites a decision made in the browser since."""
+    db["catalog_history"].create(
+        {
+            "id": int, "catalog_id": str, "changed_at": str, "changed_by": str, "source": str, "action": str,
+            "before": str, "after": str,
+        },
+        pk="id",
+        not_null={"catalog_id", "changed_at", "changed_by", "source", "action"},
+    )
+    db["review_requests"].create(
+        {
+            "id": int, "kind": str, "source": str, "product_id": str, "app_id": str, "app_name": str,
+            "email": str, "person_id": str, "reason": str, "use": str, "status": str,
+            "requested_at": str, "decided_at": str, "decided_by": str, "decision": str,
+        },
+        pk="id",
+        not_null={"kind", "source", "product_id", "email", "status", "requested_at"},
+        defaults={"status": "open"},
+    )
+    db["catalog_exports"].create(
+        {"id": int, "exported_at": str, "exported_by": str, "path": str, "entries": int, "last_history_id": int},
+        pk="id",
+        not_null={"exported_at", "entries"},
+    )
+
+
 INDEXES = [
     ("scans", ["provider", "status", "id"]),
     ("users", ["provider"]),
@@ -266,6 +297,9 @@ INDEXES = [
     ("posture", ["scan_id"]),
     ("consent_requests", ["seen_scan_id", "status"]),
     ("consent_requests", ["client_id"]),
+    ("catalog_history", ["catalog_id", "id"]),
+    ("review_requests", ["product_id", "status"]),
+    ("review_requests", ["email"]),
 ]
 
 # One row an app, counts kept on `apps` by the store after every scan.
@@ -508,6 +542,95 @@ from revoke_actions
   left join users on users.id = revoke_actions.user_id
 """
 
+# Every request for a review, whatever its source: those filed in the tool (review_requests:
+# staff asking from their alert) and the requests providers keep (consent_requests as each
+# provider's latest scan saw them: Microsoft's admin-consent workflow, Chrome extension
+# requests), each with the product it is about. status: open, decided (in the tool) or the
+# provider's own word once it is no longer open.
+REQUESTS_FOR_REVIEW = f"""
+select 'review:' || review_requests.id as id, review_requests.kind, review_requests.source,
+  review_requests.product_id, review_requests.app_id, review_requests.app_name, review_requests.email,
+  review_requests.person_id, review_requests.reason, review_requests.use, review_requests.status,
+  review_requests.requested_at, review_requests.decided_at, review_requests.decision
+from review_requests
+union all
+select consent_requests.id, 'consent', consent_requests.provider,
+  coalesce(apps.product_id, consent_requests.app_id), consent_requests.app_id, consent_requests.app_name,
+  consent_requests.email, users.person_id, consent_requests.reason, null,
+  case when {_OPEN_STATUS} then 'open' else lower(consent_requests.status) end,
+  consent_requests.requested_at, consent_requests.completed_at, null
+from consent_requests
+  join {_LATEST_SCANS} as latest on latest.id = consent_requests.seen_scan_id
+  left join apps on apps.id = consent_requests.app_id
+  left join users on users.id = consent_requests.user_id
+"""
+
+# The review queue (IT): unreviewed and pending products, products with open requests, and apps
+# people asked for that nobody uses yet, most students first, then most people, then the riskiest; each with its evidence.
+# schools: the last part of the org units of the people using it; scopes: what is granted
+# today, in plain words with the risk (the scopes table); suggested_*: the catalog entry whose
+# name resembles it (an entry that may only lack this client id).
+_RISK_ORDER = "case risk when 'high' then 0 when 'medium' then 1 else 2 end"
+REVIEW_QUEUE = f"""
+with queue as (
+  select products.id as product_id, coalesce(catalog.name, apps.name) as name,
+    coalesce(catalog.vendor, apps.publisher) as vendor, coalesce(catalog.status, apps.status, 'unreviewed') as status,
+    products.risk, products.people, products.students, products.staff, products.providers, products.last_used,
+    products.catalog_id
+  from products
+    left join catalog on catalog.id = products.catalog_id
+    left join apps on apps.id = products.app_id
+  where products.ownership = 'third_party'
+  union all
+  select requested.product_id, max(requested.app_name), null, 'unreviewed', 'low', 0, 0, 0,
+    group_concat(distinct requested.source), null, null
+  from requests_for_review as requested
+  where requested.status = 'open' and not exists (select 1 from products where products.id = requested.product_id)
+  group by requested.product_id
+)
+select queue.product_id, queue.name, queue.vendor, queue.status, queue.risk, queue.people, queue.students,
+  queue.staff, queue.providers,
+  (select json_group_array(school) from (
+     select distinct replace(users.org_unit, rtrim(users.org_unit, replace(users.org_unit, '/', '')), '') as school
+     from apps join grants on grants.app_id = apps.id and grants.revoked_at is null
+       join users on users.id = grants.user_id
+     where apps.product_id = queue.product_id and coalesce(users.org_unit, '') not in ('', '/')
+     order by 1)) as schools,
+  (select json_group_array(json_object('scope', scope, 'label', label, 'risk', risk)) from (
+     select * from (
+       select granted.value as scope, coalesce(max(case when scopes.provider = apps.provider then scopes.label end), max(scopes.label), granted.value) as label,
+         coalesce(max(case when scopes.provider = apps.provider then scopes.risk end), max(scopes.risk), 'medium') as risk
+       from apps join grants on grants.app_id = apps.id and grants.revoked_at is null, json_each(grants.scopes) as granted
+         left join scopes on scopes.scope = granted.value
+       where apps.product_id = queue.product_id
+       group by granted.value)
+     order by {_RISK_ORDER}, scope)) as scopes,
+  (select min(apps.first_seen) from apps where apps.product_id = queue.product_id) as first_seen,
+  queue.last_used,
+  (select catalog_suggestions.catalog_id from catalog_suggestions join apps on apps.id = catalog_suggestions.app_id
+   where apps.product_id = queue.product_id and catalog_suggestions.catalog_id is not null
+   order by catalog_suggestions.score desc limit 1) as suggested_catalog_id,
+  (select count(*) from requests_for_review as requested
+   where requested.product_id = queue.product_id and requested.status = 'open') as open_requests
+from queue
+where queue.status in ('unreviewed', 'pending')
+  or exists (select 1 from requests_for_review as requested
+             where requested.product_id = queue.product_id and requested.status = 'open')
+order by queue.students desc, queue.people desc, {_RISK_ORDER.replace("risk", "queue.risk", 1)}, queue.name
+"""
+
+# Every change to the catalog, newest first: who, when, from where (the browser, an import).
+CATALOG_CHANGES = """
+select catalog_history.id, catalog_history.changed_at, catalog_history.changed_by, catalog_history.source,
+  catalog_history.action, catalog_history.catalog_id, coalesce(json_extract(catalog_history.after, '$.name'),
+  json_extract(catalog_history.before, '$.name')) as name,
+  json_extract(catalog_history.before, '$.status') as status_before,
+  json_extract(catalog_history.after, '$.status') as status_after,
+  catalog_history.before, catalog_history.after
+from catalog_history
+order by catalog_history.id desc
+"""
+
 VIEWS = {
     "app_summary": APP_SUMMARY,
     "product_summary": PRODUCT_SUMMARY,
@@ -520,6 +643,9 @@ VIEWS = {
     "posture_current": POSTURE_CURRENT,
     "consent_request_summary": CONSENT_REQUEST_SUMMARY,
     "audit": AUDIT,
+    "requests_for_review": REQUESTS_FOR_REVIEW,
+    "review_queue": REVIEW_QUEUE,
+    "catalog_changes": CATALOG_CHANGES,
 }
 
 

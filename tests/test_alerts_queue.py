@@ -140,7 +140,7 @@ def test_outside_audience_follows_the_setting(fake_tenant, smtp_server, tmp_path
 
 def test_the_plugin_is_loaded_with_its_hooks_and_tables_are_idempotent(runner, db_path):
     plugins = {p["name"]: p for p in json.loads(runner.invoke(cli, ["plugins"]).output)}
-    assert plugins["plugins.alerts"]["hooks"] == ["register_commands", "register_config_sections", "scan_finished"]
+    assert plugins["plugins.alerts"]["hooks"] == ["catalog_changed", "register_commands", "register_config_sections", "scan_finished"]
     db = store.open_db(db_path)
     alerts_queue.ensure_alerts_tables(db)
     alerts_queue.ensure_alerts_tables(db)

@@ -87,10 +87,13 @@ def test_catalog_import_rematches_existing_apps(fake_tenant, tmp_path, runner, d
     runner.invoke(cli, ["--db", db_path, "catalog", "import", str(updated)])
     db = store.open_db(db_path)
     assert db["apps"].get(f"fake:{GRAMMAR}")["status"] == "denied"
-    # Removing an entry returns its apps to unreviewed.
+    # Removing an entry (an import with --replace that does not name it) returns its apps to unreviewed.
     smaller = tmp_path / "catalog3.csv"
     smaller.write_text("\n".join(CATALOG.splitlines()[:2]) + "\n")
     runner.invoke(cli, ["--db", db_path, "catalog", "import", str(smaller)])
+    db = store.open_db(db_path)
+    assert db["apps"].get(f"fake:{PADLET}")["status"] != "unreviewed"  # without --replace, entries not named stay
+    runner.invoke(cli, ["--db", db_path, "catalog", "import", "--replace", str(smaller)])
     db = store.open_db(db_path)
     assert (db["apps"].get(f"fake:{PADLET}")["status"], db["apps"].get(f"fake:{PADLET}")["catalog_id"]) == ("unreviewed", None)
 
@@ -107,7 +110,7 @@ def test_unapproved_usage_follows_every_catalog_import(fake_tenant, tmp_path, ru
     assert unapproved(db_path) == {("Grammarly for Chrome", "kid@students.district.org", "denied")}
     only_kahoot = tmp_path / "kahoot.csv"
     only_kahoot.write_text("\n".join(CATALOG.splitlines()[:2]) + "\n")
-    assert runner.invoke(cli, ["--db", db_path, "catalog", "import", str(only_kahoot)]).exit_code == 0
+    assert runner.invoke(cli, ["--db", db_path, "catalog", "import", "--replace", str(only_kahoot)]).exit_code == 0
     assert unapproved(db_path) == {
         ("Padlet", "teacher@district.org", "unreviewed"), ("Padlet", "kid@students.district.org", "unreviewed"),
         ("Grammarly for Chrome", "kid@students.district.org", "unreviewed"),

@@ -18,6 +18,7 @@ FROZEN = {
     "0005_posture": "7e853ddff74b",
     "0006_chrome": "058b85d47dcb",
     "0007_revoke": "469437a0acd1",
+    "0008_review": "bb1582361ef8",
 }
 
 

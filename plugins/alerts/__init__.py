@@ -66,6 +66,14 @@ def scan_finished(db, scan, changes, config):
 
 
 @hookimpl
+def catalog_changed(db, config):
+    """A decision or an import changed the catalog: queue the findings it made, suppress those it resolved."""
+    counts = queue.sync_configured(db, iso(utc_now()), config.section("alerts"))
+    if any(counts.values()):
+        log.info("alerts: %d queued, %d suppressed, %d back in the queue", counts["queued"], counts["suppressed"], counts["revived"])
+
+
+@hookimpl
 def register_commands(cli):
     """Add the `alerts` command group."""
     cli.add_command(alerts)

@@ -35,6 +35,7 @@ SHIPPED_TEMPLATES = "templates"
 TEMPLATE_NAMES = (
     "alert_subject.txt.j2", "alert.txt.j2", "alert.html.j2",
     "digest_subject.txt.j2", "digest.txt.j2", "digest.html.j2",
+    "decision_subject.txt.j2", "decision.txt.j2", "decision.html.j2",
 )
 MAX_SUBJECT = 150
 MAX_ACCESS_LINES = 8
@@ -162,10 +163,19 @@ class MailSettings:
         contact = alerts["contact"] or str(reply_to or sender)
         return cls(
             sender=sender, reply_to=reply_to, digest_to=digest_to,
-            request_form_url=alerts["request_form_url"], contact=one_line(contact, 300),
+            request_form_url=alerts["request_form_url"] or _request_page_url(config), contact=one_line(contact, 300),
             district=one_line(district, 120), notify_students=alerts["notify_students"],
             templates=template_environment(alerts["template_dir"], where), template_dir=alerts["template_dir"],
         )
+
+
+def _request_page_url(config: Config) -> str | None:
+    """Without an external request_form_url: the inventory's own request page (plugins/review),
+    when staff may sign in ([signin] staff_sign_in) at a known address ([signin] site_url)."""
+    signin = config.sections.get("signin", {})
+    if signin.get("staff_sign_in") and signin.get("site_url"):
+        return signin["site_url"].rstrip("/") + "/-/requests"
+    return None
 
 
 def _config_address(value: str, where: str) -> Address:

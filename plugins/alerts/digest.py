@@ -10,6 +10,7 @@ from sqlite_utils import Database
 from scanner import STATUSES_NEEDING_REVIEW
 
 from .compose import STATUS_WORDS, MailSettings, PROVIDER_WORDS, common_context, one_line
+from .decisions import open_requests
 from .digest_news import DigestNews
 
 MAX_APPS_LISTED = 15
@@ -142,6 +143,8 @@ def digest_context(db: Database, settings: MailSettings, *, run: dict, it_groups
         "posture_regressions": news.regressions,
         "consent_requests": news.requests,
         "revoke_plans": news.plans,
+        "dpa_reminders": news.dpa_reminders,
+        "open_requests": open_requests(db),
         "since": since,
         "run": run,
         "totals": totals(db, run["started_at"]),

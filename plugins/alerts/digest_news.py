@@ -1,5 +1,5 @@
-"""What the IT digest tells once: consent settings that went from pass to fail, and new
-requests for admin consent.
+"""What the IT digest tells once: consent settings that went from pass to fail, new
+requests for admin consent, and agreements reaching 90, 30 and 0 days before they expire.
 
 The core keeps every scan's posture findings, each with the previous scan's result for
 the same check and scope (`posture.previous_result`), and every consent request. A
@@ -12,6 +12,7 @@ back), leaves them for the next.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 from sqlite_utils import Database, Migrations
 
 from .compose import PROVIDER_WORDS, STATUS_WORDS, one_line
+from .decisions import dpa_reminders
 
 migrations = Migrations("alerts_digest_news")
 
@@ -43,10 +45,11 @@ class DigestNews:
     regressions: list[dict[str, Any]] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)  # one entry per app
     plans: list[dict[str, Any]] = field(default_factory=list)  # revoke plans applied (app-inventory revoke)
+    dpa_reminders: list[dict[str, Any]] = field(default_factory=list)  # 90, 30 and 0 days before, once each
     keys: list[tuple[str, str]] = field(default_factory=list)
 
 
-def collect(db: Database) -> DigestNews:
+def collect(db: Database, today: dt.date | None = None) -> DigestNews:
     """Everything not told yet (each key once). The plugin's tables exist (queue.ensure_alerts_tables)."""
     news = DigestNews()
     for row in db.query(
@@ -97,6 +100,8 @@ def collect(db: Database) -> DigestNews:
             app["more"] += 1
     news.requests = [{**app, "requesters": requesters[client_id]} for client_id, app in by_app.items()]
     news.plans = applied_plans(db, news.keys)
+    news.dpa_reminders, keys = dpa_reminders(db, today or dt.date.today())
+    news.keys += keys
     return news
 
 

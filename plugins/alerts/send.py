@@ -34,7 +34,7 @@ from .compose import (
     InvalidAddress, MailSettings, ScopeWords, app_context, build_message, check_address, finding_context,
     new_message_id, one_line, person_context, with_name,
 )
-from . import digest_news
+from . import decisions, digest_news
 from .digest import digest_context, for_it_groups, previous_digest_at
 from .smtp import ConnectionLost, MessageRefused, OutboxTransport, ServerUnavailable, SmtpTransport
 
@@ -54,6 +54,7 @@ class RunReport:
     server: str = ""
     people_emailed: int = 0
     findings_emailed: int = 0
+    decisions_emailed: int = 0
     failures: list[dict] = field(default_factory=list)  # {"recipient", "apps", "error", "gave_up"}
     deferred_people: int = 0
     findings_to_it: int = 0
@@ -131,11 +132,16 @@ def _run(db: Database, config: Config, settings: MailSettings, transport, report
         log.warning("alert %s: the previous run stopped while sending it (Message-ID %s); marked unconfirmed, not resent", row["id"], row["message_id"])
     report.synced = queue.sync_configured(db, now, alerts)
     report.synced["reminders"] = queue.queue_reminders(db, now, alerts["reminder_days"])
+    report.synced["decisions"] = decisions.queue_decisions(db, now)
     queue.purge_alerts(db, now, config.section("retention")["history_days"])
 
     people: dict[str, list[dict]] = defaultdict(list)
+    decided: dict[str, list[dict]] = defaultdict(list)  # the requester asked: told whatever their role
     it_rows: list[tuple[dict, str]] = []
     for row in queue.pending_rows(db):
+        if row["kind"] == decisions.DECISION:
+            decided[row["person_id"]].append(row)
+            continue
         why = _reason_for_it(row, settings.notify_students)
         if why:
             it_rows.append((row, why))
@@ -152,6 +158,10 @@ def _run(db: Database, config: Config, settings: MailSettings, transport, report
         if report.server_error:
             break
         _email_person(db, settings, transport, report, rows, scope_words, alerts["max_attempts"])
+    for person_id in sorted(decided):
+        if report.server_error:
+            break
+        _email_decisions(db, settings, transport, report, decided[person_id], alerts["max_attempts"])
 
     it_groups = for_it_groups(it_rows, app_context)
     if not settings.digest_to:
@@ -214,6 +224,26 @@ def _email_person(db, settings: MailSettings, transport, report: RunReport, rows
         report.people_emailed += 1
         report.findings_emailed += len(ids)
         log.info("emailed %s about %d finding(s)", address.addr_spec, len(ids))
+
+
+def _email_decisions(db, settings: MailSettings, transport, report: RunReport, rows: list[dict], max_attempts: int) -> None:
+    """One email to a requester with IT's decision on each app they asked about."""
+    person = rows[0]
+    ids = [row["id"] for row in rows]
+    apps = ", ".join(sorted({one_line(row["catalog_name"] or row["app_name"], 80) for row in rows}))
+    try:
+        address = check_address(person["person_email"])
+    except InvalidAddress as error:
+        queue.mark_undeliverable(db, ids, error=f"not sent: {error}", recipient=None)
+        report.failures.append({"recipient": person["person_email"], "apps": apps, "error": str(error), "gave_up": True})
+        return
+    context = {**person_context(settings, person, []), "decisions": [decisions.decision_context(db, row) for row in rows]}
+    message = build_message(settings, to=[with_name(address, person["person_name"])], template="decision",
+                            context=context, message_id=new_message_id(settings), now=utc_now())
+    if _deliver(db, transport, report, message, ids, sender=settings.sender.addr_spec, recipient=address.addr_spec,
+                recipients=[address.addr_spec], what=f"decision on {apps}", max_attempts=max_attempts):
+        report.decisions_emailed += len(ids)
+        log.info("emailed %s the decision on %s", address.addr_spec, apps)
 
 
 def _send_digest(db, settings: MailSettings, transport, report: RunReport, it_rows, it_groups, since, max_attempts: int) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 
 AUTH_METHODS = ("password", "google", "microsoft")
 IT_ROLE = "it"
+STAFF_ROLE = "staff"
 
 
 @dataclass(frozen=True)
@@ -59,20 +60,29 @@ def is_it_staff(identity: Identity, settings: dict[str, Any]) -> bool:
     """
     if identity.auth == "password":
         return identity.subject in settings.get("password_accounts", {})
-    configured_for = {"google": ("google_client_id", "google_domain"),
-                      "microsoft": ("microsoft_client_id", "microsoft_tenant_id")}.get(identity.auth)
-    if configured_for is None:
-        return False
-    client_key, tenant_key = configured_for
-    if not settings.get(client_key) or (identity.tenant or "").lower() != (settings.get(tenant_key) or "").lower():
+    if not is_district_member(identity, settings):
         return False
     emails = {email.lower() for email in settings.get("it_emails") or ()}
     groups = {group.lower() for group in settings.get("it_groups") or ()}
     return (identity.email or "").lower() in emails or bool(groups & {group.lower() for group in identity.groups})
 
 
+def is_district_member(identity: Identity, settings: dict[str, Any]) -> bool:
+    """Signed in with Google or Microsoft, a sign-in still configured for the identity's domain or tenant."""
+    configured_for = {"google": ("google_client_id", "google_domain"),
+                      "microsoft": ("microsoft_client_id", "microsoft_tenant_id")}.get(identity.auth)
+    if configured_for is None:
+        return False
+    client_key, tenant_key = configured_for
+    return bool(settings.get(client_key)) and (identity.tenant or "").lower() == (settings.get(tenant_key) or "").lower()
+
+
 def actor_for(identity: Identity, settings: dict[str, Any]) -> dict[str, Any] | None:
-    """The Datasette actor for an identity: with role "it" (which opens the inventory), or None."""
-    if not is_it_staff(identity, settings):
-        return None
-    return {"id": identity.actor_id, "auth": identity.auth, "role": IT_ROLE}
+    """The Datasette actor for an identity: with role "it" (which opens the inventory); with
+    [signin] staff_sign_in, role "staff" for any other member of the district (who sees only
+    their own apps and requests, plugins/review); else None."""
+    if is_it_staff(identity, settings):
+        return {"id": identity.actor_id, "auth": identity.auth, "role": IT_ROLE}
+    if settings.get("staff_sign_in") and identity.email and is_district_member(identity, settings):
+        return {"id": identity.actor_id, "auth": identity.auth, "role": STAFF_ROLE, "email": identity.email.lower()}
+    return None

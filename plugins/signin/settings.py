@@ -50,6 +50,9 @@ SETTINGS = {
     "lockout_minutes": ConfigKey("int", 15, minimum=1, maximum=24 * 60),
     # The same for one client address, across usernames (password spraying).
     "max_failures_per_address": ConfigKey("int", 20, minimum=1, maximum=10000),
+    # Let every member of the district (not only IT) sign in with Google or Microsoft, to see
+    # their own apps and ask for a review (/-/requests); they never see the inventory.
+    "staff_sign_in": ConfigKey("bool", False),
     # The access log's SQLite file; default: beside the inventory, <inventory name>-access.db.
     "access_log": ConfigKey("path"),
 }

@@ -148,13 +148,15 @@ microsoft_client_id = "{MICROSOFT_SIGN_IN_CLIENT}"
 microsoft_client_secret_env = "{MICROSOFT_SIGN_IN_ENV}"
 microsoft_tenant_id = "{DISTRICT_TENANT_ID}"
 microsoft_authority_host = "{self.microsoft_authority}"
+staff_sign_in = true
 """
 
     def instructions(self, district: District) -> str:
         person = demo_it_person(district)
         return (f"Sign in as IT staff: click \"Sign in with Google\" or \"Sign in with Microsoft\" and choose "
                 f"{person.given} {person.family} ({person.email}), the district's IT technician; or use the password "
-                f"account: username {DEMO_IT_USER!r}, password {DEMO_IT_PASSWORD!r}.")
+                f"account: username {DEMO_IT_USER!r}, password {DEMO_IT_PASSWORD!r}. Any other account of the district "
+                f"signs in as staff, to its own apps and requests (/-/requests).")
 
 
 def prepare_demo_inventory(db_path: str) -> None:

@@ -14,10 +14,14 @@ WAL mode) see either the previous inventory or the new one.
     products.py   catalog entries and uncatalogued apps, counted in distinct people (products,
                   multi_account_usage)
     temp.py       scratch temp tables for the SQL above
-    catalog.py    replacing the catalog, all or nothing
+    catalog.py    changing the catalog (imports, decisions), all or nothing, with its history
+    review.py     decisions made in the browser and staff requests for a review
 """
 
-from .catalog import CATALOG_COLUMNS, replace_catalog
+from .catalog import (
+    CATALOG_COLUMNS, CatalogConflict, decided_since_export, import_catalog, record_export, refresh_after_catalog_change,
+    replace_catalog,
+)
 from .database import (
     PRIVATE_FILE_MODE, InventoryUnreadable, checkpoint_alongside, create_private_file, describe_unusable, insert_rows,
     open_db, sync_scopes,
@@ -38,4 +42,5 @@ __all__ = [
     "product_of", "purge_history", "refresh_app_stats", "refresh_derived", "refresh_people", "refresh_products",
     "refresh_unapproved_usage", "track_people_changes",
     "replace_catalog", "start_scan", "sync_scopes",
+    "CatalogConflict", "decided_since_export", "import_catalog", "record_export", "refresh_after_catalog_change",
 ]

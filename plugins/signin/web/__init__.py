@@ -71,6 +71,9 @@ FLOW_NAMESPACE = "app-inventory-sign-in"
 # The identity providers, in the order of their buttons.
 PROVIDERS = {google_signin.NAME: google_signin, microsoft_signin.NAME: microsoft_signin}
 PURGE_EVERY = dt.timedelta(hours=24)
+STAFF_HOME = "/-/requests"
+# Pages outside the databases that show per-person rows (plugins/review): logged like table pages.
+PERSONAL_PAGES = ("/-/dashboards", "/-/review", "/-/requests")
 
 
 @dataclass
@@ -283,7 +286,7 @@ def _reads_personal_data(datasette, scope) -> bool:
     them can show per-person rows. Datasette's own /-/ pages, static files and the public
     page cannot."""
     path = _path_in_instance(datasette, scope["path"])
-    if path.startswith("/-/dashboards"):
+    if path.startswith(PERSONAL_PAGES):
         return True
     first = path.lstrip("/").split("/", 1)[0]
     name = first.rsplit(".", 1)[0] if "." in first else first
@@ -377,7 +380,9 @@ async def _start_session(datasette, state: SignIn, request, identity: Identity, 
                                 client_ip=record["client_ip"], started_at=iso(now), expires_at=iso(now + lifetime))
     await state.access_log.call(state.access_log._record_sign_in, at=iso(now), outcome="succeeded",
                                 session=session_id, **record)
-    response = Response.redirect(datasette.urls.instance())
+    # IT go to the inventory; staff (staff_sign_in) to their own apps and requests (plugins/review).
+    is_it = actor_for(identity, settings)["role"] == "it"
+    response = Response.redirect(datasette.urls.instance() if is_it else datasette.urls.path(STAFF_HOME))
     response.set_cookie(COOKIE, datasette.sign({"s": token}, COOKIE_NAMESPACE), max_age=int(lifetime.total_seconds()),
                         httponly=True, samesite="lax", secure=_is_https(request.scope))
     return response

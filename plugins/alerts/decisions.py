@@ -1,0 +1,117 @@
+"""Telling people what IT decided about the app they asked for, and reminding IT of agreements.
+
+A request filed in the tool (the core's review_requests, plugins/review) that IT decided
+becomes one `alerts` row of kind "decision" for the requester's account and the app: the
+same rows, claim, Message-ID and states as every alert (queue.py), so each requester gets
+their decision email exactly once across crashes and reruns. The row's details name the
+request; a later request by the same person for the same app, once decided, puts the row
+back to pending with the new decision.
+
+The IT digest lists the requests still open, and reminds IT of each data privacy agreement
+90, 30 and 0 days before it expires, once each (digest_reported, as digest_news does).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from sqlite_utils import Database
+
+from .compose import STATUS_WORDS, one_line
+
+DECISION = "decision"
+DPA_REMINDER = "dpa_reminder"
+DPA_REMINDER_DAYS = (90, 30, 0)
+MAX_OPEN_REQUESTS_LISTED = 25
+
+
+def queue_decisions(db: Database, now: str) -> int:
+    """A pending `decision` alert for every decided request not yet queued; returns how many."""
+    rows = db.execute(
+        """select review_requests.id, review_requests.app_id, review_requests.decision, review_requests.decided_at,
+             review_requests.person_id
+           from review_requests
+           where review_requests.status = 'decided' and review_requests.app_id is not null
+             and not exists (select 1 from alerts where alerts.kind = 'decision'
+                             and json_extract(alerts.details, '$.request_id') = review_requests.id)
+           order by review_requests.id""").fetchall()
+    # The requester's account that holds the app (else any of theirs): the alert row's user.
+    rows = [(request_id, app_id, decision, decided_at, db.execute(
+        """select users.id from users where users.person_id = ?
+           order by exists (select 1 from grants where grants.user_id = users.id and grants.app_id = ?) desc, users.id
+           limit 1""", [person_id, app_id]).fetchone()) for request_id, app_id, decision, decided_at, person_id in rows]
+    rows = [(request_id, app_id, decision, decided_at, user[0] if user else None)
+            for request_id, app_id, decision, decided_at, user in rows]
+    queued = 0
+    with db.atomic():
+        for request_id, app_id, decision, decided_at, user_id in rows:
+            if user_id is None:
+                continue
+            details = json.dumps({"request_id": request_id, "decision": decision, "decided_at": decided_at})
+            cursor = db.execute(
+                """insert into alerts (user_id, app_id, kind, status, details, first_detected, last_detected, attempts, unconfirmed)
+                   values (?, ?, 'decision', 'pending', ?, ?, ?, 0, 0)
+                   on conflict do update set status = 'pending', details = excluded.details, last_detected = excluded.last_detected,
+                     attempts = 0, unconfirmed = 0, last_error = null, sent_at = null, message_id = null
+                   where alerts.status in ('sent', 'failed', 'suppressed') and alerts.sending_since is null""",
+                [user_id, app_id, details, now, now])
+            queued += cursor.rowcount
+    return queued
+
+
+def decision_context(db: Database, row: dict[str, Any]) -> dict[str, Any]:
+    """What decision.*.j2 receive for one decided request (an alert row of kind decision)."""
+    details = json.loads(row["details"] or "{}")
+    decision = details.get("decision") or row["app_status"]
+    found = db.execute("select reason, use, requested_at from review_requests where id = ?", [details.get("request_id")]).fetchone()
+    reason, use, requested_at = found or (None, None, None)
+    return {
+        "id": row["id"],
+        "app": one_line(row["catalog_name"] or row["app_name"], 120),
+        "decision": decision,
+        "decision_words": STATUS_WORDS.get(decision, decision),
+        "audience": row["audience"] or "all",
+        "alternative": one_line(row["alternative"], 200),
+        "reason": one_line(reason, 300),
+        "use": one_line(use, 200),
+        "requested_at": requested_at,
+    }
+
+
+def open_requests(db: Database) -> list[dict[str, Any]]:
+    """Requests for a review that wait for IT (filed in the tool or kept by a provider), a line each product."""
+    rows = db.execute(
+        f"""select product_id, max(app_name), count(*), group_concat(distinct source), min(requested_at)
+            from requests_for_review where status = 'open'
+            group by product_id order by count(*) desc, min(requested_at) limit {MAX_OPEN_REQUESTS_LISTED}""").fetchall()
+    return [{"name": one_line(name, 120), "requests": count, "sources": sources, "since": since}
+            for _, name, count, sources, since in rows]
+
+
+def dpa_reminders(db: Database, today: dt.date) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """Agreements at or past a reminder day (90, 30, 0 days left) not yet told at that day:
+    (the reminders, the digest_reported keys to mark). An agreement first seen at 20 days left
+    is told once, as the 30-day reminder; its 90-day one is marked told with it."""
+    reminders, keys = [], []
+    for entry_id, name, expires, people in db.execute(
+        """select id, name, dpa_expires, users from dpa_expiring where dpa_expires >= ? order by dpa_expires""",
+        [(today - dt.timedelta(days=30)).isoformat()]):
+        try:
+            days_left = (dt.date.fromisoformat(expires) - today).days
+        except ValueError:
+            continue
+        due = [days for days in DPA_REMINDER_DAYS if days_left <= days]
+        if not due:
+            continue
+        item_keys = [(DPA_REMINDER, f"{entry_id}:{expires}:{days}") for days in due]
+        told = {item for (item,) in db.execute(
+            f"select item_id from digest_reported where kind = ? and item_id in ({','.join('?' * len(item_keys))})",
+            [DPA_REMINDER, *[item for _, item in item_keys]])}
+        if all(item in told for _, item in item_keys):
+            continue
+        keys += [key for key in item_keys if key[1] not in told]
+        reminders.append({"name": one_line(name, 120), "expires": expires, "days_left": days_left, "people": people,
+                          "threshold": min(due)})
+    return reminders, keys
