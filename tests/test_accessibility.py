@@ -132,3 +132,22 @@ def test_the_public_page_works_with_the_keyboard_only(browser, server):
         assert reached[0]["href"] == "#main"
     finally:
         context.close()
+
+
+def test_the_public_page_prints_without_navigation_and_keeps_its_download_links(browser, server):
+    """Printed for a board meeting: no header or skip link, every column, the CSV and JSON addresses written out."""
+    context = browser.new_context(viewport={"width": 600, "height": 900})
+    try:
+        page = context.new_page()
+        page.goto(f"{server.url}/transparency")
+        page.emulate_media(media="print")
+        assert not page.is_visible("header") and not page.is_visible(".skip-link")
+        assert page.is_visible("table.public-apps th:nth-child(3)"), "the narrow-screen rule hides a column on paper"
+        for kind in ("csv", "json"):
+            link = page.locator(f".downloads a[href*='.{kind}']")
+            assert link.is_visible()
+            written = link.evaluate("a => getComputedStyle(a, '::after').content")
+            assert f"public_apps.{kind}" in written
+        assert len(page.pdf(format="Letter")) > 10_000
+    finally:
+        context.close()
