@@ -151,3 +151,17 @@ def test_the_public_page_prints_without_navigation_and_keeps_its_download_links(
         assert len(page.pdf(format="Letter")) > 10_000
     finally:
         context.close()
+
+
+def test_every_dashboard_chart_has_its_table_linked(browser, server, it_state):
+    """The charts' text alternative: the dashboard links to the table each chart is drawn from, and each opens."""
+    context = browser.new_context(storage_state=it_state)
+    try:
+        page = context.new_page()
+        page.goto(f"{server.url}/-/dashboards/overview")
+        links = page.eval_on_selector_all("#chart-charts-as-tables a[href]", "els => els.map(a => a.getAttribute('href'))")
+        assert len(links) == 5, links
+        for link in links:
+            assert page.request.get(server.url + link).status == 200, link
+    finally:
+        context.close()
