@@ -139,7 +139,9 @@ async def transparency_page(request, datasette):
         "languages": [(code, all_strings[code]["language_name"]) for code in sorted(all_strings) if code != language],
         "page_path": datasette.urls.path(PUBLIC_PAGE_PATH),
     }
-    return Response.html(await datasette.render_template("app_inventory_transparency.html", context, request=request))
+    html = await datasette.render_template("app_inventory_transparency.html", context, request=request)
+    # The page differs by Accept-Language: a cache in front must not give one visitor's language to another.
+    return Response.html(html, headers={"vary": "Accept-Language", "content-language": language})
 
 
 async def sql_shortcut(request, datasette):

@@ -63,6 +63,7 @@ def visible_text(html: str) -> list[str]:
 async def test_accept_language_es_gives_the_spanish_page(inventory, tmp_path):
     page = await datasette_for(inventory, tmp_path).client.get("/transparency", headers={"Accept-Language": "es-MX,es;q=0.9,en;q=0.5"})
     assert page.status_code == 200
+    assert page.headers["content-language"] == "es" and "accept-language" in page.headers["vary"].lower()
     html = page.text
     assert '<html lang="es">' in html
     for words in ("Aprobadas", "No aprobadas", "En revisión", "Acuerdo de privacidad", "Estudiantes", "Ir al contenido",
