@@ -73,6 +73,9 @@ CORE_SECTIONS: dict[str, ConfigSection] = {
         "district_name": ConfigKey("str", "Our district"),
         # Shown on the public page: who parents can ask about student data privacy.
         "public_contact": ConfigKey("str"),
+        # A folder of the district's own public-page catalogs (<language>.yml): new languages,
+        # or changed wording of the shipped ones (docs/publishing.md).
+        "public_languages_dir": ConfigKey("str"),
         # Addresses of the web server in front (nginx on this machine: "127.0.0.1"). Only
         # requests from these may say, in X-Forwarded-Proto and X-Forwarded-For, that they
         # came over HTTPS and from which address.

@@ -21,13 +21,13 @@ through a plugins directory). Every hook is inert unless the metadata carries a
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from datasette import Forbidden, NotFound, Response, hookimpl
 from datasette.utils import actor_matches_allow
 from datasette.views.special import AllowDebugView
 
+from . import public_language
 from .csv_guard import CsvFormulaGuard
 
 PLUGIN_NAME = "app-inventory"
@@ -53,14 +53,10 @@ SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
 }
 
-# The public page's sections, in the order a parent reads them.
-SECTIONS = (
-    ("approved", "Approved", "Approved for use with school accounts by the people shown."),
-    ("conditional", "Approved with conditions", "Approved only for the people or uses shown."),
-    ("pending", "Under review", "The district is reviewing these apps."),
-    ("denied", "Not approved", "Not to be used with school accounts. Where the district suggests another app, it is shown."),
-)
-AUDIENCES = {"all": "Students and staff", "staff": "Staff only", "students": "Students"}
+# The public page's sections, in the order a parent reads them (headings and explanations
+# are in the language catalogs, scanner/locales: section_<status>, section_<status>_explanation).
+SECTIONS = ("approved", "conditional", "pending", "denied")
+AUDIENCES = ("all", "staff", "students")
 
 
 def plugin_settings(datasette) -> dict[str, Any] | None:
@@ -107,40 +103,45 @@ async def transparency_page(request, datasette):
         request.actor,
         [("view-table", (DATABASE_NAME, PUBLIC_VIEW)), ("view-database", DATABASE_NAME), "view-instance"],
     )
+    all_strings = public_language.catalogs(settings.get("public_languages_dir"))
+    language = public_language.choose_language(
+        request.args.get("lang"), request.headers.get("accept-language"), all_strings)
+    strings = all_strings[language]
     db = datasette.get_database(DATABASE_NAME)
     rows = [dict(row) for row in (await db.execute(f"select * from {PUBLIC_VIEW} order by app collate nocase")).rows]
     for row in rows:
-        row["agreement_expires_text"] = _long_date(row["agreement_expires"])
+        row["agreement_expires_text"] = public_language.long_date(row["agreement_expires"], language)
+        row["students_text"] = public_language.public_count(row["students"], strings, language)
+        row["staff_text"] = public_language.public_count(row["staff"], strings, language)
     updated = (await db.execute("select max(finished_at) from scans where status = 'succeeded'")).single_value()
     sections = []
-    for status, heading, explanation in SECTIONS:
+    for status in SECTIONS:
         section_rows = [row for row in rows if row["status"] == status]
         if section_rows:
-            sections.append({"status": status, "heading": heading, "explanation": explanation, "rows": section_rows})
+            sections.append({"status": status, "heading": strings[f"section_{status}"],
+                             "explanation": strings[f"section_{status}_explanation"], "rows": section_rows})
     table_url = datasette.urls.table(DATABASE_NAME, PUBLIC_VIEW)
+    district = settings.get("district_name") or "Our district"
     context = {
-        "district_name": settings.get("district_name") or "Our district",
+        "district_name": district,
         "contact": settings.get("public_contact"),
         "is_public": bool(settings.get("public")),
         "sections": sections,
         "total": len(rows),
-        "updated": _long_date(updated),
-        "audiences": AUDIENCES,
+        "updated": public_language.long_date(updated, language),
+        "audiences": {audience: strings[f"audience_{audience}"] for audience in AUDIENCES},
         "json_url": f"{table_url}.json?_shape=array&_size=max",
         "csv_url": f"{table_url}.csv?_size=max",
+        # The page's words, its language (<html lang>) and the other languages it offers.
+        "t": strings,
+        "page_lang": language,
+        "skip_link_text": strings["skip_link"],
+        "languages": [(code, all_strings[code]["language_name"]) for code in sorted(all_strings) if code != language],
+        "page_path": datasette.urls.path(PUBLIC_PAGE_PATH),
     }
-    return Response.html(await datasette.render_template("app_inventory_transparency.html", context, request=request))
-
-
-def _long_date(value: str | None) -> str | None:
-    """2026-11-23T08:36:00Z or 2026-11-23 -> November 23, 2026 (anything else as it is)."""
-    if not value:
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return value
-    return f"{moment:%B} {moment.day}, {moment.year}"
+    html = await datasette.render_template("app_inventory_transparency.html", context, request=request)
+    # The page differs by Accept-Language: a cache in front must not give one visitor's language to another.
+    return Response.html(html, headers={"vary": "Accept-Language", "content-language": language})
 
 
 async def sql_shortcut(request, datasette):

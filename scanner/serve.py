@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from . import datasette_plugin, store
+from . import datasette_plugin, public_language, store
 from .config import Config, LiveConfig
 from .datasette_plugin import DASHBOARD_PATH, DATABASE_NAME, IT_ONLY, PLUGIN_NAME, PUBLIC_PAGE_PATH, PUBLIC_VIEW
 from .plugin_manager import load_plugins
@@ -100,6 +100,7 @@ def build_metadata(config: Config, *, public: bool) -> dict[str, Any]:
         "public": public,
         "district_name": serve_settings["district_name"],
         "public_contact": serve_settings.get("public_contact"),
+        "public_languages_dir": _public_languages_dir(config),
     }
     tables = metadata["databases"][DATABASE_NAME].setdefault("tables", {})
     for table in PUBLIC_TABLES:
@@ -110,6 +111,24 @@ def build_metadata(config: Config, *, public: bool) -> dict[str, Any]:
 
 
 # -- the Datasette instance ----------------------------------------------------------------
+
+def _public_languages_dir(config: Config) -> str | None:
+    """[serve] public_languages_dir as an absolute path (relative to the config file), its catalogs
+    checked now: a bad catalog stops start-up instead of breaking the public page later."""
+    folder = config.section("serve").get("public_languages_dir")
+    if not folder:
+        return None
+    path = Path(folder).expanduser()
+    if not path.is_absolute() and config.path is not None:
+        path = Path(config.path).parent / path
+    if not path.is_dir():
+        raise ServeError(f"{config.path}: [serve] public_languages_dir: {path} is not a folder")
+    try:
+        public_language.catalogs(str(path))
+    except ValueError as error:
+        raise ServeError(f"[serve] public_languages_dir: {error}") from None
+    return str(path)
+
 
 def register_datasette_plugins() -> None:
     """Make sure the plugins the inventory relies on, its own, and those that app-inventory

@@ -133,6 +133,8 @@ async def test_every_dashboard_chart_query_runs_for_it_staff(public_ds):
     assert {slug for row in dashboard["layout"] for slug in row} == set(dashboard["charts"])
     results = {}
     for slug, chart in dashboard["charts"].items():
+        if chart["library"] == "markdown":  # text (the charts as tables), no query
+            continue
         response = await public_ds.client.get("/inventory.json", params={"sql": chart["query"], "_shape": "objects"}, cookies=cookies)
         assert response.status_code == 200, (slug, response.text)
         results[slug] = response.json()["rows"]
