@@ -12,7 +12,7 @@ from scanner.plugin_manager import pm
 from scanner.providers import App, Grant, GrantsListed, LastUsed, Provider, ProviderError, ScanRun, User
 
 # Fixture modules, registered once: tests use their fixtures without importing them.
-pytest_plugins = ["tests.alerts_fixtures", "tests.google_fixtures", "tests.microsoft_fixtures", "tests.publish_fixtures",
+pytest_plugins = ["tests.alerts_fixtures", "tests.browser_fixtures", "tests.google_fixtures", "tests.microsoft_fixtures", "tests.publish_fixtures",
                   "tests.sso_fixtures"]
 
 

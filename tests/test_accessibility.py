@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser_fixtures import require_chromium
 from tests.publish_fixtures import IT_HASH_VARIABLE, IT_PASSWORD, IT_PASSWORD_HASH, IT_USERNAME, build_inventory, serving, write_config
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 AXE = Path(__file__).parent / "assets" / "axe.min.js"
 AXE_VERSION = "4.14.1"
 WCAG_21_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
@@ -32,12 +30,7 @@ IT_PAGES = [
     "/inventory/revoke_plans", "/inventory/revoke_actions", "/inventory/audit",
 ]
 
-if not CHROMIUM.exists():
-    if os.environ.get("APP_INVENTORY_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{CHROMIUM} is missing and APP_INVENTORY_REQUIRE_BROWSER=1", pytrace=False)
-    pytest.skip(f"browser tests need {CHROMIUM} (Debian's chromium package)", allow_module_level=True)
-
-sync_api = pytest.importorskip("playwright.sync_api")
+sync_api = require_chromium()
 
 
 @pytest.fixture(scope="module")
@@ -50,14 +43,6 @@ def server(tmp_path_factory):
         yield running
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture(scope="module")

@@ -11,26 +11,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser_fixtures import require_chromium
 from tests.publish_fixtures import IT_HASH_VARIABLE, IT_PASSWORD, IT_PASSWORD_HASH, IT_USERNAME, build_inventory, serving, write_config
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 DOCS_IMAGES = Path(__file__).parent.parent / "docs" / "images"
 # The inventory's date in the docs' screenshots. Its catalog dates are then fixed too;
 # the one still ahead (+400 days) enters the dashboard's 90-day count in mid-2027.
 DOCS_DATE = dt.date(2026, 9, 14)
 
-if not CHROMIUM.exists():
-    if os.environ.get("APP_INVENTORY_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{CHROMIUM} is missing and APP_INVENTORY_REQUIRE_BROWSER=1: install Debian's chromium package (.ci/run does)",
-                    pytrace=False)
-    pytest.skip(f"browser tests need {CHROMIUM} (Debian's chromium package; .ci/run installs it)", allow_module_level=True)
-
-sync_api = pytest.importorskip("playwright.sync_api")
+sync_api = require_chromium()
 
 
 @pytest.fixture(scope="module")
@@ -43,14 +33,6 @@ def server(tmp_path_factory):
         yield running
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture

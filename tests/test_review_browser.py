@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tests.browser_fixtures import require_chromium
 from tests.alerts_fixtures import smtp_server  # noqa: F401 (a fixture)
 from tests.publish_fixtures import (
     IT_HASH_VARIABLE, IT_PASSWORD, IT_PASSWORD_HASH, IT_USERNAME, build_inventory, serving, write_config,
@@ -23,18 +24,10 @@ from tests.publish_fixtures import (
 from tests.sso_fixtures import idps  # noqa: F401 (a fixture)
 from tests.test_browser_publish import DOCS_DATE, save_screenshot
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 DOCS_IMAGES = Path(__file__).parent.parent / "docs" / "images"
 MAILMERGE = "fake:333-mailmerge.apps.googleusercontent.com"
 
-if not CHROMIUM.exists():
-    if os.environ.get("APP_INVENTORY_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{CHROMIUM} is missing and APP_INVENTORY_REQUIRE_BROWSER=1", pytrace=False)
-    pytest.skip(f"browser tests need {CHROMIUM}", allow_module_level=True)
-
-sync_api = pytest.importorskip("playwright.sync_api")
+sync_api = require_chromium()
 
 
 @pytest.fixture(scope="module")
@@ -54,14 +47,6 @@ def loop(idps, tmp_path_factory):  # noqa: F811
         yield server
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def new_page(browser):

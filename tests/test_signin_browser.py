@@ -14,7 +14,6 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -22,9 +21,6 @@ from tests.publish_fixtures import (
     IT_HASH_VARIABLE, IT_PASSWORD, IT_PASSWORD_HASH, IT_USERNAME, build_inventory, serving, write_config,
 )
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 SECRET = "a fixed DATASETTE_SECRET, as the README advises"
 
@@ -132,19 +128,6 @@ def test_a_removed_account_is_out_at_its_next_request_on_the_real_server(invento
 
 # -- in a browser ---------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        if os.environ.get("APP_INVENTORY_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"{CHROMIUM} is missing and APP_INVENTORY_REQUIRE_BROWSER=1", pytrace=False)
-        pytest.skip(f"browser tests need {CHROMIUM}")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @contextlib.contextmanager

@@ -10,23 +10,15 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-from pathlib import Path
 
 import pytest
 
+from tests.browser_fixtures import require_chromium
 from tests.publish_fixtures import build_inventory, serving, write_config
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 
-if not CHROMIUM.exists():
-    if os.environ.get("APP_INVENTORY_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{CHROMIUM} is missing and APP_INVENTORY_REQUIRE_BROWSER=1", pytrace=False)
-    pytest.skip(f"browser tests need {CHROMIUM}", allow_module_level=True)
-
-sync_api = pytest.importorskip("playwright.sync_api")
+sync_api = require_chromium()
 
 
 @pytest.fixture(scope="module")
@@ -47,14 +39,6 @@ def server(inventory, idps, tmp_path_factory):
         yield server
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture
