@@ -4,13 +4,12 @@ pacing, counting and retries (plugins.google.calls.ApiCaller)."""
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from googleapiclient.discovery import build
 
 from plugins.google.auth import Delegation, NotDelegated
-from plugins.google.calls import OrjsonModel
+from plugins.google.calls import OrjsonModel, ThreadConnections
 from scanner import ProviderError
 
 AUTH = "https://www.googleapis.com/auth/"
@@ -37,27 +36,16 @@ class ScopedClient:
     def __init__(self, delegation: Delegation, api_root: str):
         self.delegation = delegation
         root = api_root if api_root.endswith("/") else api_root + "/"
-        self._template = delegation.authorized_http()
-        service = build(self.api, self.version, http=self._template, client_options={"api_endpoint": root},
+        self.connections = ThreadConnections(delegation)
+        service = build(self.api, self.version, http=self.connections.template, client_options={"api_endpoint": root},
                         static_discovery=True, cache_discovery=False, model=OrjsonModel())
         self._resources = self.resources(service)
-        self._local = threading.local()
-        self._opened: list[Any] = [self._template]
-        self._lock = threading.Lock()
 
     def resource(self, name: str) -> tuple[Any, Any]:
-        http = getattr(self._local, "http", None)
-        if http is None:
-            http = self._local.http = self.delegation.authorized_http()
-            with self._lock:
-                self._opened.append(http)
-        return self._resources[name], http
+        return self._resources[name], self.connections.this_thread()
 
     def close(self) -> None:
-        with self._lock:
-            opened, self._opened = self._opened, []
-        for connection in opened:
-            connection.close()
+        self.connections.close()
 
     def resources(self, service: Any) -> dict[str, Any]:
         raise NotImplementedError

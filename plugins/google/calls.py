@@ -218,6 +218,32 @@ class OrjsonModel(JsonModel):
         return body
 
 
+class ThreadConnections:
+    """One authorized HTTP connection per thread (httplib2 is not thread-safe), all closed together;
+    `template` is the first, which clients are built with."""
+
+    def __init__(self, delegation: Delegation):
+        self.delegation = delegation
+        self.template = delegation.authorized_http()
+        self._local = threading.local()
+        self._opened: list[Any] = [self.template]
+        self._lock = threading.Lock()
+
+    def this_thread(self) -> Any:
+        http = getattr(self._local, "http", None)
+        if http is None:
+            http = self._local.http = self.delegation.authorized_http()
+            with self._lock:
+                self._opened.append(http)
+        return http
+
+    def close(self) -> None:
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for connection in opened:
+            connection.close()
+
+
 class GoogleClients:
     """The Directory and Reports clients, built once from the shipped discovery documents, and one
     authorized HTTP connection per thread (httplib2 is not thread-safe: requests built from the
@@ -230,32 +256,22 @@ class GoogleClients:
         self.batch_uri = self.api_root + "batch/admin/directory_v1"
         options = {"api_endpoint": self.api_root}
         # Requests built from these carry this connection's credentials (for batch parts and 401 refreshes).
-        template = delegation.authorized_http()
+        self.connections = ThreadConnections(delegation)
+        template = self.connections.template
         directory = build("admin", "directory_v1", http=template, client_options=options, static_discovery=True,
                           cache_discovery=False, model=OrjsonModel())
         reports = build("admin", "reports_v1", http=template, client_options=options, static_discovery=True,
                         cache_discovery=False, model=OrjsonModel())
         # service.tokens() builds a new Resource from the discovery document on every call (0.4 ms): keep them.
         self._resources = {"users": directory.users(), "tokens": directory.tokens(), "activities": reports.activities()}
-        self._local = threading.local()
-        self._opened: list[Any] = [template]
-        self._lock = threading.Lock()
 
     def resource(self, name: str) -> tuple[Any, Any]:
         """("users" | "tokens" | "activities") resource and this thread's HTTP connection."""
-        http = getattr(self._local, "http", None)
-        if http is None:
-            http = self._local.http = self.delegation.authorized_http()
-            with self._lock:
-                self._opened.append(http)
-        return self._resources[name], http
+        return self._resources[name], self.connections.this_thread()
 
     def close(self) -> None:
         """Close the connections every thread opened."""
-        with self._lock:
-            opened, self._opened = self._opened, []
-        for connection in opened:
-            connection.close()
+        self.connections.close()
 
 
 class ApiCaller:
