@@ -17,7 +17,7 @@ from .providers import (
 )
 from .revokers import GrantGone, PlannedGrant, Revoker, Target, WriteFailed, WriteNotConfigured, WriteUncertain, registered_revokers
 from .catalog import AUDIENCES, STATUSES, CatalogError, client_id_columns
-from .review import DECISION_FIELDS, ReviewError, decide, find_person, products_of_person, request_review
+from .review import DECISION_FIELDS, ReviewError, decide, decided_provider_requests, find_person, products_of_person, request_review
 from .roles import classify_role
 from .schema import STATUSES_NEEDING_REVIEW
 from .scopes import RISK_RANK, scope_risk
@@ -27,7 +27,7 @@ from .store import ScanChanges, create_private_file, open_db
 from .timestamps import iso, normalize_timestamp, parse_iso, utc_now
 
 __all__ = [
-    "AUDIENCES", "CatalogError", "DECISION_FIELDS", "ReviewError", "STATUSES", "client_id_columns", "decide", "find_person",
+    "AUDIENCES", "CatalogError", "DECISION_FIELDS", "ReviewError", "STATUSES", "client_id_columns", "decide", "decided_provider_requests", "find_person",
     "products_of_person", "request_review",
     "App", "Config", "ConfigError", "ConfigKey", "ConsentRequest", "Grant", "GrantsListed", "LastUsed", "PostureFinding", "Provider",
     "ProviderError", "RISK_RANK", "Record", "STATUSES_NEEDING_REVIEW", "ScanChanges", "ScanRun", "ServedInventory", "User",

@@ -11,10 +11,12 @@ from . import store
 from .config import Config
 from .plugin_manager import call_each
 from .scan import ScanLock, ScanLocked
-from .store.review import DECISION_FIELDS, ReviewError, file_request, find_person, products_of_person, record_decision
+from .store.review import (
+    DECISION_FIELDS, ReviewError, decided_provider_requests, file_request, find_person, products_of_person, record_decision,
+)
 from .timestamps import iso, utc_now
 
-__all__ = ["DECISION_FIELDS", "ReviewError", "decide", "find_person", "products_of_person", "request_review"]
+__all__ = ["DECISION_FIELDS", "ReviewError", "decide", "decided_provider_requests", "find_person", "products_of_person", "request_review"]
 
 
 def decide(db_path: str, product_id: str, fields: dict[str, Any], *, changed_by: str, config: Config) -> dict[str, Any]:

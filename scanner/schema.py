@@ -479,7 +479,7 @@ from catalog
 """
 
 # Each provider's latest succeeded scan: what "now" means for posture and consent requests.
-_LATEST_SCANS = "(select provider, max(id) as id from scans where status = 'succeeded' group by provider)"
+LATEST_SCANS = "(select provider, max(id) as id from scans where status = 'succeeded' group by provider)"
 
 # The posture each provider's latest scan found: one row per check and scope.
 POSTURE_CURRENT = f"""
@@ -488,12 +488,12 @@ select
   posture.result, posture.expected, posture.actual, posture.reason, posture.fix, posture.previous_result,
   posture.checked_at, posture.scan_id
 from posture
-  join {_LATEST_SCANS} as latest on latest.id = posture.scan_id
+  join {LATEST_SCANS} as latest on latest.id = posture.scan_id
 """
 
 # Requests that wait for an administrator's decision (Microsoft: Initializing or InProgress).
 OPEN_CONSENT_STATUSES = ("inprogress", "initializing")
-_OPEN_STATUS = "lower(consent_requests.status) in (" + ", ".join(f"'{s}'" for s in OPEN_CONSENT_STATUSES) + ")"
+OPEN_CONSENT_REQUEST = "lower(consent_requests.status) in (" + ", ".join(f"'{s}'" for s in OPEN_CONSENT_STATUSES) + ")"
 
 # The catalog's columns that list a provider's ids (JSON arrays): apps and requests match an
 # entry by exact id in any of them. A new id kind is a new column here and in a migration.
@@ -501,6 +501,8 @@ CATALOG_ID_COLUMNS = ("google_client_ids", "microsoft_app_ids", "chrome_extensio
 _CATALOG_ID_MATCH = "\n       or ".join(
     f"exists (select 1 from json_each(coalesce(candidate.{column}, '[]')) where lower(value) = lower(consent_requests.client_id))"
     for column in CATALOG_ID_COLUMNS)
+# The id of the catalog entry a consent request's app belongs to (null when none names it).
+CATALOG_ENTRY_OF_REQUEST = f"(select candidate.id from catalog as candidate where {_CATALOG_ID_MATCH} limit 1)"
 
 # One row per app people asked an administrator to consent to, with the catalog's decision,
 # as the latest scan saw the requests: "12 people asked for this app; it is denied". The
@@ -515,14 +517,10 @@ select
   min(consent_requests.requested_at) as first_requested, max(consent_requests.requested_at) as last_requested,
   consent_requests.app_id, catalog.id as catalog_id
 from consent_requests
-  join {_LATEST_SCANS} as latest on latest.id = consent_requests.seen_scan_id
+  join {LATEST_SCANS} as latest on latest.id = consent_requests.seen_scan_id
   left join users on users.id = consent_requests.user_id
-  left join catalog on catalog.id = (
-    select candidate.id from catalog as candidate
-    where {_CATALOG_ID_MATCH}
-    limit 1
-  )
-where {_OPEN_STATUS}
+  left join catalog on catalog.id = {CATALOG_ENTRY_OF_REQUEST}
+where {OPEN_CONSENT_REQUEST}
 group by consent_requests.provider, consent_requests.client_id
 """
 
@@ -557,10 +555,10 @@ union all
 select consent_requests.id, 'consent', consent_requests.provider,
   coalesce(apps.product_id, consent_requests.app_id), consent_requests.app_id, consent_requests.app_name,
   consent_requests.email, users.person_id, consent_requests.reason, null,
-  case when {_OPEN_STATUS} then 'open' else lower(consent_requests.status) end,
+  case when {OPEN_CONSENT_REQUEST} then 'open' else lower(consent_requests.status) end,
   consent_requests.requested_at, consent_requests.completed_at, null
 from consent_requests
-  join {_LATEST_SCANS} as latest on latest.id = consent_requests.seen_scan_id
+  join {LATEST_SCANS} as latest on latest.id = consent_requests.seen_scan_id
   left join apps on apps.id = consent_requests.app_id
   left join users on users.id = consent_requests.user_id
 """

@@ -15,6 +15,8 @@ from click.testing import CliRunner
 from scanner.cli import cli
 from scanner.config import load_config
 from scanner.serve import build_datasette
+from tests.alerts_fixtures import smtp_server  # noqa: F401 (a fixture)
+from tests.alerts_fixtures import write_config as alerts_config
 from tests.publish_fixtures import (
     IT_HASH_VARIABLE, IT_PASSWORD_HASH, IT_USERNAME, build_inventory, sign_in_cookies, write_config,
 )
@@ -235,3 +237,48 @@ async def test_an_app_people_asked_for_that_nobody_uses_yet_is_in_the_queue_and_
     assert response.status_code == 302, response.text
     assert query(inventory, "select status, google_client_ids from catalog where name = 'Brand New App'") == [
         ("denied", json.dumps(["888-newapp.apps.googleusercontent.com"]))]
+
+
+async def test_people_who_asked_through_a_provider_get_the_decision_once(inventory, smtp_server, tmp_path):  # noqa: F811
+    """Requests kept by a provider (Microsoft's admin-consent workflow, Chrome extension requests)
+    reach their requesters too: one email each once IT decides, found by the request's account or
+    else its address; none for a request the provider already closed (the provider tells them)."""
+    staff = inventory.staff_emails
+    new_app = "fake:888-newapp.apps.googleusercontent.com"
+    with sqlite3.connect(inventory.db_path) as db:
+        scan_id, seen = db.execute("select id, finished_at from scans where status = 'succeeded' and provider = 'fake' "
+                                   "order by id desc limit 1").fetchone()
+        requests = [
+            ("fake:req-mm", MAILMERGE, "333-mailmerge.apps.googleusercontent.com", "Super Mail Merge", "InProgress", "fake:t5", staff[5]),
+            ("fake:req-new", new_app, "888-newapp.apps.googleusercontent.com", "Brand New App", "InProgress", None, staff[6].upper()),
+            ("fake:req-closed", MAILMERGE, "333-mailmerge.apps.googleusercontent.com", "Super Mail Merge", "Completed", "fake:t7", staff[7]),
+        ]
+        db.executemany(
+            """insert into consent_requests (id, provider, app_id, client_id, app_name, scopes, status, user_id, email, reason,
+                 requested_at, first_seen, last_seen, seen_scan_id)
+               values (?, 'fake', ?, ?, ?, '[]', ?, ?, ?, 'for the newsletter', ?, ?, ?, ?)""",
+            [(*request, seen, seen, seen, scan_id) for request in requests])
+    datasette = await make_datasette(inventory)
+    cookies = await sign_in_cookies(datasette)
+    for product, fields in ((MAILMERGE, {"status": "conditional"}), (new_app, {"status": "denied", "alternative": "Kahoot!"})):
+        token, cookies = await csrf(datasette, cookies, f"/-/review/decide?product={product}")
+        response = await datasette.client.post("/-/review/decide", cookies=cookies,
+                                               data={**decision_form(token), "product": product, **fields})
+        assert response.status_code == 302, response.text
+    config = alerts_config(tmp_path, smtp_server.port)
+    for _ in range(2):
+        result = CliRunner().invoke(cli, ["--db", str(inventory.db_path), "--config", str(config), "alerts", "send"])
+        assert result.exit_code == 0, result.output
+
+    def decisions(address):
+        return [m for m in smtp_server.handler.to(address) if "decision" in m.message["Subject"]]
+
+    told_mm, told_new = decisions(staff[5]), decisions(staff[6])
+    assert [m.message["Subject"] for m in told_mm] == ["The district's decision on Super Mail Merge"]
+    assert "approved with conditions" in told_mm[0].text and "for the newsletter" in told_mm[0].text
+    assert [m.message["Subject"] for m in told_new] == ["The district's decision on Brand New App"]
+    assert "remove its access to your account.\n   Approved instead: Kahoot!.\n   You asked because: for the newsletter" in told_new[0].text
+    assert decisions(staff[7]) == []
+    # The two students who asked for ChatGPT before the catalog denied it (build_inventory) were told too.
+    assert sorted(query(inventory, "select json_extract(details, '$.consent_request_id') from alerts where kind = 'decision'")) == [
+        ("fake:req-mm",), ("fake:req-new",), ("fake:req-s0",), ("fake:req-s1",)]

@@ -1,11 +1,13 @@
 """Telling people what IT decided about the app they asked for, and reminding IT of agreements.
 
-A request filed in the tool (the core's review_requests, plugins/review) that IT decided
-becomes one `alerts` row of kind "decision" for the requester's account and the app: the
-same rows, claim, Message-ID and states as every alert (queue.py), so each requester gets
-their decision email exactly once across crashes and reruns. The row's details name the
-request; a later request by the same person for the same app, once decided, puts the row
-back to pending with the new decision.
+A request that IT decided becomes one `alerts` row of kind "decision" for the requester's
+account and the app: the same rows, claim, Message-ID and states as every alert (queue.py),
+so each requester gets their decision email exactly once across crashes and reruns. Requests
+come from two places: filed in the tool (the core's review_requests, plugins/review), and kept
+by a provider (Microsoft's admin-consent workflow, Chrome extension requests: consent_requests,
+decided when the catalog entry naming their app changes after the inventory saw them). The
+row's details name the request; a later request by the same person for the same app, once
+decided, puts the row back to pending with the new decision.
 
 The IT digest lists the requests still open, and reminds IT of each data privacy agreement
 90, 30 and 0 days before it expires, once each (digest_reported, as digest_news does).
@@ -18,6 +20,8 @@ import json
 from typing import Any
 
 from sqlite_utils import Database
+
+from scanner import decided_provider_requests
 
 from .compose import STATUS_WORDS, one_line
 
@@ -42,14 +46,21 @@ def queue_decisions(db: Database, now: str) -> int:
         """select users.id from users where users.person_id = ?
            order by exists (select 1 from grants where grants.user_id = users.id and grants.app_id = ?) desc, users.id
            limit 1""", [person_id, app_id]).fetchone()) for request_id, app_id, decision, decided_at, person_id in rows]
-    rows = [(request_id, app_id, decision, decided_at, user[0] if user else None)
-            for request_id, app_id, decision, decided_at, user in rows]
+    decided = [(user[0] if user else None, app_id, {"request_id": request_id, "decision": decision, "decided_at": decided_at})
+               for request_id, app_id, decision, decided_at, user in rows]
+    told = {request_id for (request_id,) in db.execute(
+        "select json_extract(details, '$.consent_request_id') from alerts where kind = 'decision'")}
+    decided += [(request["user_id"], request["app_id"], {
+        "consent_request_id": request["id"], "catalog_id": request["catalog_id"], "decision": request["decision"],
+        "decided_at": request["decided_at"],
+        "app_name": request["app_name"], "reason": request["reason"], "requested_at": request["requested_at"]})
+        for request in decided_provider_requests(db) if request["id"] not in told]
     queued = 0
     with db.atomic():
-        for request_id, app_id, decision, decided_at, user_id in rows:
+        for user_id, app_id, details in decided:
             if user_id is None:
                 continue
-            details = json.dumps({"request_id": request_id, "decision": decision, "decided_at": decided_at})
+            details = json.dumps(details)
             cursor = db.execute(
                 """insert into alerts (user_id, app_id, kind, status, details, first_detected, last_detected, attempts, unconfirmed)
                    values (?, ?, 'decision', 'pending', ?, ?, ?, 0, 0)
@@ -65,11 +76,14 @@ def decision_context(db: Database, row: dict[str, Any]) -> dict[str, Any]:
     """What decision.*.j2 receive for one decided request (an alert row of kind decision)."""
     details = json.loads(row["details"] or "{}")
     decision = details.get("decision") or row["app_status"]
-    found = db.execute("select reason, use, requested_at from review_requests where id = ?", [details.get("request_id")]).fetchone()
-    reason, use, requested_at = found or (None, None, None)
+    if "consent_request_id" in details:  # a provider's request: what it said was kept in the details
+        reason, use, requested_at = details.get("reason"), None, details.get("requested_at")
+    else:
+        found = db.execute("select reason, use, requested_at from review_requests where id = ?", [details.get("request_id")]).fetchone()
+        reason, use, requested_at = found or (None, None, None)
     return {
         "id": row["id"],
-        "app": one_line(row["catalog_name"] or row["app_name"], 120),
+        "app": one_line(row["catalog_name"] or row["app_name"] or details.get("app_name"), 120),
         "decision": decision,
         "decision_words": STATUS_WORDS.get(decision, decision),
         "audience": row["audience"] or "all",

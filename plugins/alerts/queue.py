@@ -343,6 +343,8 @@ def requeue(db: Database, ids: Sequence[int]) -> int:
 
 # A row per alert, with its account (users) and the person the account belongs to (people):
 # the person is who gets the email, at their primary address, with their role.
+# Every row has its app, but a decision on an app people asked for that nobody uses yet (a
+# provider's request: plugins.alerts.decisions) has only its catalog entry, named in the details.
 ALERT_ROWS = """
 select alerts.*, apps.name as app_name, apps.provider, apps.status as app_status, apps.publisher,
   apps.verified_publisher, apps.homepage, apps.risk as app_risk, apps.client_id,
@@ -354,10 +356,10 @@ select alerts.*, apps.name as app_name, apps.provider, apps.status as app_status
   grants.scopes as grant_scopes, grants.first_seen as grant_first_seen, grants.last_used as grant_last_used,
   grants.tenant_wide
 from alerts
-  join apps on apps.id = alerts.app_id
+  left join apps on apps.id = alerts.app_id
   left join users on users.id = alerts.user_id
   left join people on people.id = users.person_id
-  left join catalog on catalog.id = apps.catalog_id
+  left join catalog on catalog.id = coalesce(apps.catalog_id, json_extract(alerts.details, '$.catalog_id'))
   left join grants on grants.id = alerts.grant_id
 """
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from .. import schema
 from ..catalog import AUDIENCES, STATUSES, CatalogError, client_id_columns, export_entry, validate_entry
 from .catalog import BROWSER, import_catalog
 
@@ -156,6 +157,31 @@ def file_request(db: Database, product_id: str, *, email: str, reason: str, use:
             "email": person["email"], "person_id": person["id"], "reason": reason, "use": use or None,
             "status": "open", "requested_at": now,
         }).last_pk
+
+
+def decided_provider_requests(db: Database) -> list[dict[str, Any]]:
+    """Requests people made through a provider (Microsoft's admin-consent workflow, Chrome
+    extension requests) that IT has since decided in the catalog: still open in the provider's
+    latest scan (once the provider's own admin approves or denies it, the provider tells the
+    requester), their app named by a catalog entry whose status is a decision, set (an entry
+    added, or its status changed) after the inventory first saw the request. Each with the requester's account (the request's, or
+    the account with the request's address) and the decision."""
+    return list(db.query(
+        f"""select consent_requests.id, consent_requests.app_id, consent_requests.app_name, consent_requests.reason,
+              consent_requests.requested_at, catalog.id as catalog_id, catalog.status as decision, decided.changed_at as decided_at,
+              coalesce((select users.id from users where users.id = consent_requests.user_id),
+                       (select users.id from users where lower(users.email) = lower(consent_requests.email)
+                        order by users.id limit 1)) as user_id
+            from consent_requests
+              join {schema.LATEST_SCANS} as latest on latest.id = consent_requests.seen_scan_id
+              join catalog on catalog.id = {schema.CATALOG_ENTRY_OF_REQUEST}
+              join (select catalog_id, max(changed_at) as changed_at from catalog_history
+                    where json_extract(after, '$.status') is not json_extract(before, '$.status')
+                    group by catalog_id) as decided
+                on decided.catalog_id = catalog.id
+            where {schema.OPEN_CONSENT_REQUEST} and catalog.status != 'pending'
+              and decided.changed_at >= consent_requests.first_seen
+            order by consent_requests.id"""))
 
 
 def history_row(row: dict[str, Any]) -> dict[str, Any]:
