@@ -146,7 +146,8 @@ def build_inventory(directory: Path, *, filename: str = "district.db", on: dt.da
         with clock_at(second_scan - dt.timedelta(days=7) if on else None):
             first = run_scans(db_path, no_config, show_progress=False)
         assert first.failures == []
-        store.replace_catalog(store.open_db(str(db_path)), read_catalog(catalog_file))
+        with clock_at(second_scan - dt.timedelta(days=1) if on else None):
+            store.replace_catalog(store.open_db(str(db_path)), read_catalog(catalog_file))
         tenant.apps.append(App(id=HOMEWORK_AI, name="Homework Helper AI"))
         tenant.grants += [Grant(user_id=u.id, app_id=HOMEWORK_AI, scopes=[*PROFILE, DRIVE]) for u in tenant.users[:2]]
         with clock_at(second_scan):
@@ -201,11 +202,26 @@ class RunningServer:
     output: str = ""  # what the command printed, filled in when it stops
 
 
+# `app-inventory` with the inventory's clock stopped at the moment given first (screenshots
+# whose pages show when a decision was recorded come out the same every run).
+STOPPED_CLOCK = """
+import datetime as dt, sys
+from scanner import timestamps
+moment = dt.datetime.fromisoformat(sys.argv.pop(1))
+timestamps.clock = lambda: moment
+from scanner.cli import cli
+cli(prog_name="app-inventory")
+"""
+
+
 @contextlib.contextmanager
-def serving(db_path: Path, config_path: Path, *, public: bool, env: dict[str, str]) -> Iterator[RunningServer]:
-    """Run the real `app-inventory serve` in a subprocess on a free port until the block ends."""
+def serving(db_path: Path, config_path: Path, *, public: bool, env: dict[str, str],
+            clock: dt.datetime | None = None) -> Iterator[RunningServer]:
+    """Run the real `app-inventory serve` in a subprocess on a free port until the block ends
+    (with `clock`, the inventory's clock stands at that moment)."""
     port = free_port()
-    command = [sys.executable, "-m", "scanner", "--db", str(db_path), "--config", str(config_path),
+    launcher = ["-m", "scanner"] if clock is None else ["-c", STOPPED_CLOCK, clock.isoformat()]
+    command = [sys.executable, *launcher, "--db", str(db_path), "--config", str(config_path),
                "serve", "--port", str(port), *(["--public"] if public else [])]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     server = RunningServer(f"http://127.0.0.1:{port}")

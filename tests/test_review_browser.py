@@ -8,6 +8,7 @@ screenshots of the loop (docs/images/review-*.png) are taken here."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import sqlite3
@@ -41,7 +42,8 @@ def loop(idps, tmp_path_factory):  # noqa: F811
     lines = [*idps.signin_lines(it_emails=["it-lead@district.org"], microsoft=False, google_domain="district.org"), "staff_sign_in = true"]
     config = write_config(directory, public=True, signin=lines, name="review.toml")
     env = {**os.environ, **idps.env, IT_HASH_VARIABLE: IT_PASSWORD_HASH}
-    with serving(inventory.db_path, config, public=True, env=env) as server:
+    decided_at = dt.datetime.combine(DOCS_DATE, dt.time(9, 30), dt.timezone.utc)  # the screenshots' history row
+    with serving(inventory.db_path, config, public=True, env=env, clock=decided_at) as server:
         idps.register([server.url])
         server.inventory, server.config = inventory, config
         yield server
