@@ -23,11 +23,11 @@ from .schema import STATUSES_NEEDING_REVIEW
 from .scopes import RISK_RANK, scope_risk
 from .scan import ScanLock, ScanLocked
 from .served import ServedInventory, served_inventory
-from .store import ScanChanges, create_private_file, open_db
+from .store import AffectedFindings, ScanChanges, create_private_file, open_db
 from .timestamps import iso, normalize_timestamp, parse_iso, utc_now
 
 __all__ = [
-    "AUDIENCES", "CatalogError", "DECISION_FIELDS", "ReviewError", "STATUSES", "client_id_columns", "decide", "decided_provider_requests", "find_person",
+    "AffectedFindings", "AUDIENCES", "CatalogError", "DECISION_FIELDS", "ReviewError", "STATUSES", "client_id_columns", "decide", "decided_provider_requests", "find_person",
     "products_of_person", "request_review",
     "App", "Config", "ConfigError", "ConfigKey", "ConsentRequest", "Grant", "GrantsListed", "LastUsed", "PostureFinding", "Provider",
     "ProviderError", "RISK_RANK", "Record", "STATUSES_NEEDING_REVIEW", "ScanChanges", "ScanRun", "ServedInventory", "User",

@@ -300,6 +300,8 @@ INDEXES = [
     ("catalog_history", ["catalog_id", "id"]),
     ("review_requests", ["product_id", "status"]),
     ("review_requests", ["email"]),
+    # An incremental scan rebuilds the unapproved_usage rows of the accounts it touched (store.incremental).
+    ("unapproved_usage", ["user_id"]),
 ]
 
 # One row an app, counts kept on `apps` by the store after every scan.

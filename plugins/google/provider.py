@@ -4,9 +4,10 @@ A full scan lists users (users.list, 500 a page) and every user's tokens (tokens
 in concurrent batches paced to `requests_per_minute`), while other threads read the
 Reports API token log for last-used dates. An incremental scan (no --full, a full scan
 succeeded in the last 7 days, the Reports API answers) reads the token log since the
-last scan first and re-lists tokens only for users who authorized or revoked an app
-since then, plus users new to the inventory; users gone from the directory lose their
-grants.
+last scan first, lists users by address prefix, several listings at once (users.py), and
+re-lists tokens only for users who authorized or revoked an app since then, plus users
+new to the inventory and known users the listing did not return (a 404 there: the user
+was deleted, and loses their grants).
 
 Threads do the network calls and post what they got to one outbox; the scan's thread
 (the only one that touches the inventory) turns messages into records as they come,
@@ -159,7 +160,10 @@ class _GoogleScan:
         self.estimate = (run.previous or {}).get("users_seen") or None
         run.progress.start(self.estimate, unit="users")
         next_trim = time.monotonic() + TRIM_SECONDS
-        self.pager = UserPager(self.caller, self.settings["customer"], self.outbox, self.stop).start()
+        # An incremental scan lists the directory by address prefix, several listings at once
+        # (users.py); a full scan in one exact listing.
+        self.pager = UserPager(self.caller, self.settings["customer"], self.outbox, self.stop, sharded=changed is not None,
+                               also_fetch=changed.ids if changed is not None else ()).start()
         while self.pager is not None or not lister.idle or self.reader is not None:
             retry_in = lister.seconds_to_next_retry()
             yield from self._take_messages(block_for=1.0 if retry_in is None else min(1.0, retry_in + 0.01))
@@ -173,10 +177,6 @@ class _GoogleScan:
             if time.monotonic() >= next_trim:
                 release_freed_memory()
                 next_trim = time.monotonic() + TRIM_SECONDS
-        if changed is not None:
-            # Users gone from the directory: all their grants are gone with them.
-            for user_id in self.known - self.seen:
-                yield GrantsListed(user_id)
 
     def _users(self, page: list[dict[str, Any]]) -> Iterator[Record]:
         """A users.list page: the users, and whose tokens to list."""
@@ -213,6 +213,11 @@ class _GoogleScan:
             elif kind == "users_done":
                 self.pager, self.pages_owed = None, 0
                 self.run.progress.set_total(self.listed)
+                if self.changed is not None:
+                    # Known accounts the search did not return: deleted, or not in the search data
+                    # yet. Listing their tokens tells: a deleted one answers 404 and loses its grants.
+                    for user_id in self.known - self.seen:
+                        self.lister.add(user_id)
                 self.lister.finish_input()
             elif kind == "activity":
                 if self.reader is not None:  # (a page can trail another reader's failure)

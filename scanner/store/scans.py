@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlite_utils import Database
 
 from ..timestamps import iso
+from .incremental import AffectedFindings
 
 
 def start_scan(db: Database, provider: str, now: dt.datetime) -> int:
@@ -54,6 +55,9 @@ class ScanChanges:
     db: Database
     scan_id: int
     counts: dict[str, int]
+    # An incremental scan: the accounts and apps whose findings may have changed (the rest are
+    # as the last scan left them). None: anything may have changed.
+    affected: AffectedFindings | None = None
 
     def __len__(self) -> int:
         return sum(self.counts.values())

@@ -23,6 +23,10 @@ from ..providers import App, ConsentRequest, Grant, GrantsListed, LastUsed, Post
 from ..timestamps import iso, normalize_timestamp
 from .database import insert_rows
 from .derived import DEFAULT_HISTORY_DAYS, apply_matching, purge_history, refresh_app_stats, refresh_unapproved_usage
+from .incremental import (
+    AffectedFindings, affected_scope, refresh_changed_app_stats, refresh_changed_unapproved_usage, stop_tracking,
+    track_derived_changes,
+)
 from .people import refresh_people, track_people_changes
 from .posture import PostureWriter, purge_posture
 from .products import refresh_products
@@ -70,8 +74,9 @@ class ScanWriter:
 
     BATCH = 1000
 
-    def __init__(self, db: Database, scan_id: int, provider: str, now: dt.datetime, *, baseline: bool):
-        self.db, self.scan_id, self.provider = db, scan_id, provider
+    def __init__(self, db: Database, scan_id: int, provider: str, now: dt.datetime, *, baseline: bool,
+                 run: ScanRun | None = None):
+        self.db, self.scan_id, self.provider, self.run = db, scan_id, provider, run
         self.now = iso(now)
         self.baseline = baseline
         self.counts: Counter[str] = Counter()
@@ -93,6 +98,19 @@ class ScanWriter:
         db.execute("delete from temp._listed_users")
         db.execute("delete from temp._uses")
         track_people_changes(db)  # refresh_people then rebuilds only the people whose accounts changed
+        # Whether finish() refreshes only what changed (store.incremental): decided at the first
+        # write, by the mode the provider chose by then.
+        self._writing = False
+        self.incremental_refresh = False
+        self.affected: AffectedFindings | None = None  # what scan_finished hooks may limit themselves to
+
+    def _begin_writing(self) -> None:
+        if self._writing:
+            return
+        self._writing = True
+        if self.run is not None and self.run.mode == "incremental" and not self.baseline:
+            track_derived_changes(self.db)
+            self.incremental_refresh = True
 
     def _id(self, native: str | None) -> str | None:
         return None if native is None else f"{self.provider}:{native}"
@@ -144,6 +162,7 @@ class ScanWriter:
     def _flush_users(self) -> None:
         if not self._users:
             return
+        self._begin_writing()
         insert_rows(
             self.db.conn,
             f"insert into users ({', '.join(USER_COLUMNS)})",
@@ -171,6 +190,7 @@ class ScanWriter:
             raise ValueError(f"app {app.id}: ownership must be third_party, internal or first_party, got {app.ownership!r}")
         self._apps_written.add(app_id)
         self.counts["apps"] += 1
+        self._begin_writing()
         self.db.execute(
             """insert into apps (id, provider, client_id, name, publisher, verified_publisher, ownership, homepage,
                  details, first_seen, last_seen, status, risk)
@@ -217,6 +237,7 @@ class ScanWriter:
     def _flush_grants(self) -> None:
         if not self._grants:
             return
+        self._begin_writing()
         self._flush_users()
         batch = self._grants
         self._grants = {}
@@ -274,15 +295,25 @@ class ScanWriter:
         """Complete the scan inside the caller's transaction; returns the finished `scans` row."""
         if run.mode not in ("full", "incremental"):
             raise ValueError(f"provider {self.provider} set mode {run.mode!r}; expected full or incremental")
+        self._begin_writing()
+        incremental = self.incremental_refresh and run.mode == "incremental"
         self._flush_users()
         self._flush_grants()
         self._flush_notes()
         self._apply_last_used()
         self._revoke_unseen(incremental=run.mode == "incremental")
         people = refresh_people(self.db, scanned=self.provider)
-        refresh_app_stats(self.db, self.provider)
-        apply_matching(self.db)
-        refresh_unapproved_usage(self.db, self.provider)
+        if incremental:  # only what this scan touched (store.incremental)
+            refresh_changed_app_stats(self.db)
+            apply_matching(self.db)
+            self.affected = affected_scope(self.db)
+            stop_tracking(self.db)
+            refresh_changed_unapproved_usage(self.db, self.affected)
+        else:
+            stop_tracking(self.db)
+            refresh_app_stats(self.db, self.provider)
+            apply_matching(self.db)
+            refresh_unapproved_usage(self.db, self.provider)
         # A first scan records no new grants: it redoes every person's part of the products.
         partly = not (self.baseline or people.everyone)
         refresh_products(self.db, after_scan=self.scan_id if partly else None)
