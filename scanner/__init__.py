@@ -14,6 +14,7 @@ from .config import Config, ConfigError, ConfigKey
 from .hookspecs import hookimpl
 from .providers import (
     App, ConsentRequest, Grant, GrantsListed, LastUsed, PostureFinding, Provider, ProviderError, Record, ScanRun, User,
+    UsersSeen,
 )
 from .revokers import GrantGone, PlannedGrant, Revoker, Target, WriteFailed, WriteNotConfigured, WriteUncertain, registered_revokers
 from .catalog import AUDIENCES, STATUSES, CatalogError, client_id_columns
@@ -34,5 +35,5 @@ __all__ = [
     "classify_role", "create_private_file", "hookimpl", "iso", "normalize_timestamp", "open_db", "parse_iso",
     "scope_risk", "served_inventory", "utc_now",
     "GrantGone", "PlannedGrant", "Revoker", "ScanLock", "ScanLocked", "Target", "WriteFailed", "WriteNotConfigured", "WriteUncertain",
-    "registered_revokers",
+    "registered_revokers", "UsersSeen",
 ]

@@ -132,6 +132,7 @@ def _scan_one(db: Database, provider_class: type[Provider], config: Config, *, f
         state=json.loads(previous["state"]) if previous and previous["state"] else {},
         progress=progress,
         known_user_ids=lambda: store.known_user_ids(db, name),
+        known_user_digests=lambda: store.known_user_digests(db, name),
         now=now,
     )
     scan_id = store.start_scan(db, name, now)

@@ -631,6 +631,13 @@ from catalog_history
 order by catalog_history.id desc
 """
 
+@migrations(name="0009_incremental")
+def m0009_incremental(db: Database) -> None:
+    """users.listed_digest: what the provider last said of the account, digested (User.digest), so
+    an incremental scan that lists the whole directory rewrites only the accounts that changed."""
+    db["users"].add_column("listed_digest", int)
+
+
 VIEWS = {
     "app_summary": APP_SUMMARY,
     "product_summary": PRODUCT_SUMMARY,

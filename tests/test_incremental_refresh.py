@@ -106,7 +106,17 @@ def test_an_incremental_scan_leaves_counts_unapproved_usage_and_alerts_as_a_reco
         assert after[table] != before[table], table
     assert any(row[2] == "outside_audience" and row[0] == f"google:{mover.id}" for row in after["alerts"])
     assert after == recomputed(place)
+    # Accounts listed unchanged were not written again (UsersSeen), but they were seen.
+    db = store.open_db(place.db_path)
+    assert db.execute("select count(*) from users where last_seen = ?", [scan["finished_at"]]).fetchone()[0] == len(tenant.users)
+    assert db.execute("select name, org_unit from users where id = ?", [f"google:{renamed.id}"]).fetchone() == \
+        (f"Renamed {renamed.family_name}", renamed.org_unit_path)
 
-    # A second incremental scan with nothing new keeps them so.
+    # A second incremental scan with nothing new keeps them so, and writes no account again: the
+    # digest of what users.list said is the same (a name changed behind its back stays).
+    with db.conn:
+        db.execute("update users set name = 'Written by hand' where id = ?", [f"google:{leaver.id}"])
+        db.execute("update users set name = 'Written by hand' where id = ?", [f"google:{suspended.id}"])
     assert place.scan()["mode"] == "incremental"
     assert derived(store.open_db(place.db_path)) == after
+    assert db.execute("select count(*) from users where name = 'Written by hand'").fetchone()[0] == 2

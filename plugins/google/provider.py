@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import datetime as dt
 import functools
+import hashlib
 import logging
 import queue
 import threading
@@ -32,7 +33,9 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from scanner import Config, GrantsListed, LastUsed, Provider, Record, ScanRun, iso
+import orjson
+
+from scanner import Config, GrantsListed, LastUsed, Provider, Record, ScanRun, UsersSeen, iso
 
 from .auth import Delegation
 from .calls import ApiCaller, CallCounter, GoogleClients, RateLimiter
@@ -89,6 +92,8 @@ class _GoogleScan:
     def __init__(self, config: Config, settings: dict[str, Any], delegation: Delegation, run: ScanRun):
         self.run, self.settings, self.delegation = run, settings, delegation
         self.roles = config.section("roles")
+        # A user's digest covers the [roles] rules too: new rules rewrite every account's role.
+        self.digest_key = hashlib.blake2b(orjson.dumps(self.roles, option=orjson.OPT_SORT_KEYS), digest_size=32).digest()
         self.internal_projects = {str(n).strip() for n in settings["internal_project_numbers"]}
         self.stop = threading.Event()
         self.limiter = RateLimiter(settings["requests_per_minute"])
@@ -106,6 +111,7 @@ class _GoogleScan:
         # Set when users are listed: who changed (incremental), who the inventory knows, who was seen.
         self.changed: _ChangedUsers | None = None
         self.known: set[str] = set()
+        self.digests: dict[str, int | None] = {}
         self.seen: set[str] = set()
         self.listed = 0
         self.estimate: int | None = None
@@ -156,7 +162,8 @@ class _GoogleScan:
         run, lister = self.run, self.lister
         self.changed = changed
         if changed is not None:
-            self.known = run.known_user_ids()
+            self.digests = run.known_user_digests()
+            self.known = set(self.digests)
         self.estimate = (run.previous or {}).get("users_seen") or None
         run.progress.start(self.estimate, unit="users")
         next_trim = time.monotonic() + TRIM_SECONDS
@@ -181,17 +188,32 @@ class _GoogleScan:
     def _users(self, page: list[dict[str, Any]]) -> Iterator[Record]:
         """A users.list page: the users, and whose tokens to list."""
         run, changed = self.run, self.changed
+        unchanged = []
         for user in page:
-            yield user_record(user, self.roles)
             user_id = user["id"]
+            digest = self._digest(user)
+            if changed is not None and self.digests.get(user_id) == digest:
+                unchanged.append(user_id)  # as the inventory has it: only its last_seen moves
+            else:
+                record = user_record(user, self.roles)
+                record.digest = digest
+                yield record
             if changed is None or user_id not in self.known or changed.includes(user_id, user.get("primaryEmail", "")):
                 self.lister.add(user_id)
             else:
                 run.progress.advance()
             if changed is not None:
                 self.seen.add(user_id)
+        if unchanged:
+            yield UsersSeen(unchanged)
         self.listed += len(page)
         run.progress.set_total(max(self.listed, self.estimate or 0))
+
+    def _digest(self, user: dict[str, Any]) -> int:
+        """The users.list entry (and the [roles] rules) as a 64-bit integer: the same account
+        listed the same way gives the same one."""
+        raw = hashlib.blake2b(orjson.dumps(user, option=orjson.OPT_SORT_KEYS), digest_size=8, key=self.digest_key).digest()
+        return int.from_bytes(raw, "big", signed=True)
 
     def _take_messages(self, block_for: float | None, changed: _ChangedUsers | None = None) -> Iterator[Record]:
         """Handle what the token workers, the users pager and the Reports readers posted;

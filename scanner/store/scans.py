@@ -42,6 +42,12 @@ def last_succeeded_scan(db: Database, provider: str, *, full_only: bool = False)
     return rows[0] if rows else None
 
 
+def known_user_digests(db: Database, provider: str) -> dict[str, int | None]:
+    """Service ids (without the provider prefix) of the users in the inventory, and their User.digest."""
+    prefix = len(provider) + 1
+    return {row[0][prefix:]: row[1] for row in db.execute("select id, listed_digest from users where provider = ?", [provider])}
+
+
 def known_user_ids(db: Database, provider: str) -> set[str]:
     """Service ids (without the provider prefix) of the users in the inventory."""
     prefix = len(provider) + 1

@@ -19,7 +19,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from .. import scopes
-from ..providers import App, ConsentRequest, Grant, GrantsListed, LastUsed, PostureFinding, Record, ScanRun, User
+from ..providers import App, ConsentRequest, Grant, GrantsListed, LastUsed, PostureFinding, Record, ScanRun, User, UsersSeen
 from ..timestamps import iso, normalize_timestamp
 from .database import insert_rows
 from .derived import DEFAULT_HISTORY_DAYS, apply_matching, purge_history, refresh_app_stats, refresh_unapproved_usage
@@ -60,7 +60,8 @@ def grant_id(provider: str, grant: Grant) -> str:
     return ":".join(parts)
 
 
-USER_COLUMNS = ("id", "provider", "email", "name", "role", "org_unit", "suspended", "is_admin", "aliases", "first_seen", "last_seen")
+USER_COLUMNS = ("id", "provider", "email", "name", "role", "org_unit", "suspended", "is_admin", "aliases", "first_seen", "last_seen",
+                "listed_digest")
 GRANT_COLUMNS = ("id", "provider", "user_id", "app_id", "scopes", "grant_type", "resource", "tenant_wide", "risk",
                  "first_seen", "last_seen", "last_used", "seen_scan_id")
 CHANGE_COLUMNS = ("scan_id", "provider", "kind", "app_id", "user_id", "grant_id", "scopes", "detected_at")
@@ -88,6 +89,7 @@ class ScanWriter:
         self._uses: list[tuple] = []
         self._app_last_used: dict[str, str] = {}
         self._listed: list[tuple] = []
+        self._seen: list[tuple] = []
         self.posture = PostureWriter(db, scan_id, provider, self.now)
         db.execute("create temp table if not exists _listed_users (user_id text primary key)")
         # Every reported use, appended as reports come; finish() keeps the latest of each
@@ -95,7 +97,9 @@ class ScanWriter:
         # keeping the latest as they came cost 15 s of a 100,000-account scan (random upserts
         # into a large temp index), sorting them at the end costs 2.
         db.execute("create temp table if not exists _uses (user_id text not null, app_id text not null, at text not null)")
+        db.execute("create temp table if not exists _seen_users (user_id text primary key) without rowid")
         db.execute("delete from temp._listed_users")
+        db.execute("delete from temp._seen_users")
         db.execute("delete from temp._uses")
         track_people_changes(db)  # refresh_people then rebuilds only the people whose accounts changed
         # Whether finish() refreshes only what changed (store.incremental): decided at the first
@@ -136,11 +140,16 @@ class ScanWriter:
             self._listed.append((self._id(record.user_id),))
             if len(self._listed) >= self.BATCH:
                 self._flush_notes()
+        elif isinstance(record, UsersSeen):
+            self.counts["users"] += len(record.user_ids)
+            self._seen.extend((self._id(user_id),) for user_id in record.user_ids)
+            if len(self._seen) >= self.BATCH:
+                self._flush_notes()
         elif isinstance(record, (PostureFinding, ConsentRequest)):
             self.posture.add(record)
         else:
             raise TypeError(f"provider {self.provider} yielded {record!r}; expected User, App, Grant, LastUsed, "
-                            "GrantsListed, PostureFinding or ConsentRequest")
+                            "GrantsListed, UsersSeen, PostureFinding or ConsentRequest")
 
     # users ----------------------------------------------------------------------------------
 
@@ -151,7 +160,7 @@ class ScanWriter:
             "id": self._id(user.id), "provider": self.provider, "email": user.email, "name": user.name,
             "role": user.role, "org_unit": user.org_unit, "suspended": int(user.suspended),
             "is_admin": None if user.is_admin is None else int(user.is_admin),
-            "aliases": aliases_json(user), "first_seen": self.now, "last_seen": self.now,
+            "aliases": aliases_json(user), "first_seen": self.now, "last_seen": self.now, "listed_digest": user.digest,
         }
         if row["id"] not in self._users:
             self.counts["users"] += 1
@@ -169,16 +178,18 @@ class ScanWriter:
             [[row[column] for column in USER_COLUMNS] for row in self._users.values()],
             """on conflict(id) do update set email = excluded.email, name = excluded.name, role = excluded.role,
                  org_unit = excluded.org_unit, suspended = excluded.suspended, is_admin = excluded.is_admin,
-                 aliases = excluded.aliases, last_seen = excluded.last_seen""",
+                 aliases = excluded.aliases, last_seen = excluded.last_seen, listed_digest = excluded.listed_digest""",
         )
         self._users.clear()
 
     def _flush_notes(self) -> None:
-        """LastUsed and GrantsListed wait in temp tables until finish() applies them."""
+        """LastUsed, GrantsListed and UsersSeen wait in temp tables until finish() applies them."""
         insert_rows(self.db.conn, "insert into temp._uses (user_id, app_id, at)", self._uses)
         insert_rows(self.db.conn, "insert or ignore into temp._listed_users (user_id)", self._listed)
+        insert_rows(self.db.conn, "insert or ignore into temp._seen_users (user_id)", self._seen)
         self._uses.clear()
         self._listed.clear()
+        self._seen.clear()
 
     # apps -----------------------------------------------------------------------------------
 
@@ -301,6 +312,7 @@ class ScanWriter:
         self._flush_grants()
         self._flush_notes()
         self._apply_last_used()
+        self.db.execute("update users set last_seen = ? where id in (select user_id from temp._seen_users)", [self.now])
         self._revoke_unseen(incremental=run.mode == "incremental")
         people = refresh_people(self.db, scanned=self.provider)
         if incremental:  # only what this scan touched (store.incremental)
