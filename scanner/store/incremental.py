@@ -61,13 +61,16 @@ def track_derived_changes(db: Database) -> None:
     temp_table(db, "_touched_users", "user_id text primary key, old_role text", rowid=False)
     temp_table(db, "_touched_apps", "app_id text primary key", rowid=False)
     # An upsert fires the insert trigger whether it inserts or updates: it reads the row as it was.
+    # The first note of a row is the one kept: `where not exists`, not `or ignore`, since a
+    # trigger takes the conflict handling of the statement that fired it (an upsert's).
     db.execute(
         f"""create temp trigger if not exists _derived_grant_written before insert on grants
             begin
-              insert or ignore into _touched_grants (grant_id, user_id, app_id, was_active, was_rank, was_wide)
+              insert into _touched_grants (grant_id, user_id, app_id, was_active, was_rank, was_wide)
               select new.id, new.user_id, new.app_id, prior.id is not null and prior.revoked_at is null,
                 {_RANK.format('prior.risk')}, prior.tenant_wide
-              from (select 1) left join main.grants as prior on prior.id = new.id;
+              from (select 1) left join main.grants as prior on prior.id = new.id
+              where not exists (select 1 from _touched_grants where grant_id = new.id);
             end"""
     )
     db.execute(
@@ -76,21 +79,27 @@ def track_derived_changes(db: Database) -> None:
               or old.last_used is not new.last_used or old.tenant_wide is not new.tenant_wide
               or old.first_seen is not new.first_seen
             begin
-              insert or ignore into _touched_grants (grant_id, user_id, app_id, was_active, was_rank, was_wide)
-              values (old.id, old.user_id, old.app_id, old.revoked_at is null, {_RANK.format('old.risk')}, old.tenant_wide);
+              insert into _touched_grants (grant_id, user_id, app_id, was_active, was_rank, was_wide)
+              select old.id, old.user_id, old.app_id, old.revoked_at is null, {_RANK.format('old.risk')}, old.tenant_wide
+              where not exists (select 1 from _touched_grants where grant_id = old.id);
             end"""
     )
     db.execute(
         """create temp trigger if not exists _derived_user_changed before update on users
            when old.email is not new.email or old.name is not new.name or old.role is not new.role
              or old.org_unit is not new.org_unit or old.suspended is not new.suspended or old.person_id is not new.person_id
-           begin insert or ignore into _touched_users (user_id, old_role) values (old.id, old.role); end"""
+           begin
+             insert into _touched_users (user_id, old_role) select old.id, old.role
+             where not exists (select 1 from _touched_users where user_id = old.id);
+           end"""
     )
     db.execute(
         """create temp trigger if not exists _derived_app_changed after update on apps
            when old.name is not new.name or old.ownership is not new.ownership or old.status is not new.status
              or old.risk is not new.risk or old.catalog_id is not new.catalog_id or old.product_id is not new.product_id
-           begin insert or ignore into _touched_apps (app_id) values (old.id); end"""
+           begin
+             insert into _touched_apps (app_id) select old.id where not exists (select 1 from _touched_apps where app_id = old.id);
+           end"""
     )
 
 
