@@ -14,6 +14,7 @@ from .config import Config, ConfigError, ConfigKey
 from .hookspecs import hookimpl
 from .providers import (
     App, ConsentRequest, Grant, GrantsListed, LastUsed, PostureFinding, Provider, ProviderError, Record, ScanRun, User,
+    UsersSeen,
 )
 from .revokers import GrantGone, PlannedGrant, Revoker, Target, WriteFailed, WriteNotConfigured, WriteUncertain, registered_revokers
 from .catalog import AUDIENCES, STATUSES, CatalogError, client_id_columns
@@ -23,16 +24,16 @@ from .schema import STATUSES_NEEDING_REVIEW
 from .scopes import RISK_RANK, scope_risk
 from .scan import ScanLock, ScanLocked
 from .served import ServedInventory, served_inventory
-from .store import ScanChanges, create_private_file, open_db
+from .store import AffectedFindings, ScanChanges, create_private_file, open_db
 from .timestamps import iso, normalize_timestamp, parse_iso, utc_now
 
 __all__ = [
-    "AUDIENCES", "CatalogError", "DECISION_FIELDS", "ReviewError", "STATUSES", "client_id_columns", "decide", "decided_provider_requests", "find_person",
+    "AffectedFindings", "AUDIENCES", "CatalogError", "DECISION_FIELDS", "ReviewError", "STATUSES", "client_id_columns", "decide", "decided_provider_requests", "find_person",
     "products_of_person", "request_review",
     "App", "Config", "ConfigError", "ConfigKey", "ConsentRequest", "Grant", "GrantsListed", "LastUsed", "PostureFinding", "Provider",
     "ProviderError", "RISK_RANK", "Record", "STATUSES_NEEDING_REVIEW", "ScanChanges", "ScanRun", "ServedInventory", "User",
     "classify_role", "create_private_file", "hookimpl", "iso", "normalize_timestamp", "open_db", "parse_iso",
     "scope_risk", "served_inventory", "utc_now",
     "GrantGone", "PlannedGrant", "Revoker", "ScanLock", "ScanLocked", "Target", "WriteFailed", "WriteNotConfigured", "WriteUncertain",
-    "registered_revokers",
+    "registered_revokers", "UsersSeen",
 ]

@@ -48,6 +48,9 @@ class User:
     suspended: bool = False
     is_admin: bool | None = None  # an administrator of the tenant (None: the service does not say)
     aliases: list[str] = field(default_factory=list)  # other addresses of this account (never contact addresses)
+    # What the service said of the account, digested (any 64-bit integer the provider computes
+    # the same way each time): a later scan that finds the same digest may yield UsersSeen instead.
+    digest: int | None = None
 
 
 @dataclass
@@ -90,6 +93,15 @@ class GrantsListed:
     so the user's grants not seen in this scan were revoked."""
 
     user_id: str
+
+
+@dataclass
+class UsersSeen:
+    """Accounts the service still has exactly as the provider last yielded them (the same
+    User.digest): only when they were last seen changes. Cheaper than yielding each User
+    again in an incremental scan that lists the whole directory."""
+
+    user_ids: list[str]
 
 
 POSTURE_RESULTS = ("pass", "fail", "unknown")
@@ -137,7 +149,7 @@ class ConsentRequest:
     completed_at: str | None = None
 
 
-Record = Union[User, App, Grant, LastUsed, GrantsListed, PostureFinding, ConsentRequest]
+Record = Union[User, App, Grant, LastUsed, GrantsListed, PostureFinding, ConsentRequest, UsersSeen]
 
 
 @dataclass
@@ -157,6 +169,8 @@ class ScanRun:
     new_state: dict = field(default_factory=dict)
     api_calls: int = 0
     retries: int = 0
+    # Service id -> User.digest of the users already in the inventory (None: never given one).
+    known_user_digests: Callable[[], dict[str, int | None]] = dict
 
     def incremental_allowed(self) -> bool:
         """An incremental scan needs a succeeded full scan in the last 7 days and no --full."""

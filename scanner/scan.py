@@ -132,6 +132,7 @@ def _scan_one(db: Database, provider_class: type[Provider], config: Config, *, f
         state=json.loads(previous["state"]) if previous and previous["state"] else {},
         progress=progress,
         known_user_ids=lambda: store.known_user_ids(db, name),
+        known_user_digests=lambda: store.known_user_digests(db, name),
         now=now,
     )
     scan_id = store.start_scan(db, name, now)
@@ -139,7 +140,7 @@ def _scan_one(db: Database, provider_class: type[Provider], config: Config, *, f
     try:
         provider = provider_class(config)
         with db.atomic():
-            writer = store.ScanWriter(db, scan_id, name, now, baseline=previous_full is None)
+            writer = store.ScanWriter(db, scan_id, name, now, baseline=previous_full is None, run=run)
             for record in provider.scan(run):
                 writer.add(record)
             scan = writer.finish(run, history_days=history_days)
@@ -152,7 +153,7 @@ def _scan_one(db: Database, provider_class: type[Provider], config: Config, *, f
         log.error("%s: scan failed, the previous inventory is unchanged: %s", name, message, exc_info=log.isEnabledFor(logging.DEBUG) and not isinstance(error, ProviderError))
         return db["scans"].get(scan_id)
     progress.close()
-    changes = store.ScanChanges(db, scan_id, dict(writer.changes))
+    changes = store.ScanChanges(db, scan_id, dict(writer.changes), affected=writer.affected)
     log.debug(
         "%s: %s scan succeeded: %d users, %d apps, %d grants, %d API calls; changes: %s",
         name, scan["mode"], scan["users_seen"], scan["apps_seen"], scan["grants_seen"], scan["api_calls"],

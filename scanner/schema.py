@@ -300,6 +300,8 @@ INDEXES = [
     ("catalog_history", ["catalog_id", "id"]),
     ("review_requests", ["product_id", "status"]),
     ("review_requests", ["email"]),
+    # An incremental scan rebuilds the unapproved_usage rows of the accounts it touched (store.incremental).
+    ("unapproved_usage", ["user_id"]),
 ]
 
 # One row an app, counts kept on `apps` by the store after every scan.
@@ -628,6 +630,13 @@ select catalog_history.id, catalog_history.changed_at, catalog_history.changed_b
 from catalog_history
 order by catalog_history.id desc
 """
+
+@migrations(name="0009_incremental")
+def m0009_incremental(db: Database) -> None:
+    """users.listed_digest: what the provider last said of the account, digested (User.digest), so
+    an incremental scan that lists the whole directory rewrites only the accounts that changed."""
+    db["users"].add_column("listed_digest", int)
+
 
 VIEWS = {
     "app_summary": APP_SUMMARY,

@@ -19,6 +19,7 @@ FROZEN = {
     "0006_chrome": "058b85d47dcb",
     "0007_revoke": "469437a0acd1",
     "0008_review": "bb1582361ef8",
+    "0009_incremental": "bd4c8fe7b108",
 }
 
 

@@ -6,6 +6,7 @@ format. Everything here is plain request -> answer logic; emulators.google.serve
 puts it behind an HTTP server.
 
     GET    /admin/directory/v1/users                          users.list (customer|domain, maxResults<=500, pageToken, query)
+    GET    /admin/directory/v1/users/{userKey}                users.get (an id, a primary address or an alias)
     GET    /admin/directory/v1/users/{userKey}/tokens         tokens.list (no paging; `items` omitted when empty)
     GET    /admin/directory/v1/users/{userKey}/tokens/{id}    tokens.get
     DELETE /admin/directory/v1/users/{userKey}/tokens/{id}    tokens.delete (records a `revoke` event)
@@ -44,6 +45,13 @@ request and by `token_fault_rate` per token request):
 
 A batch part can only fail with the HTTP kinds: a connection fault hits a whole request.
 
+users.list `query` takes space-separated clauses, all of which must hold (as Google's
+search): `email:<prefix>*` (the primary address starts with it; `email:<address>` is the
+address itself), `isSuspended=`, `isAdmin=` and `orgUnitPath=` (the unit and every unit
+under it, as Google documents). Google's search data can lag behind the directory by up to
+36 hours: with `search_lag` set, a user created less than that many seconds ago (by
+`creationTime`) is in users.list without a query and in users.get, but no search finds it yet.
+
 Page tokens carry where the listing started. `page_token_lifetime` refuses tokens of a
 listing older than that; `expire_page_tokens` ({"users.list": 2}) marks the next tokens a
 method hands out as refused. users.list refuses with 503 backendError "Service unavailable.
@@ -76,7 +84,7 @@ import orjson
 from ..clock import Clock
 from .chrome import ChromeFailure, ChromeManagementAPI
 from .oauth import AccessToken, TokenService
-from .tenant import RETENTION, DirectoryUser, Event, GoogleTenant, rfc3339, to_micros
+from .tenant import RETENTION, DirectoryUser, Event, GoogleTenant, parse_time, rfc3339, to_micros
 
 AUTH = "https://www.googleapis.com/auth/"
 USER_SCOPES = {AUTH + "admin.directory.user.readonly", AUTH + "admin.directory.user"}
@@ -94,6 +102,7 @@ USERS_PAGE_TOKEN_EXPIRED = ("Service unavailable. Please try again", "backendErr
 JSON_TYPE = "application/json; charset=UTF-8"
 
 _USERS = re.compile(r"^/admin/directory/v1/users$")
+_USER = re.compile(r"^/admin/directory/v1/users/([^/]+)$")
 _TOKENS = re.compile(r"^/admin/directory/v1/users/([^/]+)/tokens$")
 _TOKEN = re.compile(r"^/admin/directory/v1/users/([^/]+)/tokens/([^/]+)$")
 _ACTIVITIES = re.compile(r"^/admin/reports/v1/activity/users/([^/]+)/applications/([^/]+)$")
@@ -130,6 +139,7 @@ class Knobs:
     reports_error: int | None = None  # 403 or 503: the Reports API refuses every call
     report_lag: float = 0.0  # seconds before an event shows in the Reports API
     delete_after_listed: tuple[str, ...] = ()  # user ids deleted right after users.list returned them
+    search_lag: float = 0.0  # seconds before a new user shows in users.list searches (a `query`)
     policy_api_disabled: bool = False  # the Cloud Identity API is off in the service account's project
     policy_blank_pages: int = 0  # policies.list answers this many empty pages (with a nextPageToken) first
 
@@ -154,7 +164,7 @@ def _checked_knob(knobs: Knobs, name: str, value: Any) -> Any:
 
     if name in ("fault_rate", "batch_fault_rate", "token_fault_rate"):
         return number(0, 1)
-    if name in ("latency", "report_lag", "stall_seconds", "token_lifetime"):
+    if name in ("latency", "report_lag", "stall_seconds", "token_lifetime", "search_lag"):
         return number(0)
     if name in ("retry_after", "fault_seed"):
         return number(0, integer=True)
@@ -414,6 +424,8 @@ class GoogleAPI:
             return {"GET": "tokens.get", "DELETE": "tokens.delete"}.get(method, "unknown")
         if _USERS.match(path):
             return "users.list" if method == "GET" else "unknown"
+        if _USER.match(path):
+            return "users.get" if method == "GET" else "unknown"
         if _ACTIVITIES.match(path):
             return "activities.list" if method == "GET" else "unknown"
         if _ORGUNITS.match(path):
@@ -541,6 +553,11 @@ class GoogleAPI:
             return 200, self._orgunits_list(unquote(_ORGUNITS.match(path).group(1)), query)
         if name == "policies.list":
             return 200, self._policies_list(query)
+        if name == "users.get":
+            user = self.tenant.find_user(unquote(_USER.match(path).group(1)))
+            if user is None:
+                raise _not_found("userKey")
+            return 200, _mask(self._user_json(user), query.get("fields"))
         if name.startswith("chrome."):
             try:
                 return 200, self.chrome.dispatch(path, query)
@@ -580,15 +597,23 @@ class GoogleAPI:
         if customer and customer not in ("my_customer", self.tenant.customer_id):
             raise _bad_request()
         limit = _int_param(query, "maxResults", 100, 1, 500)
-        matches = _user_filter(query.get("query", ""), domain)
+        search = query.get("query", "")
+        matches, prefix = _user_filter(search, domain)
+        if search and self.knobs.search_lag:
+            indexed_before = self.clock.now() - dt.timedelta(seconds=self.knobs.search_lag)
+            found = matches
+            matches = lambda user: found(user) and parse_time(user.creation_time) <= indexed_before  # noqa: E731
         position = self._page_position("users.list", query.get("pageToken"))
         after = position.get("after", "")
         emails = self.tenant.users_by_email()
-        start = bisect.bisect_right(emails, (after, "\uffff"))
+        # An address prefix is a range of the sorted addresses: start there, stop past it.
+        start = bisect.bisect_right(emails, (max(after, prefix), "\uffff") if after >= prefix else (prefix, ""))
         page: list[DirectoryUser] = []
         more = False
         if query.get("showDeleted") != "true":
             for email, user_id in emails[start:]:
+                if not email.startswith(prefix):
+                    break
                 user = self.tenant.users.get(user_id)
                 if user is None or not matches(user):
                     continue
@@ -914,19 +939,30 @@ def _client_filter(filters: str | None) -> str | None:
     return match.group(1)
 
 
-_QUERY_CLAUSE = re.compile(r"(isSuspended|isAdmin|orgUnitPath)=('[^']*'|\"[^\"]*\"|\S+)")
+_QUERY_CLAUSE = re.compile(r"(isSuspended|isAdmin|orgUnitPath)=('[^']*'|\"[^\"]*\"|\S+)|email:('[^']*'|\"[^\"]*\"|\S+)")
 
 
-def _user_filter(query: str, domain: str | None):
-    """users.list `query`: space-separated clauses (AND) of isSuspended=, isAdmin=, orgUnitPath=."""
+def _user_filter(query: str, domain: str | None) -> tuple[Callable[[DirectoryUser], bool], str]:
+    """users.list `query`: space-separated clauses (AND) of email:, isSuspended=, isAdmin=,
+    orgUnitPath=. Returns the test and the address prefix every match starts with ("" for any)."""
     clauses = []
+    prefix = ""
     rest = _QUERY_CLAUSE.sub("", query).strip()
     if rest:
         raise _bad_request("Invalid Input: " + query, "invalid")
-    for field_name, raw in _QUERY_CLAUSE.findall(query):
-        value = raw.strip("'\"")
-        if field_name == "orgUnitPath":
-            clauses.append(lambda u, v=value: u.org_unit_path == v)
+    for field_name, raw, email in _QUERY_CLAUSE.findall(query):
+        value = (raw or email).strip("'\"")
+        if not field_name:
+            wanted = value.lower()
+            if wanted.endswith("*"):
+                wanted = wanted[:-1]
+                clauses.append(lambda u, w=wanted: u.primary_email.lower().startswith(w))
+            else:
+                clauses.append(lambda u, w=wanted: u.primary_email.lower() == w)
+            prefix = max(prefix, wanted) if wanted.startswith(prefix) else wanted
+        elif field_name == "orgUnitPath":
+            # Google: "matches all org unit chains under the target".
+            clauses.append(lambda u, v=value.rstrip("/") + "/": (u.org_unit_path.rstrip("/") + "/").startswith(v))
         else:
             wanted = value.lower() == "true"
             attribute = "suspended" if field_name == "isSuspended" else "is_admin"
@@ -934,7 +970,7 @@ def _user_filter(query: str, domain: str | None):
     if domain:
         suffix = "@" + domain.lower()
         clauses.append(lambda u: u.primary_email.lower().endswith(suffix))
-    return lambda user: all(clause(user) for clause in clauses)
+    return (lambda user: all(clause(user) for clause in clauses)), prefix
 
 
 _CEL_STRING = r"""('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")"""

@@ -58,9 +58,10 @@ def register_config_sections(register):
 
 @hookimpl
 def scan_finished(db, scan, changes, config):
-    """Queue an alert for every new finding, and suppress pending ones that went away."""
+    """Queue an alert for every new finding, and suppress pending ones that went away (after an
+    incremental scan, among the findings of the accounts and apps it touched)."""
     now = scan.get("finished_at") or iso(utc_now())
-    counts = queue.sync_configured(db, now, config.section("alerts"))
+    counts = queue.sync_configured(db, now, config.section("alerts"), scope=getattr(changes, "affected", None))
     if any(counts.values()):
         log.info("alerts: %d queued, %d suppressed, %d back in the queue", counts["queued"], counts["suppressed"], counts["revived"])
 

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 
 from sqlite_utils import Database, Migrations
 
-from scanner import iso, parse_iso
+from scanner import AffectedFindings, iso, parse_iso
 
 migrations = Migrations("alerts_email")
 
@@ -84,10 +84,34 @@ def ensure_alerts_tables(db: Database) -> None:
     digest_migrations.apply(db)  # what the IT digest has told (a set of its own, numbered on its own)
 
 
-def stage_findings(db: Database, kinds: Sequence[str]) -> None:
+def stage_findings(db: Database, kinds: Sequence[str], scope: AffectedFindings | None = None) -> None:
     """Fill temp._alert_findings with the findings the inventory shows right now, for these
-    kinds: one row per (user, app, kind). Done in SQL, so a district of any size costs no memory."""
+    kinds: one row per (user, app, kind); with a scope, only the findings of its accounts and
+    apps. Done in SQL, so a district of any size costs no memory."""
     kind_list = ",".join("?" * len(kinds))
+    users_sql, apps_sql = (scope.users_sql, scope.apps_sql) if scope else (None, None)
+    # Rows of the accounts in scope (through unapproved_usage's user_id index) and of the apps in
+    # scope, each part only when it has any: an empty `in` would still read the whole table.
+    accounts, apps = scope.counts(db) if scope else (0, 0)
+    if scope is None:
+        usage = "select app_id, user_id, grant_id, reason, status from unapproved_usage"
+        tenant_wide = "select app_id, user_id, grant_id, reason, status from unapproved_grants where user_id is null"
+    else:
+        parts = ([f"select app_id, user_id, grant_id, reason, status from unapproved_usage where user_id in ({users_sql})"]
+                 if accounts else [])
+        if apps:
+            parts.append("select app_id, user_id, grant_id, reason, status from unapproved_usage "
+                         f"where app_id in ({apps_sql}) and user_id not in ({users_sql})")
+        usage = " union all ".join(parts) or "select null, null, null, null, null where 0"
+        tenant_wide = ("select app_id, user_id, grant_id, reason, status from unapproved_grants "
+                       f"where user_id is null and app_id in ({apps_sql})" if apps else "select null, null, null, null, null where 0")
+    def in_scope(table: str = "") -> str:
+        if scope is None:
+            return ""
+        if apps:
+            return f" and ({table}user_id in ({users_sql}) or {table}app_id in ({apps_sql}))"
+        return f" and {table}user_id in ({users_sql})"
+
     # The core holds the rule (third-party, status, audience): unapproved_usage has the
     # per-account rows, unapproved_grants the tenant-wide consents (no user) by the same
     # rule. Several grants of one user and app (Microsoft resources) are one finding.
@@ -98,9 +122,9 @@ def stage_findings(db: Database, kinds: Sequence[str]) -> None:
                 case when reason = 'outside audience' then 'outside_audience'
                      when status = 'denied' then 'denied' else 'unapproved' end as kind
               from (
-                select app_id, user_id, grant_id, reason, status from unapproved_usage
+                {usage}
                 union all
-                select app_id, user_id, grant_id, reason, status from unapproved_grants where user_id is null
+                {tenant_wide}
               )
             )
             where kind in ({kind_list})
@@ -115,7 +139,7 @@ def stage_findings(db: Database, kinds: Sequence[str]) -> None:
                select app_id, user_id, 'access_removed', user_id, min(grant_id),
                  json_object('plan_id', max(plan_id), 'removed_at', max(finished_at))
                from revoke_actions
-               where action = 'revoke' and state = 'done' and user_id is not null
+               where action = 'revoke' and state = 'done' and user_id is not null""" + in_scope() + """
                group by app_id, user_id"""
         )
     if "scope_creep" in kinds:
@@ -126,7 +150,8 @@ def stage_findings(db: Database, kinds: Sequence[str]) -> None:
                select scope_creep.app_id, ifnull(scope_creep.user_id, ''), 'scope_creep', scope_creep.user_id,
                  min(scope_creep.grant_id), json_object('extra_scopes', json_group_array(distinct extra.value))
                from scope_creep join apps on apps.id = scope_creep.app_id, json_each(scope_creep.extra_scopes) as extra
-               where apps.ownership = 'third_party' and apps.status in ('approved', 'conditional')
+               where apps.ownership = 'third_party' and apps.status in ('approved', 'conditional')"""
+            + in_scope("scope_creep.") + """
                group by scope_creep.app_id, scope_creep.user_id"""
         )
 
@@ -139,16 +164,26 @@ _MATCHES_FINDING = """
 """
 
 
-def sync_alerts(db: Database, now: str, kinds: Sequence[str]) -> dict[str, int]:
+def sync_alerts(db: Database, now: str, kinds: Sequence[str], scope: AffectedFindings | None = None) -> dict[str, int]:
     """Bring the `alerts` rows of these kinds in line with the inventory, in one transaction.
 
     New findings become pending rows; pending rows whose finding went away (grant
     revoked, app approved) become suppressed; suppressed rows whose finding is back
     become pending again. Rows being sent right now, sent and failed rows are never
     touched. Returns counts of queued, suppressed and revived rows.
+
+    With a scope (an incremental scan's ScanChanges.affected), only the rows of its
+    accounts and apps: nothing else can have changed. Their last_detected is then the
+    only one moved to `now`; `alerts send` syncs everything first, so reminders, the
+    digest and retention (which read last_detected) see every finding current.
     """
     ensure_alerts_tables(db)
     kind_list = ",".join("?" * len(kinds))
+    # The rows in scope, found through the user_id and (app_id, ...) indexes.
+    in_scope = "" if scope is None else (
+        f" and alerts.id in (select id from alerts where user_id in ({scope.users_sql})"
+        f" union select id from alerts where app_id in ({scope.apps_sql}))")
+    # (the rows in scope, through the user_id and app_id indexes: an update over alerts would read every row)
     with db.atomic():
         db.execute(
             "create temp table if not exists _alert_findings "
@@ -156,13 +191,13 @@ def sync_alerts(db: Database, now: str, kinds: Sequence[str]) -> dict[str, int]:
         )
         db.execute("create index if not exists temp._alert_findings_key on _alert_findings (app_id, user_key, kind)")
         db.execute("delete from temp._alert_findings")
-        stage_findings(db, kinds)
+        stage_findings(db, kinds, scope)
         # Existing rows first, so the new ones (already current) are not written twice.
         db.execute(
-            """update alerts set last_detected = ?, grant_id = f.grant_id, details = f.details
+            f"""update alerts set last_detected = ?, grant_id = f.grant_id, details = f.details
                from temp._alert_findings as f
                where f.app_id = alerts.app_id and f.user_key = ifnull(alerts.user_id, '')
-                 and f.kind = replace(alerts.kind, '_reminder', '')""",
+                 and f.kind = replace(alerts.kind, '_reminder', ''){in_scope}""",
             [now],
         )
         queued = db.execute(
@@ -179,23 +214,23 @@ def sync_alerts(db: Database, now: str, kinds: Sequence[str]) -> dict[str, int]:
                     else 'the app''s access was removed before the alert was sent' end
                 where status = 'pending' and sending_since is null
                   and replace(kind, '_reminder', '') in ({kind_list})
-                  and not exists ({_MATCHES_FINDING})""",
+                  and not exists ({_MATCHES_FINDING}){in_scope}""",
             [now, *kinds],
         ).rowcount
         revived = db.execute(
             f"""update alerts set status = 'pending', suppressed_at = null, note = null
                 where status = 'suppressed' and replace(kind, '_reminder', '') in ({kind_list})
-                  and exists ({_MATCHES_FINDING})""",
+                  and exists ({_MATCHES_FINDING}){in_scope}""",
             list(kinds),
         ).rowcount
     return {"queued": queued, "suppressed": suppressed, "revived": revived}
 
 
-def sync_configured(db: Database, now: str, settings: dict) -> dict[str, int]:
-    """sync_alerts for the kinds the [alerts] settings turn on (after a scan and before a send);
-    pending rows of a kind turned off are suppressed."""
+def sync_configured(db: Database, now: str, settings: dict, scope: AffectedFindings | None = None) -> dict[str, int]:
+    """sync_alerts for the kinds the [alerts] settings turn on (after a scan, only the scan's
+    scope if it has one, and before a send); pending rows of a kind turned off are suppressed."""
     outside_audience = settings["alert_outside_audience"]
-    counts = sync_alerts(db, now, [k for k in KINDS if k != "outside_audience" or outside_audience])
+    counts = sync_alerts(db, now, [k for k in KINDS if k != "outside_audience" or outside_audience], scope)
     if not outside_audience:
         hold_kind(db, "outside_audience", now, "not sent: [alerts] alert_outside_audience = false")
     return counts

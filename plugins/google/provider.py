@@ -4,9 +4,10 @@ A full scan lists users (users.list, 500 a page) and every user's tokens (tokens
 in concurrent batches paced to `requests_per_minute`), while other threads read the
 Reports API token log for last-used dates. An incremental scan (no --full, a full scan
 succeeded in the last 7 days, the Reports API answers) reads the token log since the
-last scan first and re-lists tokens only for users who authorized or revoked an app
-since then, plus users new to the inventory; users gone from the directory lose their
-grants.
+last scan first, lists users by address prefix, several listings at once (users.py), and
+re-lists tokens only for users who authorized or revoked an app since then, plus users
+new to the inventory and known users the listing did not return (a 404 there: the user
+was deleted, and loses their grants).
 
 Threads do the network calls and post what they got to one outbox; the scan's thread
 (the only one that touches the inventory) turns messages into records as they come,
@@ -24,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import datetime as dt
 import functools
+import hashlib
 import logging
 import queue
 import threading
@@ -31,7 +33,9 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from scanner import Config, GrantsListed, LastUsed, Provider, Record, ScanRun, iso
+import orjson
+
+from scanner import Config, GrantsListed, LastUsed, Provider, Record, ScanRun, UsersSeen, iso
 
 from .auth import Delegation
 from .calls import ApiCaller, CallCounter, GoogleClients, RateLimiter
@@ -88,6 +92,8 @@ class _GoogleScan:
     def __init__(self, config: Config, settings: dict[str, Any], delegation: Delegation, run: ScanRun):
         self.run, self.settings, self.delegation = run, settings, delegation
         self.roles = config.section("roles")
+        # A user's digest covers the [roles] rules too: new rules rewrite every account's role.
+        self.digest_key = hashlib.blake2b(orjson.dumps(self.roles, option=orjson.OPT_SORT_KEYS), digest_size=32).digest()
         self.internal_projects = {str(n).strip() for n in settings["internal_project_numbers"]}
         self.stop = threading.Event()
         self.limiter = RateLimiter(settings["requests_per_minute"])
@@ -105,6 +111,7 @@ class _GoogleScan:
         # Set when users are listed: who changed (incremental), who the inventory knows, who was seen.
         self.changed: _ChangedUsers | None = None
         self.known: set[str] = set()
+        self.digests: dict[str, int | None] = {}
         self.seen: set[str] = set()
         self.listed = 0
         self.estimate: int | None = None
@@ -155,11 +162,15 @@ class _GoogleScan:
         run, lister = self.run, self.lister
         self.changed = changed
         if changed is not None:
-            self.known = run.known_user_ids()
+            self.digests = run.known_user_digests()
+            self.known = set(self.digests)
         self.estimate = (run.previous or {}).get("users_seen") or None
         run.progress.start(self.estimate, unit="users")
         next_trim = time.monotonic() + TRIM_SECONDS
-        self.pager = UserPager(self.caller, self.settings["customer"], self.outbox, self.stop).start()
+        # An incremental scan lists the directory by address prefix, several listings at once
+        # (users.py); a full scan in one exact listing.
+        self.pager = UserPager(self.caller, self.settings["customer"], self.outbox, self.stop, sharded=changed is not None,
+                               also_fetch=changed.ids if changed is not None else ()).start()
         while self.pager is not None or not lister.idle or self.reader is not None:
             retry_in = lister.seconds_to_next_retry()
             yield from self._take_messages(block_for=1.0 if retry_in is None else min(1.0, retry_in + 0.01))
@@ -173,25 +184,36 @@ class _GoogleScan:
             if time.monotonic() >= next_trim:
                 release_freed_memory()
                 next_trim = time.monotonic() + TRIM_SECONDS
-        if changed is not None:
-            # Users gone from the directory: all their grants are gone with them.
-            for user_id in self.known - self.seen:
-                yield GrantsListed(user_id)
 
     def _users(self, page: list[dict[str, Any]]) -> Iterator[Record]:
         """A users.list page: the users, and whose tokens to list."""
         run, changed = self.run, self.changed
+        unchanged = []
         for user in page:
-            yield user_record(user, self.roles)
             user_id = user["id"]
+            digest = self._digest(user)
+            if changed is not None and self.digests.get(user_id) == digest:
+                unchanged.append(user_id)  # as the inventory has it: only its last_seen moves
+            else:
+                record = user_record(user, self.roles)
+                record.digest = digest
+                yield record
             if changed is None or user_id not in self.known or changed.includes(user_id, user.get("primaryEmail", "")):
                 self.lister.add(user_id)
             else:
                 run.progress.advance()
             if changed is not None:
                 self.seen.add(user_id)
+        if unchanged:
+            yield UsersSeen(unchanged)
         self.listed += len(page)
         run.progress.set_total(max(self.listed, self.estimate or 0))
+
+    def _digest(self, user: dict[str, Any]) -> int:
+        """The users.list entry (and the [roles] rules) as a 64-bit integer: the same account
+        listed the same way gives the same one."""
+        raw = hashlib.blake2b(orjson.dumps(user, option=orjson.OPT_SORT_KEYS), digest_size=8, key=self.digest_key).digest()
+        return int.from_bytes(raw, "big", signed=True)
 
     def _take_messages(self, block_for: float | None, changed: _ChangedUsers | None = None) -> Iterator[Record]:
         """Handle what the token workers, the users pager and the Reports readers posted;
@@ -213,6 +235,11 @@ class _GoogleScan:
             elif kind == "users_done":
                 self.pager, self.pages_owed = None, 0
                 self.run.progress.set_total(self.listed)
+                if self.changed is not None:
+                    # Known accounts the search did not return: deleted, or not in the search data
+                    # yet. Listing their tokens tells: a deleted one answers 404 and loses its grants.
+                    for user_id in self.known - self.seen:
+                        self.lister.add(user_id)
                 self.lister.finish_input()
             elif kind == "activity":
                 if self.reader is not None:  # (a page can trail another reader's failure)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlite_utils import Database
 
 from ..timestamps import iso
+from .incremental import AffectedFindings
 
 
 def start_scan(db: Database, provider: str, now: dt.datetime) -> int:
@@ -41,6 +42,12 @@ def last_succeeded_scan(db: Database, provider: str, *, full_only: bool = False)
     return rows[0] if rows else None
 
 
+def known_user_digests(db: Database, provider: str) -> dict[str, int | None]:
+    """Service ids (without the provider prefix) of the users in the inventory, and their User.digest."""
+    prefix = len(provider) + 1
+    return {row[0][prefix:]: row[1] for row in db.execute("select id, listed_digest from users where provider = ?", [provider])}
+
+
 def known_user_ids(db: Database, provider: str) -> set[str]:
     """Service ids (without the provider prefix) of the users in the inventory."""
     prefix = len(provider) + 1
@@ -54,6 +61,9 @@ class ScanChanges:
     db: Database
     scan_id: int
     counts: dict[str, int]
+    # An incremental scan: the accounts and apps whose findings may have changed (the rest are
+    # as the last scan left them). None: anything may have changed.
+    affected: AffectedFindings | None = None
 
     def __len__(self) -> int:
         return sum(self.counts.values())

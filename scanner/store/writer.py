@@ -19,10 +19,14 @@ from typing import Any
 from sqlite_utils import Database
 
 from .. import scopes
-from ..providers import App, ConsentRequest, Grant, GrantsListed, LastUsed, PostureFinding, Record, ScanRun, User
+from ..providers import App, ConsentRequest, Grant, GrantsListed, LastUsed, PostureFinding, Record, ScanRun, User, UsersSeen
 from ..timestamps import iso, normalize_timestamp
 from .database import insert_rows
 from .derived import DEFAULT_HISTORY_DAYS, apply_matching, purge_history, refresh_app_stats, refresh_unapproved_usage
+from .incremental import (
+    AffectedFindings, affected_scope, refresh_changed_app_stats, refresh_changed_unapproved_usage, stop_tracking,
+    track_derived_changes,
+)
 from .people import refresh_people, track_people_changes
 from .posture import PostureWriter, purge_posture
 from .products import refresh_products
@@ -56,7 +60,8 @@ def grant_id(provider: str, grant: Grant) -> str:
     return ":".join(parts)
 
 
-USER_COLUMNS = ("id", "provider", "email", "name", "role", "org_unit", "suspended", "is_admin", "aliases", "first_seen", "last_seen")
+USER_COLUMNS = ("id", "provider", "email", "name", "role", "org_unit", "suspended", "is_admin", "aliases", "first_seen", "last_seen",
+                "listed_digest")
 GRANT_COLUMNS = ("id", "provider", "user_id", "app_id", "scopes", "grant_type", "resource", "tenant_wide", "risk",
                  "first_seen", "last_seen", "last_used", "seen_scan_id")
 CHANGE_COLUMNS = ("scan_id", "provider", "kind", "app_id", "user_id", "grant_id", "scopes", "detected_at")
@@ -70,8 +75,9 @@ class ScanWriter:
 
     BATCH = 1000
 
-    def __init__(self, db: Database, scan_id: int, provider: str, now: dt.datetime, *, baseline: bool):
-        self.db, self.scan_id, self.provider = db, scan_id, provider
+    def __init__(self, db: Database, scan_id: int, provider: str, now: dt.datetime, *, baseline: bool,
+                 run: ScanRun | None = None):
+        self.db, self.scan_id, self.provider, self.run = db, scan_id, provider, run
         self.now = iso(now)
         self.baseline = baseline
         self.counts: Counter[str] = Counter()
@@ -83,6 +89,7 @@ class ScanWriter:
         self._uses: list[tuple] = []
         self._app_last_used: dict[str, str] = {}
         self._listed: list[tuple] = []
+        self._seen: list[tuple] = []
         self.posture = PostureWriter(db, scan_id, provider, self.now)
         db.execute("create temp table if not exists _listed_users (user_id text primary key)")
         # Every reported use, appended as reports come; finish() keeps the latest of each
@@ -90,9 +97,24 @@ class ScanWriter:
         # keeping the latest as they came cost 15 s of a 100,000-account scan (random upserts
         # into a large temp index), sorting them at the end costs 2.
         db.execute("create temp table if not exists _uses (user_id text not null, app_id text not null, at text not null)")
+        db.execute("create temp table if not exists _seen_users (user_id text primary key) without rowid")
         db.execute("delete from temp._listed_users")
+        db.execute("delete from temp._seen_users")
         db.execute("delete from temp._uses")
         track_people_changes(db)  # refresh_people then rebuilds only the people whose accounts changed
+        # Whether finish() refreshes only what changed (store.incremental): decided at the first
+        # write, by the mode the provider chose by then.
+        self._writing = False
+        self.incremental_refresh = False
+        self.affected: AffectedFindings | None = None  # what scan_finished hooks may limit themselves to
+
+    def _begin_writing(self) -> None:
+        if self._writing:
+            return
+        self._writing = True
+        if self.run is not None and self.run.mode == "incremental" and not self.baseline:
+            track_derived_changes(self.db)
+            self.incremental_refresh = True
 
     def _id(self, native: str | None) -> str | None:
         return None if native is None else f"{self.provider}:{native}"
@@ -118,11 +140,16 @@ class ScanWriter:
             self._listed.append((self._id(record.user_id),))
             if len(self._listed) >= self.BATCH:
                 self._flush_notes()
+        elif isinstance(record, UsersSeen):
+            self.counts["users"] += len(record.user_ids)
+            self._seen.extend((self._id(user_id),) for user_id in record.user_ids)
+            if len(self._seen) >= self.BATCH:
+                self._flush_notes()
         elif isinstance(record, (PostureFinding, ConsentRequest)):
             self.posture.add(record)
         else:
             raise TypeError(f"provider {self.provider} yielded {record!r}; expected User, App, Grant, LastUsed, "
-                            "GrantsListed, PostureFinding or ConsentRequest")
+                            "GrantsListed, UsersSeen, PostureFinding or ConsentRequest")
 
     # users ----------------------------------------------------------------------------------
 
@@ -133,7 +160,7 @@ class ScanWriter:
             "id": self._id(user.id), "provider": self.provider, "email": user.email, "name": user.name,
             "role": user.role, "org_unit": user.org_unit, "suspended": int(user.suspended),
             "is_admin": None if user.is_admin is None else int(user.is_admin),
-            "aliases": aliases_json(user), "first_seen": self.now, "last_seen": self.now,
+            "aliases": aliases_json(user), "first_seen": self.now, "last_seen": self.now, "listed_digest": user.digest,
         }
         if row["id"] not in self._users:
             self.counts["users"] += 1
@@ -144,22 +171,25 @@ class ScanWriter:
     def _flush_users(self) -> None:
         if not self._users:
             return
+        self._begin_writing()
         insert_rows(
             self.db.conn,
             f"insert into users ({', '.join(USER_COLUMNS)})",
             [[row[column] for column in USER_COLUMNS] for row in self._users.values()],
             """on conflict(id) do update set email = excluded.email, name = excluded.name, role = excluded.role,
                  org_unit = excluded.org_unit, suspended = excluded.suspended, is_admin = excluded.is_admin,
-                 aliases = excluded.aliases, last_seen = excluded.last_seen""",
+                 aliases = excluded.aliases, last_seen = excluded.last_seen, listed_digest = excluded.listed_digest""",
         )
         self._users.clear()
 
     def _flush_notes(self) -> None:
-        """LastUsed and GrantsListed wait in temp tables until finish() applies them."""
+        """LastUsed, GrantsListed and UsersSeen wait in temp tables until finish() applies them."""
         insert_rows(self.db.conn, "insert into temp._uses (user_id, app_id, at)", self._uses)
         insert_rows(self.db.conn, "insert or ignore into temp._listed_users (user_id)", self._listed)
+        insert_rows(self.db.conn, "insert or ignore into temp._seen_users (user_id)", self._seen)
         self._uses.clear()
         self._listed.clear()
+        self._seen.clear()
 
     # apps -----------------------------------------------------------------------------------
 
@@ -171,6 +201,7 @@ class ScanWriter:
             raise ValueError(f"app {app.id}: ownership must be third_party, internal or first_party, got {app.ownership!r}")
         self._apps_written.add(app_id)
         self.counts["apps"] += 1
+        self._begin_writing()
         self.db.execute(
             """insert into apps (id, provider, client_id, name, publisher, verified_publisher, ownership, homepage,
                  details, first_seen, last_seen, status, risk)
@@ -217,6 +248,7 @@ class ScanWriter:
     def _flush_grants(self) -> None:
         if not self._grants:
             return
+        self._begin_writing()
         self._flush_users()
         batch = self._grants
         self._grants = {}
@@ -274,15 +306,26 @@ class ScanWriter:
         """Complete the scan inside the caller's transaction; returns the finished `scans` row."""
         if run.mode not in ("full", "incremental"):
             raise ValueError(f"provider {self.provider} set mode {run.mode!r}; expected full or incremental")
+        self._begin_writing()
+        incremental = self.incremental_refresh and run.mode == "incremental"
         self._flush_users()
         self._flush_grants()
         self._flush_notes()
         self._apply_last_used()
+        self.db.execute("update users set last_seen = ? where id in (select user_id from temp._seen_users)", [self.now])
         self._revoke_unseen(incremental=run.mode == "incremental")
         people = refresh_people(self.db, scanned=self.provider)
-        refresh_app_stats(self.db, self.provider)
-        apply_matching(self.db)
-        refresh_unapproved_usage(self.db, self.provider)
+        if incremental:  # only what this scan touched (store.incremental)
+            refresh_changed_app_stats(self.db)
+            apply_matching(self.db)
+            self.affected = affected_scope(self.db)
+            stop_tracking(self.db)
+            refresh_changed_unapproved_usage(self.db, self.affected)
+        else:
+            stop_tracking(self.db)
+            refresh_app_stats(self.db, self.provider)
+            apply_matching(self.db)
+            refresh_unapproved_usage(self.db, self.provider)
         # A first scan records no new grants: it redoes every person's part of the products.
         partly = not (self.baseline or people.everyone)
         refresh_products(self.db, after_scan=self.scan_id if partly else None)
