@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from scanner import Config, GrantsListed, LastUsed, Provider, Record, ScanRun, iso
+from scanner import Config, GrantsListed, LastUsed, Provider, Record, ScanRun, iso, utc_now
 
 from .auth import Delegation
 from .calls import ApiCaller, CallCounter, GoogleClients, RateLimiter
@@ -127,7 +127,7 @@ class _GoogleScan:
         run = self.run
         yield from PostureReader(self.delegation, self.settings, self.limiter, self.counter, self.stop).findings()
         self.counter.sync()
-        started = dt.datetime.now(dt.timezone.utc)
+        started = utc_now()  # the scanner's clock, as every time the inventory keeps
         cursor = _parse_cursor(run.state.get("reports_cursor"))
         since = cursor - REPORT_LAG if cursor else started - RETENTION
         self.reader = BackgroundReader(self.caller, since, self.outbox, self.stop).start()
