@@ -123,6 +123,7 @@ def configure(args, workdir: Path, db_path: Path, google: GoogleEmulatorProcess,
 admin_email = "{GOOGLE_ADMIN}"
 service_account_file = "{key_file}"
 api_root = "{google.api_root}"
+policy_api_root = "{google.api_root}"
 requests_per_minute = {args.google_quota}
 """, f"""
 [microsoft]
