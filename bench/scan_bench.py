@@ -37,6 +37,10 @@ given the emulated apps' ids by name. --no-catalog scans a district that reviewe
 nothing yet, where every third-party grant is unapproved and alerts (the worst case
 for the work after each scan).
 
+--weeks N [--churn F] instead plays a school year of N weekly scans of both providers, with
+F of the accounts changing their grants each week, on a clock the benchmark sets, and reports
+how the inventory grows (bench/school_year.py).
+
 Not a test: nothing here is asserted; the targets are in docs/scale.md.
 """
 
