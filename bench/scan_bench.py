@@ -37,6 +37,10 @@ given the emulated apps' ids by name. --no-catalog scans a district that reviewe
 nothing yet, where every third-party grant is unapproved and alerts (the worst case
 for the work after each scan).
 
+--weeks N [--churn F] instead plays a school year of N weekly scans of both providers, with
+F of the accounts changing their grants each week, on a clock the benchmark sets, and reports
+how the inventory grows (bench/school_year.py).
+
 Not a test: nothing here is asserted; the targets are in docs/scale.md.
 """
 
@@ -123,7 +127,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-catalog", action="store_true", help="scan a district that has reviewed no app yet")
     parser.add_argument("--repeat", type=int, default=1,
                         help="run the Google full scan this many times on a fresh inventory (median and spread)")
+    parser.add_argument("--weeks", type=int, help="instead: a school year of this many weekly scans (bench/school_year.py)")
+    parser.add_argument("--churn", type=float, default=CHURN, help=f"with --weeks: share of accounts changing grants a week (default {CHURN})")
     args = parser.parse_args(argv)
+    if args.weeks is not None:
+        return school_year(parser, args)
     if args.users < BASELINE_SAMPLE:
         parser.error(f"--users must be at least {BASELINE_SAMPLE} (the baseline's sample)")
     if args.repeat < 1:
@@ -138,6 +146,22 @@ def main(argv: list[str] | None = None) -> None:
         pages = time_datasette(db_path, workdir / "app-inventory.toml")
     figures = summarize(args, google, microsoft, pages)
     print_table(args, google, microsoft, pages, figures)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+        print(f"\nFigures written to {args.json}")
+
+
+def school_year(parser, args) -> None:
+    """--weeks: the inventory's growth over a school year of weekly scans (bench/school_year.py)."""
+    from school_year import print_school_year, run_school_year
+
+    if args.weeks < 1 or not 0 < args.churn < 1:
+        parser.error("--weeks must be at least 1 and --churn between 0 and 1")
+    with tempfile.TemporaryDirectory(prefix="scan-bench-") as temporary:
+        workdir = args.workdir or Path(temporary)
+        workdir.mkdir(parents=True, exist_ok=True)
+        figures = run_school_year(args, workdir, workdir / "bench.db")
+    print_school_year(figures)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
         print(f"\nFigures written to {args.json}")

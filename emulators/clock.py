@@ -106,8 +106,31 @@ class ManualClock(Clock):
                 raise TimeoutError(f"{self._sleepers} thread(s) wait on the clock, not {count}, after {timeout:.0f} s")
 
 
+class SettableClock(Clock):
+    """The machine's time, moved to a chosen moment by `set()` and running on from there.
+
+    For a benchmark that plays a school year of weekly scans in minutes: between scans it
+    sets the date to the next week's, and time then runs at the machine's pace, so quotas,
+    retries and latency behave as with `Clock`. Only `time()` (dates) moves; `monotonic()`
+    (durations, quota buckets, token lifetimes) stays the machine's.
+    """
+
+    def __init__(self) -> None:
+        self._offset = 0.0
+        self._lock = threading.Lock()
+
+    def time(self) -> float:
+        with self._lock:
+            return time.time() + self._offset
+
+    def set(self, moment: float) -> None:
+        """From now on, time() reads `moment` (epoch seconds) plus the real time since."""
+        with self._lock:
+            self._offset = moment - time.time()
+
+
 def _nanoseconds(seconds: float) -> int:
     return round(seconds * 1_000_000_000)
 
 
-__all__ = ["Clock", "ManualClock"]
+__all__ = ["Clock", "ManualClock", "SettableClock"]

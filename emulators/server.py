@@ -42,7 +42,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from .clock import Clock
+from .clock import Clock, SettableClock
 
 CONTROL_PREFIX = "/_emulator/"
 CONTROL_KEY_HEADER = "X-Emulator-Key"
@@ -265,6 +265,10 @@ class ServedEmulator:
             self.gate.release()
         elif op == "held":
             return self.gate.held
+        elif op == "set_clock":
+            if not isinstance(self.clock, SettableClock):
+                raise ValueError("this emulator's clock cannot be set (start it with a SettableClock)")
+            self.clock.set(float(args["time"]))
         else:
             return self.provider_control(op, args)
         return {}
@@ -376,6 +380,11 @@ class EmulatorProcess:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    def set_clock(self, moment: float) -> None:
+        """Move the child's clock to `moment` (epoch seconds); it runs on from there. Only for a
+        child started with a settable clock (spec {"clock": "settable"})."""
+        self.control("set_clock", {"time": moment})
+
     def control(self, op: str, args: dict[str, Any]) -> Any:
         """Run a control in the child; requests.HTTPError (with the child's reason) when refused."""
         import requests
@@ -397,6 +406,12 @@ def serve_in_child(make: Callable[[dict[str, Any]], ServedEmulator]) -> None:
             sys.stdin.read()  # returns when the parent closes our stdin or dies
 
 
+def clock_for(spec: dict[str, Any]) -> Clock | None:
+    """The clock a child's spec asks for: a SettableClock for {"clock": "settable"} (a benchmark
+    that moves the date between scans), else None (the machine's time)."""
+    return SettableClock() if spec.get("clock") == "settable" else None
+
+
 def load_tenant_json(spec: dict[str, Any]) -> dict[str, Any] | None:
     """The tenant JSON a spec names (its "tenant_file"), or None."""
     if not spec.get("tenant_file"):
@@ -406,4 +421,4 @@ def load_tenant_json(spec: dict[str, Any]) -> dict[str, Any] | None:
 
 
 __all__ = ["CONTROL_PREFIX", "EmulatorHTTPServer", "EmulatorHandler", "EmulatorProcess", "GateControls", "RequestGate",
-           "ServedEmulator", "UnknownControl", "load_tenant_json", "serve_in_child"]
+           "ServedEmulator", "UnknownControl", "clock_for", "load_tenant_json", "serve_in_child"]

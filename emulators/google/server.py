@@ -44,7 +44,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..clock import Clock
-from ..server import EmulatorHandler, GateControls, EmulatorProcess, ServedEmulator, UnknownControl, load_tenant_json, serve_in_child
+from ..lifecycle import google_lifecycle
+from ..server import (
+    EmulatorHandler, GateControls, EmulatorProcess, ServedEmulator, UnknownControl, clock_for, load_tenant_json, serve_in_child,
+)
 from .chrome import district_fleet
 from .api import HTTP_FAULT_KINDS, Answer, GoogleAPI, Knobs, Stats
 from .oauth import TokenService, delegation_for, new_service_account_key
@@ -158,8 +161,12 @@ class EmulatorCore:
                                      sort_order=change.get("sort_order"))
         if op == "remove_policies":
             return tenant.remove_policies(change.get("setting"), org_unit=change.get("org_unit"))
+        if op == "lifecycle":  # accounts added, suspended and removed (emulators.lifecycle)
+            return google_lifecycle(tenant, add=change.get("add", 0), suspend=change.get("suspend", 0),
+                                    remove=change.get("remove", 0), seed=change.get("seed", 0),
+                                    protect=tuple(change.get("protect", ())))
         raise ValueError(f"unknown tenant change {op!r}; use authorize, revoke, use, add_user, delete_user, churn, "
-                         "set_policy or remove_policies")
+                         "set_policy, remove_policies or lifecycle")
 
 
 def _token_endpoint_failure(kind: str, retry_after: int) -> Answer:
@@ -296,15 +303,18 @@ class GoogleEmulatorProcess(GoogleControls, EmulatorProcess):
     `tenant` is tenant JSON (GoogleTenant.to_json()); or `build` holds build_tenant() arguments
     ({"users": 100000, "seed": 1, "grants_per_user": 8}) and the child builds it. `chrome` holds
     district_fleet() arguments ({"seed": 1}): the tenant's browsers get extensions too.
+    `settable_clock`: the child's clock is a SettableClock, moved by set_clock() (a benchmark's year).
     """
 
     module = "emulators.google.server"
 
     def __init__(self, tenant: dict[str, Any] | None = None, *, build: dict[str, Any] | None = None,
-                 knobs: dict[str, Any] | None = None, start_timeout: float = 600, chrome: dict[str, Any] | None = None):
+                 knobs: dict[str, Any] | None = None, start_timeout: float = 600, chrome: dict[str, Any] | None = None,
+                 settable_clock: bool = False):
         if (tenant is None) == (build is None):
             raise ValueError("give either tenant JSON or build_tenant arguments")
-        super().__init__({"build": build, "knobs": knobs or {}, "chrome": chrome}, tenant=tenant, start_timeout=start_timeout)
+        super().__init__({"build": build, "knobs": knobs or {}, "chrome": chrome, "clock": "settable" if settable_clock else None},
+                         tenant=tenant, start_timeout=start_timeout)
 
 
 def _emulator_for(spec: dict[str, Any]) -> GoogleEmulator:
@@ -312,7 +322,7 @@ def _emulator_for(spec: dict[str, Any]) -> GoogleEmulator:
     tenant = GoogleTenant.from_json(data) if data is not None else build_tenant(**spec["build"])
     if spec.get("chrome") is not None:
         tenant.chrome = district_fleet(tenant, **spec["chrome"])
-    return GoogleEmulator(tenant, knobs=spec.get("knobs") or {})
+    return GoogleEmulator(tenant, knobs=spec.get("knobs") or {}, clock=clock_for(spec))
 
 
 def main() -> None:

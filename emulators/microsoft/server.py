@@ -45,7 +45,10 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from ..clock import Clock
-from ..server import EmulatorHandler, GateControls, EmulatorProcess, ServedEmulator, UnknownControl, load_tenant_json, serve_in_child
+from ..lifecycle import microsoft_lifecycle
+from ..server import (
+    EmulatorHandler, GateControls, EmulatorProcess, ServedEmulator, UnknownControl, clock_for, load_tenant_json, serve_in_child,
+)
 from .graph import FAULT_STATUSES, GUID, JSON_TYPE, GraphRequest, GraphService, Knobs, Stats
 from .openid import SignInApp, SignInPages, UserSignIn
 from .signin import SignInService
@@ -313,6 +316,10 @@ class MicrosoftEmulator(MicrosoftControls, ServedEmulator):
         elif op == "openid_mint":
             return {"id_token": self.user_sign_in.mint_id_token(args["upn"], client_id=args["client_id"], nonce=args.get("nonce"),
                                                                 spoil_kind=args.get("spoil"))}
+        elif op == "lifecycle":  # accounts added, disabled and deleted (emulators.lifecycle)
+            with self.mutate() as tenant:
+                return microsoft_lifecycle(tenant, add=args.get("add", 0), suspend=args.get("suspend", 0),
+                                           remove=args.get("remove", 0), seed=args.get("seed", 0))
         elif op == "mutate_tenant":
             if args.get("method") not in MUTATIONS:
                 raise ValueError(f"the tenant change must be one of {', '.join(sorted(MUTATIONS))}")
@@ -341,17 +348,19 @@ class MicrosoftEmulatorProcess(MicrosoftControls, EmulatorProcess):
     """The emulator in a child process, for measurements of the scanner alone.
 
     Give it a tenant (object or JSON data) or a `build_tenant` spec such as
-    {"users": 100000, "grants_per_user": 8, "seed": 1}; knobs as a dict.
+    {"users": 100000, "grants_per_user": 8, "seed": 1}; knobs as a dict. `settable_clock`: the
+    child's clock is a SettableClock, moved by set_clock() (a benchmark's year).
     """
 
     module = "emulators.microsoft.server"
 
     def __init__(self, tenant: MicrosoftTenant | dict | None = None, *, generate: dict[str, Any] | None = None,
-                 knobs: dict[str, Any] | None = None, start_timeout: float = 300.0):
+                 knobs: dict[str, Any] | None = None, start_timeout: float = 300.0, settable_clock: bool = False):
         if (tenant is None) == (generate is None):
             raise ValueError("give either a tenant or a generate spec")
         data = tenant.to_json() if isinstance(tenant, MicrosoftTenant) else tenant
-        super().__init__({"build": generate, "knobs": knobs or {}}, tenant=data, start_timeout=start_timeout)
+        super().__init__({"build": generate, "knobs": knobs or {}, "clock": "settable" if settable_clock else None},
+                         tenant=data, start_timeout=start_timeout)
         self.tenant_id = self.client_id = ""
 
     def start(self) -> MicrosoftEmulatorProcess:
@@ -363,7 +372,7 @@ class MicrosoftEmulatorProcess(MicrosoftControls, EmulatorProcess):
 def _emulator_for(spec: dict[str, Any]) -> MicrosoftEmulator:
     data = load_tenant_json(spec)
     tenant = MicrosoftTenant.from_json(data) if data is not None else build_tenant(**spec["build"])
-    return MicrosoftEmulator(tenant, knobs=spec.get("knobs") or {})
+    return MicrosoftEmulator(tenant, knobs=spec.get("knobs") or {}, clock=clock_for(spec))
 
 
 def main() -> None:

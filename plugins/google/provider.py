@@ -35,7 +35,7 @@ from typing import Any
 
 import orjson
 
-from scanner import Config, GrantsListed, LastUsed, Provider, Record, ScanRun, UsersSeen, iso
+from scanner import Config, GrantsListed, LastUsed, Provider, Record, ScanRun, UsersSeen, iso, utc_now
 
 from .auth import Delegation
 from .calls import ApiCaller, CallCounter, GoogleClients, RateLimiter
@@ -134,7 +134,7 @@ class _GoogleScan:
         run = self.run
         yield from PostureReader(self.delegation, self.settings, self.limiter, self.counter, self.stop).findings()
         self.counter.sync()
-        started = dt.datetime.now(dt.timezone.utc)
+        started = utc_now()  # the scanner's clock, as every time the inventory keeps
         cursor = _parse_cursor(run.state.get("reports_cursor"))
         since = cursor - REPORT_LAG if cursor else started - RETENTION
         self.reader = BackgroundReader(self.caller, since, self.outbox, self.stop).start()

@@ -22,6 +22,8 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from scanner import utc_now
+
 from .calls import ApiCaller, ApiFailure, Cancelled, PageTokenRefused
 
 log = logging.getLogger(__name__)
@@ -154,7 +156,7 @@ class BackgroundReader:
     def __init__(self, caller: ApiCaller, since: dt.datetime, outbox: queue.Queue, stop: threading.Event):
         self.caller, self.outbox, self.stop = caller, outbox, stop
         self._windows: queue.Queue = queue.Queue()
-        for window in time_windows(since, dt.datetime.now(dt.timezone.utc)):
+        for window in time_windows(since, utc_now()):
             self._windows.put(window)
         self._room = threading.Semaphore(PAGES_AHEAD)
         self._failed = threading.Event()
