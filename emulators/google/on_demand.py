@@ -18,8 +18,11 @@ the same every time, so the emulator's answers, paging, ordering and changes are
 a GoogleTenant built from `district.materialize()`: the tests compare the two.
 
 The containers that stand in for GoogleTenant's dicts (`users`, `tokens`, `people`) answer
-the same calls; a user object they hand out is made for the call, so change users through
-the tenant's methods (add_user, delete_user), not by setting attributes on one.
+the same calls. Reading (`users.get(id)`, `tokens.get(id)`, `users.values()`) makes a user
+or a token list for the call; indexing (`users[id]`, `tokens[id]`) holds what it returns
+from then on, so setting `tenant.users[id].suspended = True`, or changing `tenant.tokens[id]`
+as GoogleTenant's own writes do, changes the tenant (a changed primary address is not
+re-sorted for users.list, as in GoogleTenant).
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ class OnDemandGoogleTenant(GoogleTenant):
         self._extra_sorted: list[tuple[str, str]] = []  # (lowercase primary address, id) of current added users
         self._deleted: set[str] = set()  # the district's users deleted since
         self._held: dict[str, list[Token]] = {}  # the tokens of users whose tokens changed, and of added users
+        self._held_users: dict[str, DirectoryUser] = {}  # the district's users handed out by `users[id]` (changeable)
         self.users = _Users(self)
         self.tokens = _Tokens(self)
         self.people = _People(self)
@@ -115,8 +119,12 @@ class OnDemandGoogleTenant(GoogleTenant):
         return str(_ID_BASE + _id_bits(self.district, key))
 
     def _user(self, key: int) -> DirectoryUser:
+        user_id = self._user_id(key)
+        held = self._held_users.get(user_id)
+        if held is not None:
+            return held
         person = self.district.person(key)
-        return DirectoryUser(self._user_id(key), person.email, person.given, person.family, person.google_org_unit,
+        return DirectoryUser(user_id, person.email, person.given, person.family, person.google_org_unit,
                              suspended=person.suspended, aliases=person.google_aliases)
 
     def _key_of_id(self, user_id: str) -> int | None:
@@ -185,6 +193,7 @@ class OnDemandGoogleTenant(GoogleTenant):
                 raise KeyError(user_id)
             else:
                 self._deleted.add(user_id)
+                self._held_users.pop(user_id, None)
             self._held.pop(user_id, None)
 
     def find_user(self, key: str) -> DirectoryUser | None:
@@ -348,6 +357,8 @@ class _Users(MutableMapping):
         user = self.get(user_id)
         if user is None:
             raise KeyError(user_id)
+        if user_id not in self._tenant._current_extra:
+            self._tenant._held_users[user_id] = user  # held: a change to it stays
         return user
 
     def __contains__(self, user_id: object) -> bool:
@@ -371,14 +382,30 @@ class _Users(MutableMapping):
             if user_id not in tenant._deleted:
                 yield user_id
 
-    def values(self):
-        tenant = self._tenant
-        return [*tenant._current_extra.values(), *(tenant._user(key) for key in range(tenant._size)
-                                                  if tenant._user_id(key) not in tenant._deleted)]
+    def values(self) -> _Values:
+        return _Values(self._tenant)
 
     def __len__(self) -> int:
         tenant = self._tenant
         return tenant._size - len(tenant._deleted) + len(tenant._current_extra)
+
+
+class _Values:
+    """users.values(): each current user, made as the iteration reaches them."""
+
+    def __init__(self, tenant: OnDemandGoogleTenant):
+        self._tenant = tenant
+
+    def __iter__(self) -> Iterator[DirectoryUser]:
+        tenant = self._tenant
+        yield from list(tenant._current_extra.values())
+        for key in range(tenant._size):
+            user = tenant._user(key)
+            if user.id not in tenant._deleted:
+                yield user
+
+    def __len__(self) -> int:
+        return len(self._tenant.users)
 
 
 class _Tokens(MutableMapping):
