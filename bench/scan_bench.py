@@ -1,6 +1,7 @@
 """Scan an emulated district of --users accounts on Google and Microsoft, and print the figures.
 
     python bench/scan_bench.py --users 100000 [--latency 0.08] [--google-quota 60000] [--repeat N] [--json FILE]
+                               [--providers google,chrome,microsoft]
 
 What runs, in this order (the emulators serve from child processes, so the scanner's
 memory is measured alone; every scan is `python -m scanner scan` in a child process too):
@@ -21,8 +22,13 @@ memory is measured alone; every scan is `python -m scanner scan` in a child proc
    - the raw fetch floor: the same Graph responses the scan reads, merely paged through
      with plain sequential requests (no parsing into records, no database);
    - a full scan, then 2% of accounts change their consents and a second scan.
-3. Datasette: app_summary and unapproved_usage on the resulting inventory, as signed-in
-   IT staff (through the sign-in form) with Datasette's own client (median of 5).
+3. Datasette: app_summary, product_summary and unapproved_usage on the resulting inventory,
+   as signed-in IT staff (through the sign-in form) with Datasette's own client (median of 5).
+
+--providers runs only some of the three (e.g. `--providers google` for a million accounts:
+the Google scans, the baseline and Datasette; figures of the others are left out). The
+Google emulator makes its district on demand (emulators.google.on_demand), so a million
+accounts cost it a few hundred megabytes rather than gigabytes.
 
 A steadier measure on a small shared machine: where it has two cores or more, each emulator
 is pinned to the last core and every scan to the others (os.sched_setaffinity), so the
@@ -82,7 +88,8 @@ SECRET_ENV = "APP_INVENTORY_BENCH_MS_SECRET"
 CHURN = 0.02
 BASELINE_SAMPLE = 1000
 GOOGLE_EXTRA_APPS = 40
-DATASETTE_PAGES = ("app_summary", "unapproved_usage")
+DATASETTE_PAGES = ("app_summary", "product_summary", "unapproved_usage")
+PROVIDERS = ("google", "chrome", "microsoft")
 IT_USERNAME = "bench-it"
 IT_HASH_ENV = "APP_INVENTORY_HASH_BENCH_IT"
 
@@ -129,9 +136,16 @@ def main(argv: list[str] | None = None) -> None:
                         help="run the Google full scan this many times on a fresh inventory (median and spread)")
     parser.add_argument("--weeks", type=int, help="instead: a school year of this many weekly scans (bench/school_year.py)")
     parser.add_argument("--churn", type=float, default=CHURN, help=f"with --weeks: share of accounts changing grants a week (default {CHURN})")
+    parser.add_argument("--providers", default=",".join(PROVIDERS),
+                        help="which to run, comma-separated (default google,chrome,microsoft; chrome needs google)")
     args = parser.parse_args(argv)
     if args.weeks is not None:
         return school_year(parser, args)
+    args.providers = [name.strip() for name in args.providers.split(",") if name.strip()]
+    if not args.providers or set(args.providers) - set(PROVIDERS):
+        parser.error(f"--providers takes {', '.join(PROVIDERS)} (comma-separated), not {', '.join(args.providers)!r}")
+    if "chrome" in args.providers and "google" not in args.providers:
+        parser.error("--providers: chrome runs in the Google tenant, so it needs google too")
     if args.users < BASELINE_SAMPLE:
         parser.error(f"--users must be at least {BASELINE_SAMPLE} (the baseline's sample)")
     if args.repeat < 1:
@@ -141,10 +155,12 @@ def main(argv: list[str] | None = None) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         db_path = workdir / "bench.db"
         remove_database(db_path)
-        google = bench_google(args, workdir, db_path)
-        microsoft = bench_microsoft(args, workdir, db_path, google["config_section"])
+        google = bench_google(args, workdir, db_path) if "google" in args.providers else None
+        section = google["config_section"] if google else ""
+        microsoft = bench_microsoft(args, workdir, db_path, section) if "microsoft" in args.providers else None
+        db_bytes = database_bytes(db_path)
         pages = time_datasette(db_path, workdir / "app-inventory.toml")
-    figures = summarize(args, google, microsoft, pages)
+    figures = summarize(args, google, microsoft, pages, db_bytes)
     print_table(args, google, microsoft, pages, figures)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
@@ -172,8 +188,9 @@ def school_year(parser, args) -> None:
 def bench_google(args, workdir: Path, db_path: Path) -> dict:
     say(f"Google: building a {args.users:,}-account tenant in the emulator process ...")
     knobs = {"latency": args.latency, "quota_per_minute": args.google_quota}
-    build = {"users": args.users, "seed": 1, "grants_per_user": 8, "extra_apps": GOOGLE_EXTRA_APPS}
-    with GoogleEmulatorProcess(build=build, knobs=knobs, chrome={"seed": 1}) as emulator:
+    build = {"users": args.users, "seed": 1, "grants_per_user": 8, "extra_apps": GOOGLE_EXTRA_APPS, "on_demand": True}
+    chrome = {"seed": 1} if "chrome" in args.providers else None
+    with GoogleEmulatorProcess(build=build, knobs=knobs, chrome=chrome, start_timeout=3600) as emulator:
         pin_emulator(emulator.pid)
         key = new_service_account_key(token_uri=emulator.token_uri)
         emulator.delegate(key, SCANNER_SCOPES + CHROME_SCOPES)
@@ -202,6 +219,9 @@ requests_per_minute = {args.google_quota}
         incremental = run_scan("Google incremental scan", db_path, config, "google", full=False, stats=emulator.stats,
                                reset=emulator.reset_stats)
         baseline = naive_google_baseline(emulator, key)
+        if not chrome:
+            return {"full": full, "repeats": repeats, "incremental": incremental, "chrome": None,
+                    "baseline_sample_seconds": baseline, "config_section": section}
         # Chrome extensions: the same tenant's browsers, paced to --chrome-quota (a full scan: there is no change feed).
         section += f"""
 [chrome]
@@ -410,7 +430,7 @@ def time_datasette(db_path: Path, config_path: Path) -> dict[str, float]:
     from plugins.signin.passwords import hash_password
     from scanner.serve import DATABASE_NAME, build_datasette
 
-    say("Datasette: timing app_summary and unapproved_usage ...")
+    say(f"Datasette: timing {', '.join(DATASETTE_PAGES)} ...")
     password = secrets.token_urlsafe(16)
     os.environ[IT_HASH_ENV] = hash_password(password)
     config_path.write_text(config_path.read_text(encoding="utf-8") + f"""
@@ -448,48 +468,64 @@ password_accounts = {{ {IT_USERNAME} = "{IT_HASH_ENV}" }}
 
 # --- Report -------------------------------------------------------------------------------
 
-def summarize(args, google: dict, microsoft: dict, pages: dict[str, float]) -> dict:
-    full, incremental = google["full"], google["incremental"]
-    quota_floor = full.api_calls / (args.google_quota / 60)
-    baseline = google["baseline_sample_seconds"] * args.users / BASELINE_SAMPLE
-    chrome = google["chrome"]
-    chrome_floor = chrome.api_calls / (args.chrome_quota / 60)
-    scans = [full, incremental, chrome, microsoft["full"], microsoft["second"]]
-    ratios = [scan.wall_seconds / (scan.api_calls / (args.google_quota / 60)) for scan in google["repeats"]]
-    return {
-        "users": args.users,
-        "catalog": not args.no_catalog,
-        "latency_seconds": args.latency,
-        "google_quota_per_minute": args.google_quota,
-        "google_quota_floor_seconds": round(quota_floor, 1),
-        "google_quota_floor_ratio": round(statistics.median(ratios), 3),
-        "google_quota_floor_ratio_runs": [round(ratio, 3) for ratio in ratios],
-        "google_quota_floor_ratio_spread": round(max(ratios) - min(ratios), 3),
-        "pinned_cores": {"emulators": CORES[-1:], "scans": CORES[:-1]} if len(CORES) > 1 else None,
-        "scan_cpu_seconds_per_1000_grants": round(full.cpu_seconds_per_1000_grants, 3),
-        "google_incremental_wall_seconds": round(incremental.wall_seconds, 1),
-        "db_bytes_per_account": round(microsoft["db_bytes"] / (2 * args.users)),
-        "google_baseline_seconds_extrapolated": round(baseline, 1),
-        "google_baseline_speedup": round(baseline / full.wall_seconds, 1),
-        "chrome_quota_per_minute": args.chrome_quota,
-        "chrome_quota_floor_seconds": round(chrome_floor, 1),
-        "chrome_quota_floor_ratio": round(chrome.wall_seconds / chrome_floor, 3),
-        "incremental_call_percent": round(100 * incremental.api_calls / full.api_calls, 2),
-        "microsoft_fetch_floor_seconds": round(microsoft["floor"]["seconds"], 1),
-        "microsoft_fetch_floor_ratio": round(microsoft["full"].wall_seconds / microsoft["floor"]["seconds"], 3),
+def summarize(args, google: dict | None, microsoft: dict | None, pages: dict[str, float], db_bytes: int) -> dict:
+    """The figures, as --json writes them; those of providers not run (--providers) are left out."""
+    figures: dict = {"users": args.users, "providers": args.providers, "catalog": not args.no_catalog,
+                     "latency_seconds": args.latency,
+                     "pinned_cores": {"emulators": CORES[-1:], "scans": CORES[:-1]} if len(CORES) > 1 else None,
+                     "db_bytes": db_bytes}
+    scans = bench_scans(google, microsoft)
+    if google:
+        full, incremental = google["full"], google["incremental"]
+        quota_floor = full.api_calls / (args.google_quota / 60)
+        baseline = google["baseline_sample_seconds"] * args.users / BASELINE_SAMPLE
+        ratios = [scan.wall_seconds / (scan.api_calls / (args.google_quota / 60)) for scan in google["repeats"]]
+        figures.update({
+            "google_quota_per_minute": args.google_quota,
+            "google_quota_floor_seconds": round(quota_floor, 1),
+            "google_quota_floor_ratio": round(statistics.median(ratios), 3),
+            "google_quota_floor_ratio_runs": [round(ratio, 3) for ratio in ratios],
+            "google_quota_floor_ratio_spread": round(max(ratios) - min(ratios), 3),
+            "scan_cpu_seconds_per_1000_grants": round(full.cpu_seconds_per_1000_grants, 3),
+            "google_incremental_wall_seconds": round(incremental.wall_seconds, 1),
+            "google_baseline_seconds_extrapolated": round(baseline, 1),
+            "google_baseline_speedup": round(baseline / full.wall_seconds, 1),
+            "incremental_call_percent": round(100 * incremental.api_calls / full.api_calls, 2),
+        })
+    if google and google["chrome"]:
+        chrome = google["chrome"]
+        chrome_floor = chrome.api_calls / (args.chrome_quota / 60)
+        figures.update({"chrome_quota_per_minute": args.chrome_quota, "chrome_quota_floor_seconds": round(chrome_floor, 1),
+                        "chrome_quota_floor_ratio": round(chrome.wall_seconds / chrome_floor, 3)})
+    if microsoft:
+        figures.update({
+            "microsoft_fetch_floor_seconds": round(microsoft["floor"]["seconds"], 1),
+            "microsoft_fetch_floor_ratio": round(microsoft["full"].wall_seconds / microsoft["floor"]["seconds"], 3),
+        })
+    if google and microsoft:
+        figures["db_bytes_per_account"] = round(microsoft["db_bytes"] / (2 * args.users))
+    figures.update({
         "peak_rss_mb": round(max(scan.peak_rss_mb for scan in scans), 1),
         "datasette_ms": {page: round(ms, 1) for page, ms in pages.items()},
         "scans": [{**asdict(scan), "calls_per_second": round(scan.calls_per_second, 1),
                    "rows_per_second": round(scan.rows_per_second),
                    "cpu_seconds_per_1000_grants": round(scan.cpu_seconds_per_1000_grants, 3)} for scan in scans],
-    }
+    })
+    return figures
 
 
-def print_table(args, google: dict, microsoft: dict, pages: dict[str, float], figures: dict) -> None:
-    scans = [google["full"], google["incremental"], google["chrome"], microsoft["full"], microsoft["second"]]
+def bench_scans(google: dict | None, microsoft: dict | None) -> list[ScanFigures]:
+    """The scans that ran, in the order they ran (the Google full scan's repeats aside)."""
+    scans = [google["full"], google["incremental"], google["chrome"]] if google else []
+    scans += [microsoft["full"], microsoft["second"]] if microsoft else []
+    return [scan for scan in scans if scan]
+
+
+def print_table(args, google: dict | None, microsoft: dict | None, pages: dict[str, float], figures: dict) -> None:
+    scans = bench_scans(google, microsoft)
     catalog = "no catalog (nothing reviewed yet)" if args.no_catalog else "the example catalog's decisions"
     print(f"\n{args.users:,} accounts, {args.latency * 1000:.0f} ms per request, Google quota {args.google_quota:,}/min, "
-          f"{catalog}\n")
+          f"{catalog}, providers {', '.join(args.providers)}\n")
     pinned = figures["pinned_cores"]
     print(f"Cores: emulators on {pinned['emulators']}, scans on {pinned['scans']}\n" if pinned else
           "Cores: one only, nothing pinned\n")
@@ -497,31 +533,42 @@ def print_table(args, google: dict, microsoft: dict, pages: dict[str, float], fi
               f"{'db MB':>8}{'rows/s':>9}{'CPU s/1k grants':>17}")
     print(header)
     print("-" * len(header))
-    for scan in google["repeats"][:-1] + scans:
+    for scan in (google["repeats"][:-1] if google else []) + scans:
         print(f"{scan.label:<26}{scan.mode:>12}{scan.api_calls:>11,}{scan.http_requests:>9,}{scan.wall_seconds:>9.1f}"
               f"{scan.calls_per_second:>9,.0f}{scan.peak_rss_mb:>9.0f}{scan.db_mb:>8.0f}{scan.rows_per_second:>9,.0f}"
               f"{scan.cpu_seconds_per_1000_grants:>17.3f}")
     print()
-    runs = figures["google_quota_floor_ratio_runs"]
-    spread = f", {len(runs)} runs {min(runs):.2f}-{max(runs):.2f}x" if len(runs) > 1 else ""
-    rows = [
-        ("Google full scan / quota floor", f"{figures['google_quota_floor_ratio']:.2f}x",
-         f"floor {figures['google_quota_floor_seconds']:.0f} s = calls / quota" + (f" (median{spread})" if spread else ""),
-         "<= 1.15x"),
-        ("Chrome scan / quota floor", f"{figures['chrome_quota_floor_ratio']:.2f}x",
-         f"floor {figures['chrome_quota_floor_seconds']:.0f} s = calls / quota", "<= 1.15x"),
-        ("Google naive baseline / full scan", f"{figures['google_baseline_speedup']:.1f}x faster",
-         f"baseline {figures['google_baseline_seconds_extrapolated']:,.0f} s from {BASELINE_SAMPLE:,} accounts", ">= 10x"),
-        ("Google incremental calls", f"{figures['incremental_call_percent']:.2f}%", "of the full scan's", "< 5%"),
-        ("Microsoft full scan / fetch floor", f"{figures['microsoft_fetch_floor_ratio']:.2f}x",
-         f"floor {figures['microsoft_fetch_floor_seconds']:.0f} s, {microsoft['floor']['http_requests']:,} requests", "<= 1.5x"),
-        ("Peak memory of a scan", f"{figures['peak_rss_mb']:.0f} MB", "largest RSS of the four", "< 300 MB"),
-        ("Google incremental scan", f"{figures['google_incremental_wall_seconds']:.1f} s", "wall time", "<= 10 s"),
-        ("Inventory on disk per account", f"{figures['db_bytes_per_account']:,} B",
-         "both full scans, WAL checkpointed", "<= 1,500 B"),
-        ("Google full scan CPU", f"{figures['scan_cpu_seconds_per_1000_grants']:.3f} s", "user + system per 1,000 grants",
-         ""),
-    ] + [(f"Datasette {page}", f"{ms:.0f} ms", "median of 5, signed in as IT", "< 200 ms") for page, ms in pages.items()]
+    rows = []
+    if google:
+        runs = figures["google_quota_floor_ratio_runs"]
+        spread = f", {len(runs)} runs {min(runs):.2f}-{max(runs):.2f}x" if len(runs) > 1 else ""
+        rows.append(("Google full scan / quota floor", f"{figures['google_quota_floor_ratio']:.2f}x",
+                     f"floor {figures['google_quota_floor_seconds']:.0f} s = calls / quota" + (f" (median{spread})" if spread else ""),
+                     "<= 1.15x"))
+    if "chrome_quota_floor_ratio" in figures:
+        rows.append(("Chrome scan / quota floor", f"{figures['chrome_quota_floor_ratio']:.2f}x",
+                     f"floor {figures['chrome_quota_floor_seconds']:.0f} s = calls / quota", "<= 1.15x"))
+    if google:
+        rows += [
+            ("Google naive baseline / full scan", f"{figures['google_baseline_speedup']:.1f}x faster",
+             f"baseline {figures['google_baseline_seconds_extrapolated']:,.0f} s from {BASELINE_SAMPLE:,} accounts", ">= 10x"),
+            ("Google incremental calls", f"{figures['incremental_call_percent']:.2f}%", "of the full scan's", "< 5%"),
+        ]
+    if microsoft:
+        rows.append(("Microsoft full scan / fetch floor", f"{figures['microsoft_fetch_floor_ratio']:.2f}x",
+                     f"floor {figures['microsoft_fetch_floor_seconds']:.0f} s, {microsoft['floor']['http_requests']:,} requests",
+                     "<= 1.5x"))
+    rows.append(("Peak memory of a scan", f"{figures['peak_rss_mb']:.0f} MB", f"largest RSS of the {len(scans)}", "< 300 MB"))
+    if google:
+        rows.append(("Google incremental scan", f"{figures['google_incremental_wall_seconds']:.1f} s", "wall time", "<= 10 s"))
+    if "db_bytes_per_account" in figures:
+        rows.append(("Inventory on disk per account", f"{figures['db_bytes_per_account']:,} B",
+                     "both full scans, WAL checkpointed", "<= 1,500 B"))
+    rows.append(("Inventory on disk", f"{figures['db_bytes'] / 2**20:,.0f} MB", "at the end, WAL checkpointed", ""))
+    if google:
+        rows.append(("Google full scan CPU", f"{figures['scan_cpu_seconds_per_1000_grants']:.3f} s",
+                     "user + system per 1,000 grants", ""))
+    rows += [(f"Datasette {page}", f"{ms:.0f} ms", "median of 5, signed in as IT", "< 200 ms") for page, ms in pages.items()]
     for name, value, note, target in rows:
         print(f"{name:<36}{value:>16}   {target:<10} {note}")
 

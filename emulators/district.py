@@ -26,7 +26,7 @@ import datetime as dt
 import math
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from statistics import NormalDist
 from typing import NamedTuple
@@ -232,10 +232,16 @@ def _people(users: int, rng: random.Random, domain: str, student_domain: str, su
             email = unique_email(f"{ascii_local(given)[0]}{ascii_local(family)}{graduation_year % 100:02d}", student_domain, emails)
         suspended = rng.random() < suspended_share if suspended_share else False
         people.append(Person(len(people), given, family, email, role, school, level, grade, title, suspended))
-    return [_addresses(person, emails) for person in people]
+    return [_addresses(person, lambda person=person: unique_email(_short_local(person), person.email.partition("@")[2], emails))
+            for person in people]
 
 
-def _addresses(person: Person, taken: set[str]) -> Person:
+def _short_local(person: Person) -> str:
+    """The local part of a staff member's short address (osmith@), before any number."""
+    return ascii_local(person.given)[:1] + ascii_local(person.family)
+
+
+def _addresses(person: Person, short_address: Callable[[], str]) -> Person:
     """How the two directories spell one person, as districts' do: mostly the same address,
     but a quarter of the staff's Microsoft address differs in case (Olivia.Smith@), a quarter
     have a short Microsoft address with their Google address as a proxy address (an alias on
@@ -251,7 +257,7 @@ def _addresses(person: Person, taken: set[str]) -> Person:
     variant = person.key % 4
     if variant == 1:
         return replace(person, microsoft_email=".".join(part.capitalize() for part in local.split(".")) + "@" + domain)
-    short = unique_email(ascii_local(person.given)[:1] + ascii_local(person.family), domain, taken)
+    short = short_address()  # drawn for every staff member from here on (numbers follow the order)
     if variant == 2:
         return replace(person, microsoft_email=short, microsoft_aliases=(person.email,))
     if variant == 3:

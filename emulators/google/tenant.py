@@ -191,9 +191,10 @@ class EventLog:
         self.micros = array("q")
         self.seqs = array("q")
         self.names = array("b")
-        self.users = array("l")  # index into GoogleTenant.people
-        self.clients = array("l")  # index into GoogleTenant.clients_list
-        self.scope_sets = array("l")  # index into GoogleTenant.scope_sets
+        # 4-byte indexes ("i", not the 8 bytes of "l"): a million-account log holds ten million events.
+        self.users = array("i")  # index into GoogleTenant.people
+        self.clients = array("i")  # index into GoogleTenant.clients_list
+        self.scope_sets = array("i")  # index into GoogleTenant.scope_sets
         self.next_seq = 0
 
     def __len__(self) -> int:
@@ -469,7 +470,7 @@ class GoogleTenant:
         """Change the grants of `fraction` of users: each gains a new app or loses one (with events)."""
         with self.lock:
             rng = random.Random(seed)
-            user_ids = sorted(self.users)
+            user_ids = self._churn_population()
             chosen = rng.sample(user_ids, max(1, round(len(user_ids) * fraction))) if user_ids else []
             authorized = revoked = 0
             for user_id in chosen:
@@ -486,6 +487,10 @@ class GoogleTenant:
                     self.authorize(user_id, client, self.requested_scopes[client.client_id], at=at)
                     authorized += 1
             return {"users": len(chosen), "authorized": authorized, "revoked": revoked}
+
+    def _churn_population(self) -> list[str]:
+        """Current users' ids, sorted (what churn draws from)."""
+        return sorted(self.users)
 
     # -- JSON -------------------------------------------------------------------------------
 
@@ -620,11 +625,21 @@ def set_district_posture(tenant: GoogleTenant) -> None:
 
 def build_tenant(users: int = 200, *, seed: int = 1, domain: str = "district.example", student_domain: str | None = None,
                  admin_email: str | None = None, grants_per_user: float = 4.0, extra_apps: int = 0,
-                 now: dt.datetime | None = None) -> GoogleTenant:
+                 now: dt.datetime | None = None, on_demand: bool = False) -> GoogleTenant:
     """A synthetic district of `users` accounts (plus one super admin) as Google holds it,
     deterministic for a seed: emulators.district's generator with the emulators' apps, Google's
     grants only, about `grants_per_user` tokens an account (a long tail, up to 40), each
-    authorized in the last 400 days; `extra_apps` small third-party apps more."""
+    authorized in the last 400 days; `extra_apps` small third-party apps more.
+
+    `on_demand`: the same people, grants drawn per person, made when asked for instead of held
+    (emulators.google.on_demand: a million accounts in a few hundred megabytes)."""
+    if on_demand:
+        from ..district_on_demand import OnDemandDistrict
+        from .on_demand import OnDemandGoogleTenant
+
+        district = OnDemandDistrict(users, seed=seed, domain=domain, student_domain=student_domain,
+                                    grants_per_user=grants_per_user, extra_apps=extra_apps, providers=("google",), now=now)
+        return OnDemandGoogleTenant(district, admin_email=admin_email)
     district = build_district(users, seed=seed, domain=domain, student_domain=student_domain, grants_per_user=grants_per_user,
                               extra_apps=extra_apps, providers=("google",), now=now)
     return google_tenant(district, admin_email=admin_email)
