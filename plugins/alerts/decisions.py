@@ -31,8 +31,10 @@ DPA_REMINDER_DAYS = (90, 30, 0)
 MAX_OPEN_REQUESTS_LISTED = 25
 
 
-def queue_decisions(db: Database, now: str) -> int:
-    """A pending `decision` alert for every decided request not yet queued; returns how many."""
+def queue_decisions(db: Database, now: str, *, notify_students: bool = False) -> int:
+    """A pending `decision` alert for every decided request not yet queued; returns how many.
+    A student who asked through a provider is told only with [alerts] notify_students, as
+    for every other email (staff alone can ask in the tool)."""
     rows = db.execute(
         """select review_requests.id, review_requests.app_id, review_requests.decision, review_requests.decided_at,
              review_requests.person_id
@@ -54,7 +56,8 @@ def queue_decisions(db: Database, now: str) -> int:
         "consent_request_id": request["id"], "catalog_id": request["catalog_id"], "decision": request["decision"],
         "decided_at": request["decided_at"],
         "app_name": request["app_name"], "reason": request["reason"], "requested_at": request["requested_at"]})
-        for request in decided_provider_requests(db) if request["id"] not in told]
+        for request in decided_provider_requests(db)
+        if request["id"] not in told and (notify_students or not _is_student(db, request["user_id"]))]
     queued = 0
     with db.atomic():
         for user_id, app_id, details in decided:
@@ -70,6 +73,12 @@ def queue_decisions(db: Database, now: str) -> int:
                 [user_id, app_id, details, now, now])
             queued += cursor.rowcount
     return queued
+
+
+def _is_student(db: Database, user_id: str | None) -> bool:
+    row = db.execute("""select coalesce(people.role, users.role) from users left join people on people.id = users.person_id
+                        where users.id = ?""", [user_id]).fetchone()
+    return row is not None and row[0] == "student"
 
 
 def decision_context(db: Database, row: dict[str, Any]) -> dict[str, Any]:

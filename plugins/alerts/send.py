@@ -132,7 +132,7 @@ def _run(db: Database, config: Config, settings: MailSettings, transport, report
         log.warning("alert %s: the previous run stopped while sending it (Message-ID %s); marked unconfirmed, not resent", row["id"], row["message_id"])
     report.synced = queue.sync_configured(db, now, alerts)
     report.synced["reminders"] = queue.queue_reminders(db, now, alerts["reminder_days"])
-    report.synced["decisions"] = decisions.queue_decisions(db, now)
+    report.synced["decisions"] = decisions.queue_decisions(db, now, notify_students=settings.notify_students)
     queue.purge_alerts(db, now, config.section("retention")["history_days"])
 
     people: dict[str, list[dict]] = defaultdict(list)
