@@ -266,16 +266,7 @@ def bench_microsoft(args, workdir: Path, db_path: Path, google_section: str) -> 
     generate = {"users": args.users, "seed": 2026, "grants_per_user": 8, "extra_apps": 40}
     with MicrosoftEmulatorProcess(generate=generate, knobs={"latency": args.latency}, start_timeout=1800) as emulator:
         pin_emulator(emulator.pid)
-        os.environ["REQUESTS_CA_BUNDLE"] = emulator.ca_pem_path
-        os.environ[SECRET_ENV] = MICROSOFT_SECRET
-        config = write_config(workdir, google_section, f"""
-[microsoft]
-tenant_id = "{emulator.tenant_id}"
-client_id = "{emulator.client_id}"
-client_secret_env = "{SECRET_ENV}"
-authority_host = "{emulator.authority_host}"
-graph_url = "{emulator.graph_url}"
-""")
+        config = write_config(workdir, google_section, microsoft_section(emulator))
         floor = microsoft_fetch_floor(emulator)
         if not args.no_catalog:
             import_catalog(db_path, config, google=google_app_ids(), microsoft=floor["app_ids"])
@@ -288,6 +279,20 @@ graph_url = "{emulator.graph_url}"
         second = run_scan("Microsoft second scan", db_path, config, "microsoft", full=False, stats=emulator.stats,
                           reset=emulator.reset_stats)
     return {"full": full, "second": second, "floor": floor, "db_bytes": checkpointed_bytes}
+
+
+def microsoft_section(emulator: MicrosoftEmulatorProcess) -> str:
+    """The [microsoft] section for the emulator, with the environment its client needs (CA bundle, secret) set."""
+    os.environ["REQUESTS_CA_BUNDLE"] = emulator.ca_pem_path
+    os.environ[SECRET_ENV] = MICROSOFT_SECRET
+    return f"""
+[microsoft]
+tenant_id = "{emulator.tenant_id}"
+client_id = "{emulator.client_id}"
+client_secret_env = "{SECRET_ENV}"
+authority_host = "{emulator.authority_host}"
+graph_url = "{emulator.graph_url}"
+"""
 
 
 def microsoft_fetch_floor(emulator: MicrosoftEmulatorProcess) -> dict:

@@ -38,16 +38,16 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
+from clocked_scan import CLOCK_ENV
 from emulators.google.server import GoogleEmulatorProcess, new_service_account_key
 from emulators.google.tenant import POSTURE_SCOPES, SCANNER_SCOPES
 from emulators.microsoft.server import MicrosoftEmulatorProcess
 from scan_bench import (
-    CORES, GOOGLE_ADMIN, GOOGLE_EXTRA_APPS, MICROSOFT_SECRET, SECRET_ENV, database_bytes, google_app_ids, import_catalog,
-    microsoft_fetch_floor, pin_emulator, remove_database, say, write_config,
+    CORES, GOOGLE_ADMIN, GOOGLE_EXTRA_APPS, database_bytes, google_app_ids, import_catalog, microsoft_fetch_floor,
+    microsoft_section, pin_emulator, remove_database, say, write_config,
 )
 
 CLOCKED_SCAN = Path(__file__).with_name("clocked_scan.py")
-CLOCK_ENV = "APP_INVENTORY_BENCH_NOW"
 WEEK = dt.timedelta(days=7)
 CHURN_BEFORE_SCAN = dt.timedelta(days=3)
 INCREMENTAL_EARLIER = dt.timedelta(minutes=1)
@@ -116,8 +116,6 @@ def configure(args, workdir: Path, db_path: Path, google: GoogleEmulatorProcess,
     google.delegate(key, SCANNER_SCOPES + POSTURE_SCOPES)  # posture checks too, as a district delegates them
     key_file = workdir / "service-account.json"
     key_file.write_text(json.dumps(key), encoding="utf-8")
-    os.environ["REQUESTS_CA_BUNDLE"] = microsoft.ca_pem_path
-    os.environ[SECRET_ENV] = MICROSOFT_SECRET
     config = write_config(workdir, f"""
 [google]
 admin_email = "{GOOGLE_ADMIN}"
@@ -125,14 +123,7 @@ service_account_file = "{key_file}"
 api_root = "{google.api_root}"
 policy_api_root = "{google.api_root}"
 requests_per_minute = {args.google_quota}
-""", f"""
-[microsoft]
-tenant_id = "{microsoft.tenant_id}"
-client_id = "{microsoft.client_id}"
-client_secret_env = "{SECRET_ENV}"
-authority_host = "{microsoft.authority_host}"
-graph_url = "{microsoft.graph_url}"
-""")
+""", microsoft_section(microsoft))
     if not args.no_catalog:
         floor = microsoft_fetch_floor(microsoft)
         import_catalog(db_path, config, google=google_app_ids(), microsoft=floor["app_ids"])

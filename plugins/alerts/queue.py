@@ -89,29 +89,7 @@ def stage_findings(db: Database, kinds: Sequence[str], scope: AffectedFindings |
     kinds: one row per (user, app, kind); with a scope, only the findings of its accounts and
     apps. Done in SQL, so a district of any size costs no memory."""
     kind_list = ",".join("?" * len(kinds))
-    users_sql, apps_sql = (scope.users_sql, scope.apps_sql) if scope else (None, None)
-    # Rows of the accounts in scope (through unapproved_usage's user_id index) and of the apps in
-    # scope, each part only when it has any: an empty `in` would still read the whole table.
-    accounts, apps = scope.counts(db) if scope else (0, 0)
-    if scope is None:
-        usage = "select app_id, user_id, grant_id, reason, status from unapproved_usage"
-        tenant_wide = "select app_id, user_id, grant_id, reason, status from unapproved_grants where user_id is null"
-    else:
-        parts = ([f"select app_id, user_id, grant_id, reason, status from unapproved_usage where user_id in ({users_sql})"]
-                 if accounts else [])
-        if apps:
-            parts.append("select app_id, user_id, grant_id, reason, status from unapproved_usage "
-                         f"where app_id in ({apps_sql}) and user_id not in ({users_sql})")
-        usage = " union all ".join(parts) or "select null, null, null, null, null where 0"
-        tenant_wide = ("select app_id, user_id, grant_id, reason, status from unapproved_grants "
-                       f"where user_id is null and app_id in ({apps_sql})" if apps else "select null, null, null, null, null where 0")
-    def in_scope(table: str = "") -> str:
-        if scope is None:
-            return ""
-        if apps:
-            return f" and ({table}user_id in ({users_sql}) or {table}app_id in ({apps_sql}))"
-        return f" and {table}user_id in ({users_sql})"
-
+    usage, tenant_wide, in_scope = _finding_sources(db, scope)
     # The core holds the rule (third-party, status, audience): unapproved_usage has the
     # per-account rows, unapproved_grants the tenant-wide consents (no user) by the same
     # rule. Several grants of one user and app (Microsoft resources) are one finding.
@@ -156,6 +134,32 @@ def stage_findings(db: Database, kinds: Sequence[str], scope: AffectedFindings |
         )
 
 
+_FINDING_COLUMNS = "select app_id, user_id, grant_id, reason, status from"
+_NO_FINDINGS = "select null, null, null, null, null where 0"
+
+
+def _finding_sources(db: Database, scope: AffectedFindings | None):
+    """What stage_findings reads: (the unapproved_usage rows, the tenant-wide consents, a
+    function giving the condition that keeps a table's rows in scope). Without a scope,
+    everything; with one, the rows of its accounts (through unapproved_usage's user_id index)
+    and of its apps, each part only when it has any: an empty `in` would still read the
+    whole table."""
+    usage = f"{_FINDING_COLUMNS} unapproved_usage"
+    tenant_wide = f"{_FINDING_COLUMNS} unapproved_grants where user_id is null"
+    if scope is None:
+        return usage, tenant_wide, lambda table="": ""
+    accounts, apps = scope.counts(db)
+    users_in, apps_in = f"user_id in ({scope.users_sql})", f"app_id in ({scope.apps_sql})"
+    parts = ([f"{usage} where {users_in}"] if accounts else []) + ([f"{usage} where {apps_in} and not {users_in}"] if apps else [])
+
+    def in_scope(table: str = "") -> str:
+        if apps:
+            return f" and ({table}{users_in} or {table}{apps_in})"
+        return f" and {table}{users_in}"
+
+    return (" union all ".join(parts) or _NO_FINDINGS, f"{tenant_wide} and {apps_in}" if apps else _NO_FINDINGS, in_scope)
+
+
 # A row matches a finding on (app, user, base kind): a reminder follows its finding.
 _MATCHES_FINDING = """
     select 1 from temp._alert_findings as f
@@ -179,11 +183,11 @@ def sync_alerts(db: Database, now: str, kinds: Sequence[str], scope: AffectedFin
     """
     ensure_alerts_tables(db)
     kind_list = ",".join("?" * len(kinds))
-    # The rows in scope, found through the user_id and (app_id, ...) indexes.
+    # The rows in scope, found through the user_id and (app_id, ...) indexes: an update
+    # filtered on both columns at once would read every row.
     in_scope = "" if scope is None else (
         f" and alerts.id in (select id from alerts where user_id in ({scope.users_sql})"
         f" union select id from alerts where app_id in ({scope.apps_sql}))")
-    # (the rows in scope, through the user_id and app_id indexes: an update over alerts would read every row)
     with db.atomic():
         db.execute(
             "create temp table if not exists _alert_findings "

@@ -110,8 +110,7 @@ class _GoogleScan:
         self.deleted_during_scan = 0
         # Set when users are listed: who changed (incremental), who the inventory knows, who was seen.
         self.changed: _ChangedUsers | None = None
-        self.known: set[str] = set()
-        self.digests: dict[str, int | None] = {}
+        self.digests: dict[str, int | None] = {}  # the users the inventory knows (incremental), and their digests
         self.seen: set[str] = set()
         self.listed = 0
         self.estimate: int | None = None
@@ -163,7 +162,6 @@ class _GoogleScan:
         self.changed = changed
         if changed is not None:
             self.digests = run.known_user_digests()
-            self.known = set(self.digests)
         self.estimate = (run.previous or {}).get("users_seen") or None
         run.progress.start(self.estimate, unit="users")
         next_trim = time.monotonic() + TRIM_SECONDS
@@ -198,7 +196,7 @@ class _GoogleScan:
                 record = user_record(user, self.roles)
                 record.digest = digest
                 yield record
-            if changed is None or user_id not in self.known or changed.includes(user_id, user.get("primaryEmail", "")):
+            if changed is None or user_id not in self.digests or changed.includes(user_id, user.get("primaryEmail", "")):
                 self.lister.add(user_id)
             else:
                 run.progress.advance()
@@ -238,7 +236,7 @@ class _GoogleScan:
                 if self.changed is not None:
                     # Known accounts the search did not return: deleted, or not in the search data
                     # yet. Listing their tokens tells: a deleted one answers 404 and loses its grants.
-                    for user_id in self.known - self.seen:
+                    for user_id in self.digests.keys() - self.seen:
                         self.lister.add(user_id)
                 self.lister.finish_input()
             elif kind == "activity":
