@@ -279,6 +279,8 @@ CONSTANT_WORDS = {
     "AUDIENCES": "Who a catalog entry is for: all, staff or students.",
     "STATUSES": "The catalog's decisions: approved, conditional, denied, pending.",
     "DECISION_FIELDS": "The catalog fields a decision made in the browser may set (scanner.decide).",
+    "UNAPPROVED_IDS": ("SQL (a subquery) for the rows of unapproved_usage by ids: app_id, user_id, grant_id, reason, "
+                       "status; filter it by account or app id, which its joins look up by index."),
 }
 
 

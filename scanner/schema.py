@@ -284,14 +284,9 @@ INDEXES = [
     ("apps", ["catalog_id"]),
     ("apps", ["product_id"]),
     ("catalog_suggestions", ["app_id"]),
-    ("grants", ["app_id", "revoked_at", "user_id"]),
-    ("grants", ["user_id", "revoked_at"]),
+    ("grant_rows", ["app_key", "user_key"]),
     ("changes", ["scan_id", "kind"]),
     ("changes", ["detected_at"]),
-    # The unapproved_usage page's facets and the store's per-provider refresh.
-    ("unapproved_usage", ["reason"]),
-    ("unapproved_usage", ["role"]),
-    ("unapproved_usage", ["provider"]),
     # A check's history (the previous result of each check and scope), and each scan's rows.
     ("posture", ["provider", "check_id", "scope_kind", "scope", "scan_id"]),
     ("posture", ["scan_id"]),
@@ -300,9 +295,44 @@ INDEXES = [
     ("catalog_history", ["catalog_id", "id"]),
     ("review_requests", ["product_id", "status"]),
     ("review_requests", ["email"]),
-    # An incremental scan rebuilds the unapproved_usage rows of the accounts it touched (store.incremental).
-    ("unapproved_usage", ["user_id"]),
+    # A catalog change or an incremental scan rebuilds the unapproved rows of some apps (store.incremental).
+    ("unapproved", ["app_key"]),
 ]
+
+def iso_time(column: str) -> str:
+    """SQL for a stored Unix time as the inventory's timestamp text (null stays null)."""
+    return f"strftime('%Y-%m-%dT%H:%M:%SZ', {column}, 'unixepoch')"
+
+
+def unix_time(value: str) -> str:
+    """SQL for an inventory timestamp (text) as a Unix time."""
+    return f"cast(strftime('%s', {value}) as integer)"
+
+
+RISK_NAME_SQL = "case {0} when 2 then 'high' when 1 then 'medium' else 'low' end"
+RISK_RANK_SQL = "case {0} when 'high' then 2 when 'medium' then 1 else 0 end"
+
+# A grant's id, provider:account:client[:resource][:application], as scanner.store.grant_id makes
+# it, from the account's id (null: tenant-wide, "*") and the app's client id.
+GRANT_ID = ("{provider} || ':' || coalesce(substr({user}, length({provider}) + 2), '*') || ':' || {client}"
+            " || case when {resource} != '' then ':' || {resource} else '' end"
+            " || case when {application} then ':application' else '' end")
+
+# Grants as people read them (migration 0010 stores them by keys in grant_rows).
+GRANTS = f"""
+select
+  {GRANT_ID.format(provider="apps.provider", user="users.id", client="apps.client_id", resource="g.resource",
+                   application="g.application")} as id,
+  apps.provider, users.id as user_id, apps.id as app_id, scope_sets.scopes,
+  case when g.application then 'application' else 'delegated' end as grant_type, g.resource,
+  g.user_key = 0 as tenant_wide, {RISK_NAME_SQL.format("g.risk")} as risk,
+  {iso_time("g.first_seen")} as first_seen, {iso_time("g.last_seen")} as last_seen,
+  {iso_time("g.last_used")} as last_used, {iso_time("g.revoked_at")} as revoked_at, g.seen_scan_id
+from grant_rows as g
+  join apps on apps.key = g.app_key
+  join scope_sets on scope_sets.key = g.scope_set
+  left join users on users.key = g.user_key
+"""
 
 # One row an app, counts kept on `apps` by the store after every scan.
 APP_SUMMARY = """
@@ -333,12 +363,12 @@ from products
 # The one rule for "not approved": an active grant of a third-party app that nobody may
 # use (unreviewed, pending, denied), or of a conditional staff-only app on a student's
 # account. The unapproved_grants view applies it to every grant, tenant-wide consents
-# included (no user, so never "outside audience"); the unapproved_usage table (migration
-# 0003), which the store refreshes, holds its per-account rows with what IT reads.
+# included (no user, so never "outside audience"); the `unapproved` table, which the store
+# refreshes, keeps its per-account rows (UNAPPROVED_ROWS), and the unapproved_usage view
+# shows them with what IT reads.
 _NEEDS_REVIEW = ", ".join(f"'{status}'" for status in STATUSES_NEEDING_REVIEW)
 UNAPPROVED_RULE = f"""
-  grants.revoked_at is null
-  and apps.ownership = 'third_party'
+  apps.ownership = 'third_party'
   and (
     apps.status in ({_NEEDS_REVIEW})
     or (apps.status = 'conditional' and catalog.audience = 'staff' and users.role = 'student')
@@ -352,34 +382,66 @@ from grants
   join apps on apps.id = grants.app_id
   left join users on users.id = grants.user_id
   left join catalog on catalog.id = apps.catalog_id
-where {UNAPPROVED_RULE}
+where grants.revoked_at is null and {UNAPPROVED_RULE}
 """
 
+# What `unapproved` holds: each account's active unapproved grants by key, and why (the
+# store appends "and ..." to refresh some accounts or apps only).
+UNAPPROVED_ROWS = f"""
+select g.user_key, g.app_key, g.resource, g.application, {UNAPPROVED_REASON}
+from grant_rows as g
+  join apps on apps.key = g.app_key
+  join users on users.key = g.user_key
+  left join catalog on catalog.id = apps.catalog_id
+where g.revoked_at is null and {UNAPPROVED_RULE}
+"""
+
+
+def refresh_unapproved_sql(where: str = "") -> str:
+    """Insert into `unapproved` the rows UNAPPROVED_ROWS gives, those `where` selects ("and ...") only."""
+    return f"insert into unapproved (user_key, app_key, resource, application, reason) {UNAPPROVED_ROWS} {where}"
+
+
+# The unapproved_usage page: one row a person's unapproved grant, readable. Each column is a
+# lookup by key rather than a join, so counting the rows (Datasette does on every page view)
+# reads `unapproved` alone, a few milliseconds a million rows, and a page looks up its 100.
+def _lookup(table: str, key: str, column: str) -> str:
+    return f"(select {column} from {table} where {table}.key = u.{key})"
+
+
+_GRANT_OF_ROW = ("from grant_rows as g where g.user_key = u.user_key and g.app_key = u.app_key"
+                 " and g.resource = u.resource and g.application = u.application")
 UNAPPROVED_USAGE = f"""
 select
-  grants.id as grant_id, apps.id as app_id, apps.name as app, apps.provider, apps.status, apps.risk,
-  {UNAPPROVED_REASON} as reason,
-  users.id as user_id, users.email, users.name as user_name, users.role, users.org_unit,
-  grants.scopes, grants.first_seen, grants.last_used, catalog.alternative,
-  users.person_id, apps.product_id
-from grants
-  join apps on apps.id = grants.app_id
-  join users on users.id = grants.user_id
-  left join catalog on catalog.id = apps.catalog_id
-where {UNAPPROVED_RULE}
+  (select {GRANT_ID.format(provider="apps.provider", user="users.id", client="apps.client_id", resource="u.resource",
+                           application="u.application")}
+   from apps, users where apps.key = u.app_key and users.key = u.user_key) as grant_id,
+  {_lookup("apps", "app_key", "id")} as app_id, {_lookup("apps", "app_key", "name")} as app,
+  {_lookup("apps", "app_key", "provider")} as provider, {_lookup("apps", "app_key", "status")} as status,
+  {_lookup("apps", "app_key", "risk")} as risk, u.reason,
+  {_lookup("users", "user_key", "id")} as user_id, {_lookup("users", "user_key", "email")} as email,
+  {_lookup("users", "user_key", "name")} as user_name, {_lookup("users", "user_key", "role")} as role,
+  {_lookup("users", "user_key", "org_unit")} as org_unit,
+  (select scope_sets.scopes from scope_sets where scope_sets.key = (select g.scope_set {_GRANT_OF_ROW})) as scopes,
+  (select {iso_time("g.first_seen")} {_GRANT_OF_ROW}) as first_seen,
+  (select {iso_time("g.last_used")} {_GRANT_OF_ROW}) as last_used,
+  (select catalog.alternative from apps join catalog on catalog.id = apps.catalog_id where apps.key = u.app_key)
+    as alternative,
+  {_lookup("users", "user_key", "person_id")} as person_id, {_lookup("apps", "app_key", "product_id")} as product_id
+from unapproved as u
 """
 
-UNAPPROVED_USAGE_COLUMNS = (
-    "grant_id", "app_id", "app", "provider", "status", "risk", "reason", "user_id", "email", "user_name", "role",
-    "org_unit", "scopes", "first_seen", "last_used", "alternative", "person_id", "product_id",
-)
-
-
-def refresh_unapproved_usage_sql(*, provider: bool = False) -> str:
-    """Fill the unapproved_usage table from UNAPPROVED_USAGE (for one provider's apps: a `?` parameter)."""
-    columns = ", ".join(UNAPPROVED_USAGE_COLUMNS)
-    where = " where provider = ?" if provider else ""
-    return f"insert into unapproved_usage ({columns}) select {columns} from ({UNAPPROVED_USAGE}){where}"
+# The same rows' ids, by joins: what the alerts plugin reads, filtered by account or app id
+# through their indexes (a filter on the view's lookups would compute them for every row).
+UNAPPROVED_IDS = f"""
+select apps.id as app_id, users.id as user_id,
+  {GRANT_ID.format(provider="apps.provider", user="users.id", client="apps.client_id", resource="u.resource",
+                   application="u.application")} as grant_id,
+  u.reason, apps.status
+from unapproved as u
+  join apps on apps.key = u.app_key
+  join users on users.key = u.user_key
+"""
 
 
 # Active grants holding scopes the catalog did not approve (an empty approved list means "not reviewed").
@@ -638,10 +700,81 @@ def m0009_incremental(db: Database) -> None:
     db["users"].add_column("listed_digest", int)
 
 
+@migrations(name="0010_integer_keys")
+def m0010_integer_keys(db: Database) -> None:
+    """Grants stored by integer keys (docs/scale.md: an inventory of a million accounts).
+
+    Every grant repeated its account's and app's text ids (an app id is up to 80 characters),
+    its own id made of both, its scope list and four timestamps, in the row and again in two
+    indexes: about 740 bytes a grant. Accounts and apps get an integer `key` (their rowid,
+    so it stays put), each distinct scope list is stored once (scope_sets), and a grant is a
+    row of `grant_rows`: keys, flags and Unix times, keyed by (account, app, resource, type)
+    without a rowid. The `grants` view (schema.GRANTS) shows them as before: the same
+    columns, readable ids, scope lists and timestamps. The unapproved_usage table copied
+    every unapproved grant with its account's and app's details: `unapproved` keeps the
+    grant's key and the reason, and the unapproved_usage view shows the rest (the store
+    fills it on opening, as after 0004)."""
+    for view in db.view_names():
+        db.execute(f"drop view {view}")
+    for table in ("users", "apps"):
+        db[table].add_column("key", int)
+        db.execute(f"update {table} set key = rowid")
+        db[table].transform(pk="key", column_order=["key"], not_null={"id"})
+        db.execute(f"create unique index {table}_id on {table} (id)")
+    # A grant names its account by key, so an account the provider never listed gets a row (as the scan's writer does).
+    db.execute(
+        """insert into users (id, provider, email, role, first_seen, last_seen)
+           select user_id, max(provider), '', 'unknown', min(first_seen), max(last_seen) from grants
+           where user_id is not null and user_id not in (select id from users) group by user_id"""
+    )
+    db.execute("create table scope_sets (key integer primary key, scopes text not null unique)")
+    db.execute(
+        """create table grant_rows (
+             user_key integer not null,  -- users.key, 0 for a tenant-wide grant
+             app_key integer not null,   -- apps.key
+             resource text not null default '',
+             application integer not null default 0,  -- grant_type: 1 application, 0 delegated
+             scope_set integer not null,  -- scope_sets.key
+             risk integer not null,  -- 0 low, 1 medium, 2 high
+             first_seen integer not null, last_seen integer not null, last_used integer, revoked_at integer,
+             seen_scan_id integer,
+             primary key (user_key, app_key, resource, application)
+           ) without rowid"""
+    )
+    db.execute("insert or ignore into scope_sets (scopes) select distinct scopes from grants")
+
+    def unix(column: str) -> str:
+        return f"cast(strftime('%s', grants.{column}) as integer)"
+
+    db.execute(
+        f"""insert or replace into grant_rows (user_key, app_key, resource, application, scope_set, risk,
+              first_seen, last_seen, last_used, revoked_at, seen_scan_id)
+            select coalesce(users.key, 0), apps.key, coalesce(grants.resource, ''), grants.grant_type = 'application',
+              scope_sets.key, case grants.risk when 'high' then 2 when 'medium' then 1 else 0 end,
+              {unix('first_seen')}, {unix('last_seen')}, {unix('last_used')}, {unix('revoked_at')}, grants.seen_scan_id
+            from grants
+              join apps on apps.id = grants.app_id
+              join scope_sets on scope_sets.scopes = grants.scopes
+              left join users on users.id = grants.user_id
+            order by grants.revoked_at is null, grants.last_seen"""
+    )
+    db["grants"].drop()
+    db["unapproved_usage"].drop()
+    db.execute(
+        """create table unapproved (
+             user_key integer not null, app_key integer not null, resource text not null, application integer not null,
+             reason text not null,
+             primary key (user_key, app_key, resource, application)
+           ) without rowid"""
+    )
+
+
 VIEWS = {
+    "grants": GRANTS,
     "app_summary": APP_SUMMARY,
     "product_summary": PRODUCT_SUMMARY,
     "unapproved_grants": UNAPPROVED_GRANTS,
+    "unapproved_usage": UNAPPROVED_USAGE,
     "scope_creep": SCOPE_CREEP,
     "dpa_expiring": DPA_EXPIRING,
     "changes_since_last_scan": CHANGES_SINCE_LAST_SCAN,

@@ -119,9 +119,10 @@ def key_fragments(key: dict[str, str]) -> list[str]:
 
 def inventory_snapshot(db_path: str) -> dict[str, list[dict[str, Any]]]:
     """Every Google row of users, apps, grants (and the scopes table), without the columns that
-    only say when a scan saw them: two scans of the same tenant must give equal snapshots."""
+    only say when a scan saw them (or in which order: the integer keys): two scans of the same
+    tenant must give equal snapshots."""
     db = Database(db_path)
-    when = {"first_seen", "last_seen", "seen_scan_id"}
+    when = {"first_seen", "last_seen", "seen_scan_id", "key"}
     snapshot = {}
     for table, where in (("users", "provider = 'google'"), ("apps", "provider = 'google'"),
                          ("grants", "provider = 'google'"), ("scopes", "1")):

@@ -15,6 +15,7 @@ from plugins.google.users import SHARDS
 from emulators.clock import ManualClock
 from emulators.google.tenant import DirectoryUser, GoogleTenant, OAuthClient, build_tenant, to_micros
 from tests.google_fixtures import ADMIN, INTERNAL_PROJECT, expected_grants, inventory_grants
+from tests.rows import by_id
 
 UTC = dt.timezone.utc
 PROFILE = ["openid", "https://www.googleapis.com/auth/userinfo.email"]
@@ -124,9 +125,9 @@ def test_empty_and_large_token_lists_and_unicode(district):
     db = place.db()
     assert db.execute("select count(*) from grants where user_id = 'google:100000000000000000003'").fetchone()[0] == 400
     assert db.execute("select count(*) from grants where user_id = 'google:100000000000000000002'").fetchone()[0] == 0
-    assert db["users"].get("google:100000000000000000002")["name"] == "Zoë Nguyễn-Müller"
-    assert db["users"].get("google:100000000000000000004")["name"] == "李 小龍"
-    assert db["apps"].get("google:99-emoji.apps.googleusercontent.com")["name"] == "Lectura fácil 📚 読書"
+    assert by_id(db, "users", "google:100000000000000000002")["name"] == "Zoë Nguyễn-Müller"
+    assert by_id(db, "users", "google:100000000000000000004")["name"] == "李 小龍"
+    assert by_id(db, "apps", "google:99-emoji.apps.googleusercontent.com")["name"] == "Lectura fácil 📚 読書"
 
 
 def test_last_used_comes_from_activity_and_authorize_events(district):

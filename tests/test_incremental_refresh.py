@@ -39,19 +39,13 @@ def import_example_catalog(place) -> None:
 
 def derived(db) -> dict[str, list]:
     """What the refresh keeps: per-app counts, unapproved_usage, and the alert rows (but when each was last seen)."""
-    columns = ", ".join(store_columns())
     return {
         "apps": db.execute("select id, users, students, staff, tenant_wide, risk, last_used, status, product_id "
                            "from apps order by id").fetchall(),
-        "unapproved_usage": db.execute(f"select {columns} from unapproved_usage order by grant_id").fetchall(),
+        "unapproved_usage": db.execute("select * from unapproved_usage order by grant_id").fetchall(),
         "alerts": db.execute("select user_id, app_id, kind, status, grant_id, details, first_detected, suppressed_at, note "
                              "from alerts order by app_id, user_id, kind").fetchall(),
     }
-
-
-def store_columns():
-    from scanner import schema
-    return schema.UNAPPROVED_USAGE_COLUMNS
 
 
 def recomputed(place) -> dict[str, list]:

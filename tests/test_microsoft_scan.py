@@ -17,6 +17,7 @@ from scanner.cli import cli
 from emulators.microsoft.server import MicrosoftEmulator
 from emulators.apps import RETIRED_GRAPH_ROLE, microsoft_app_id
 from emulators.microsoft.tenant import GRAPH_APP_ID, build_tenant, graph_role_id
+from tests.rows import by_id
 
 from .microsoft_fixtures import SECRET_ENV, expected_inventory, recorded_inventory, scan, write_config
 
@@ -95,7 +96,7 @@ def test_admin_consent_for_everyone_is_one_tenant_wide_grant(ms_emulator, ms_ten
     per_user = sum(1 for g in ms_tenant.grants if g.client_id == ms_tenant.sp_by_app_id[KAMI]["id"] and g.consent_type == "Principal")
     assert per_user > 0
     assert kami == (per_user + 1, 1, 1)
-    assert db["apps"].get(f"microsoft:{KAMI}")["tenant_wide"] == 1
+    assert by_id(db, "apps", f"microsoft:{KAMI}")["tenant_wide"] == 1
 
 
 def test_first_party_internal_and_third_party_apps(ms_emulator, ms_tenant, tmp_path, db_path):

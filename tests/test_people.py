@@ -31,6 +31,7 @@ from scanner.serve import build_datasette
 from tests.alerts_fixtures import PROFILE, alerts_rows, write_config
 from tests.conftest import FakeTenant, registered_tenant
 from tests.publish_fixtures import write_config as write_serve_config
+from tests.rows import by_id
 
 ROOT = Path(__file__).parent.parent
 G, M = "fakegoogle", "fakemicrosoft"  # two providers, as Google and Microsoft would be
@@ -163,7 +164,7 @@ def test_a_later_scan_of_one_provider_merges_people_and_keeps_the_others_rows_cu
     db = store.open_db(db_path)
     # g0 sorts before m6: the person's id (and primary address) moves to the Google account,
     # and the Microsoft rows of unapproved_usage follow.
-    assert db["users"].get(f"{M}:m6")["person_id"] == f"{G}:g0"
+    assert by_id(db, "users", f"{M}:m6")["person_id"] == f"{G}:g0"
     assert {r["person_id"] for r in db.query("select person_id from unapproved_usage where user_id = ?", [f"{M}:m6"])} == {f"{G}:g0"}
     assert db.execute("select count(*) from people").fetchone()[0] == 5
 
@@ -227,7 +228,7 @@ def test_another_providers_app_of_the_same_product_is_suggested_never_merged(tmp
     assert suggested[(merge_m, None, merge_g)].startswith("same name as")
     # Nothing merged: each stays unreviewed and its own product.
     for app_id in (quizlet_m, merge_g, merge_m):
-        row = db["apps"].get(app_id)
+        row = by_id(db, "apps", app_id)
         assert (row["catalog_id"], row["status"], row["product_id"]) == (None, "unreviewed", app_id)
 
 

@@ -12,6 +12,7 @@ from scanner.plugin_manager import pm
 from scanner.providers import App, Grant, LastUsed, User
 from scanner.scan import ScanLock, ScanLocked, run_scans
 from tests.conftest import district_tenant
+from tests.rows import by_id
 
 NO_CONFIG = load_config(None)
 
@@ -56,12 +57,12 @@ def test_first_scan_fills_the_tables_as_design_says(fake_tenant, db_path, clock)
     assert row["started_at"] == row["finished_at"] == "2026-11-02T08:00:00Z"
     assert json.loads(row["state"]) == {"scans_so_far": 1}
 
-    user = db["users"].get("fake:4")
+    user = by_id(db, "users", "fake:4")
     assert user["email"] == "zoë.müller@students.district.org" and user["role"] == "student"
     assert user["first_seen"] == user["last_seen"] == "2026-11-02T08:00:00Z"
-    assert (user["is_admin"], db["users"].get("fake:1")["is_admin"]) == (None, 1)  # None: the service did not say
+    assert (user["is_admin"], by_id(db, "users", "fake:1")["is_admin"]) == (None, 1)  # None: the service did not say
 
-    grant = db["grants"].get("fake:2:333-mailer.apps.googleusercontent.com")
+    grant = by_id(db, "grants", "fake:2:333-mailer.apps.googleusercontent.com")
     assert grant["user_id"] == "fake:2" and grant["app_id"] == "fake:333-mailer.apps.googleusercontent.com"
     assert json.loads(grant["scopes"]) == ["openid", "https://www.googleapis.com/auth/userinfo.email", "https://mail.google.com/"]
     assert grant["revoked_at"] is None and grant["tenant_wide"] == 0 and grant["risk"] == "high"
@@ -102,12 +103,12 @@ def test_second_scan_records_new_grants_new_scopes_and_revocations(fake_tenant, 
     }
     assert json.loads(changes[("new_scopes", "fake:3", f"fake:{kahoot}")]["scopes"]) == ["https://www.googleapis.com/auth/drive"]
 
-    revoked = db["grants"].get("fake:4:222-quizlet.apps.googleusercontent.com")
+    revoked = by_id(db, "grants", "fake:4:222-quizlet.apps.googleusercontent.com")
     assert revoked["revoked_at"] == "2026-11-09T08:00:00Z"
-    kept = db["grants"].get(f"fake:1:{kahoot}")
+    kept = by_id(db, "grants", f"fake:1:{kahoot}")
     assert (kept["first_seen"], kept["last_seen"]) == ("2026-11-02T08:00:00Z", "2026-11-09T08:00:00Z")
-    assert db["apps"].get("fake:222-quizlet.apps.googleusercontent.com")["users"] == 0
-    assert db["apps"].get(f"fake:{kahoot}")["risk"] == "high"  # the drive scope raised it
+    assert by_id(db, "apps", "fake:222-quizlet.apps.googleusercontent.com")["users"] == 0
+    assert by_id(db, "apps", f"fake:{kahoot}")["risk"] == "high"  # the drive scope raised it
 
     view = list(db.query("select kind, app from changes_since_last_scan order by kind"))
     assert [row["kind"] for row in view] == ["new_app", "new_grant", "new_scopes", "revoked_grant"]
@@ -123,7 +124,7 @@ def test_a_revoked_grant_granted_again_is_a_new_grant(fake_tenant, db_path, cloc
     clock.advance(days=1)
     outcome = scan(db_path)
     db = store.open_db(db_path)
-    grant = db["grants"].get("fake:2:333-mailer.apps.googleusercontent.com")
+    grant = by_id(db, "grants", "fake:2:333-mailer.apps.googleusercontent.com")
     assert grant["revoked_at"] is None and grant["first_seen"] == "2026-11-02T08:00:00Z"
     assert [c["kind"] for c in db.query("select kind from changes where scan_id = ?", [outcome.scans[0]["id"]])] == ["new_grant"]
 
@@ -232,12 +233,12 @@ def test_incremental_scan_revokes_only_for_users_it_reread(fake_tenant, db_path,
     outcome = scan(db_path)
     assert outcome.scans[0]["mode"] == "incremental"
     db = store.open_db(db_path)
-    assert db["grants"].get("fake:4:222-quizlet.apps.googleusercontent.com")["revoked_at"] == "2026-11-04T08:00:00Z"
-    assert db["grants"].get("fake:2:333-mailer.apps.googleusercontent.com")["revoked_at"] is None
+    assert by_id(db, "grants", "fake:4:222-quizlet.apps.googleusercontent.com")["revoked_at"] == "2026-11-04T08:00:00Z"
+    assert by_id(db, "grants", "fake:2:333-mailer.apps.googleusercontent.com")["revoked_at"] is None
     # A forced full scan does revoke it.
     clock.advance(days=1)
     assert scan(db_path, force_full=True).scans[0]["mode"] == "full"
-    assert store.open_db(db_path)["grants"].get("fake:2:333-mailer.apps.googleusercontent.com")["revoked_at"] == "2026-11-05T08:00:00Z"
+    assert by_id(store.open_db(db_path), "grants", "fake:2:333-mailer.apps.googleusercontent.com")["revoked_at"] == "2026-11-05T08:00:00Z"
 
 
 def test_incremental_needs_a_full_scan_in_the_last_seven_days(fake_tenant, db_path, clock):
@@ -258,13 +259,13 @@ def test_tenant_wide_and_application_grants(fake_tenant, db_path, clock):
     ]
     scan(db_path)
     db = store.open_db(db_path)
-    delegated = db["grants"].get("fake:*:a1:Microsoft Graph")
+    delegated = by_id(db, "grants", "fake:*:a1:Microsoft Graph")
     assert delegated["user_id"] is None and delegated["tenant_wide"] == 1
     assert json.loads(delegated["scopes"]) == ["User.Read", "EduRoster.ReadBasic"]
-    application = db["grants"].get("fake:*:a1:Microsoft Graph:application")
+    application = by_id(db, "grants", "fake:*:a1:Microsoft Graph:application")
     assert application["grant_type"] == "application" and application["tenant_wide"] == 1
     assert application["risk"] == "high"  # User.Read.All is medium; reaching everyone raises it
-    assert db["apps"].get("fake:a1")["tenant_wide"] == 1
+    assert by_id(db, "apps", "fake:a1")["tenant_wide"] == 1
 
 
 def test_last_used_is_kept_per_grant_and_per_app(fake_tenant, db_path, clock):
@@ -277,9 +278,9 @@ def test_last_used_is_kept_per_grant_and_per_app(fake_tenant, db_path, clock):
     ]
     scan(db_path)
     db = store.open_db(db_path)
-    assert db["grants"].get(f"fake:3:{kahoot}")["last_used"] == "2026-10-30T10:00:00Z"
-    assert db["grants"].get(f"fake:1:{kahoot}")["last_used"] is None
-    assert db["apps"].get(f"fake:{kahoot}")["last_used"] == "2026-11-01T08:00:00Z"
+    assert by_id(db, "grants", f"fake:3:{kahoot}")["last_used"] == "2026-10-30T10:00:00Z"
+    assert by_id(db, "grants", f"fake:1:{kahoot}")["last_used"] is None
+    assert by_id(db, "apps", f"fake:{kahoot}")["last_used"] == "2026-11-01T08:00:00Z"
 
 
 def test_same_grant_twice_in_one_scan_merges_scopes(fake_tenant, db_path, clock):
@@ -291,7 +292,7 @@ def test_same_grant_twice_in_one_scan_merges_scopes(fake_tenant, db_path, clock)
     finally:
         store.ScanWriter.BATCH = old
     db = store.open_db(db_path)
-    assert json.loads(db["grants"].get("fake:*:a1")["scopes"]) == ["User.Read", "Mail.Read"]
+    assert json.loads(by_id(db, "grants", "fake:*:a1")["scopes"]) == ["User.Read", "Mail.Read"]
     assert outcome.scans[0]["grants_seen"] == 1
 
 
@@ -326,12 +327,12 @@ def test_retention_purges_old_history_but_keeps_the_latest_scan(fake_tenant, db_
     clock.advance(days=1)
     run_scans(db_path, config, show_progress=False)
     db = store.open_db(db_path)
-    assert db["grants"].get("fake:4:222-quizlet.apps.googleusercontent.com")["revoked_at"]
+    assert by_id(db, "grants", "fake:4:222-quizlet.apps.googleusercontent.com")["revoked_at"]
     assert db["users"].count == 4
     clock.advance(days=31)
     run_scans(db_path, config, show_progress=False)
     db = store.open_db(db_path)
-    assert db["grants"].count_where("id = ?", ["fake:4:222-quizlet.apps.googleusercontent.com"]) == 0
+    assert db.execute("select count(*) from grants where id = ?", ["fake:4:222-quizlet.apps.googleusercontent.com"]).fetchone()[0] == 0
     assert db["users"].count_where("id = 'fake:4'") == 0  # not seen for 31 days, no grants left
     assert db["users"].count == 3
     assert db["changes"].count_where("detected_at < '2026-11-04'") == 0
@@ -342,10 +343,11 @@ def test_views_exist_and_answer(fake_tenant, db_path, clock):
     district_tenant(fake_tenant)
     scan(db_path)
     db = store.open_db(db_path)
-    for view in ("app_summary", "scope_creep", "dpa_expiring", "changes_since_last_scan", "unknown_scopes"):
+    for view in ("grants", "app_summary", "scope_creep", "dpa_expiring", "changes_since_last_scan", "unknown_scopes",
+                 "unapproved_usage"):
         assert view in db.view_names()
         list(db.query(f"select * from {view}"))
-    assert "unapproved_usage" in db.table_names()  # kept by the store (see test_matching)
+    assert "unapproved" in db.table_names()  # kept by the store (see test_matching)
     unapproved = list(db.query("select app, email from unapproved_usage order by email"))
     assert len(unapproved) == 4  # nothing is approved yet: every third-party grant needs review
     summary = {row["name"]: row for row in db.query("select * from app_summary")}
@@ -358,7 +360,7 @@ def test_unknown_scopes_are_medium_and_listed(fake_tenant, db_path, clock):
     fake_tenant.users = []
     scan(db_path)
     db = store.open_db(db_path)
-    assert db["grants"].get("fake:*:a1")["risk"] == "high"  # medium, raised for a tenant-wide grant
+    assert by_id(db, "grants", "fake:*:a1")["risk"] == "high"  # medium, raised for a tenant-wide grant
     assert list(db.query("select scope, apps from unknown_scopes")) == [{"scope": "https://example.com/auth/everything", "apps": 1}]
 
 
@@ -413,6 +415,6 @@ def test_app_counts_take_each_account_once_whatever_its_grants(fake_tenant, db_p
         Grant(user_id="4", app_id=kahoot, scopes=["openid"]),
     ]
     scan(db_path)
-    app = store.open_db(db_path)["apps"].get(f"fake:{kahoot}")
+    app = by_id(store.open_db(db_path), "apps", f"fake:{kahoot}")
     assert (app["users"], app["students"], app["staff"], app["tenant_wide"]) == (3, 2, 1, 1)
     assert app["risk"] == "high"  # Mail.Read

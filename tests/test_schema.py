@@ -1,5 +1,6 @@
 """Migrations are frozen, and a database made by the first one upgrades in place."""
 
+import datetime as dt
 import hashlib
 import inspect
 
@@ -20,6 +21,7 @@ FROZEN = {
     "0007_revoke": "469437a0acd1",
     "0008_review": "bb1582361ef8",
     "0009_incremental": "bd4c8fe7b108",
+    "0010_integer_keys": "d46225ed0be8",
 }
 
 
@@ -67,11 +69,13 @@ def test_a_database_made_by_the_first_migration_upgrades_in_place(tmp_path):
     # Migration 0003 filled the new table from what was there: a staff-only app on a
     # student's account, an unreviewed app; not a revoked grant, not a staff member's
     # use of the conditional app.
-    assert sorted((r["grant_id"], r["reason"]) for r in db["unapproved_usage"].rows) == [("g2", "outside audience"), ("g3", "unreviewed")]
+    # (Grant ids are made from the account and the app since 0010: what scanner.store.grant_id made.)
+    g2, g3 = "google:2:9-w.apps.googleusercontent.com", "google:1:8-q.apps.googleusercontent.com"
+    assert sorted((r["grant_id"], r["reason"]) for r in db["unapproved_usage"].rows) == [(g3, "unreviewed"), (g2, "outside audience")]
     # And today's views read the upgraded tables.
     for view in schema.VIEWS:
         list(db.query(f"select * from {view}"))
-    assert {r["grant_id"] for r in db.query("select grant_id from unapproved_grants")} == {"g2", "g3"}
+    assert {r["grant_id"] for r in db.query("select grant_id from unapproved_grants")} == {g2, g3}
     # Migration 0004's people and products were filled on opening, not at the next scan.
     assert {(r["id"], r["email"], r["role"]) for r in db["people"].rows} == {
         ("google:1", "t@d.org", "staff"), ("google:2", "s@students.d.org", "student")}
@@ -85,7 +89,7 @@ def test_a_database_that_applied_0005_first_gets_0004_after(tmp_path):
     inventory with 0001-0003 and 0005 applied gets 0004 when it is opened, and its people."""
     earlier = Migrations("app_inventory")  # the same set, as released before 0004
     for migration in schema.migrations._migrations:
-        if migration.name != "0004_people_and_products":
+        if migration.name != "0004_people_and_products" and migration.name <= "0005_posture":
             earlier(name=migration.name)(migration.fn)
     path = str(tmp_path / "released.db")
     old = Database(path)
@@ -97,3 +101,69 @@ def test_a_database_that_applied_0005_first_gets_0004_after(tmp_path):
     assert {m.name for m in schema.migrations.applied(db)} == set(FROZEN)
     assert {"person_id", "aliases"} <= set(db["users"].columns_dict) and db["posture"].exists()
     assert [(r["id"], r["email"]) for r in db["people"].rows] == [("google:1", "t@d.org")]
+
+
+# What readers see, compared before and after the conversion (views and derived tables).
+READ_BACK = {
+    "grants": "select * from grants order by id",
+    "unapproved_usage": "select * from unapproved_usage order by grant_id",
+    "app_summary": "select * from app_summary order by id",
+    "product_summary": "select * from product_summary order by id",
+    "people": "select * from people order by id",
+    "changes": "select * from changes order by id",
+}
+
+
+def test_an_inventory_made_before_integer_keys_is_converted_in_place(fake_tenant, tmp_path, monkeypatch):
+    """Migration 0010 on an inventory in today's released shape (0001-0009): grants, accounts,
+    apps and unapproved_usage as they were stored, from two real scans (a revoked grant, a
+    tenant-wide consent of each type, a last use, an account no listing named), read back the
+    same through the views, in the same file."""
+    from scanner import timestamps
+    from scanner.config import load_config
+    from scanner.providers import App, Grant, LastUsed
+    from scanner.scan import run_scans
+    from tests.conftest import district_tenant
+
+    moments = iter(["2026-11-02T08:00:00+00:00", "2026-11-09T08:00:00+00:00"])
+    now = {}
+    monkeypatch.setattr(timestamps, "clock", lambda: now["at"])
+    district_tenant(fake_tenant)
+    fake_tenant.apps.append(App(id="a1", name="Roster Sync"))
+    fake_tenant.grants += [
+        Grant(user_id=None, app_id="a1", scopes=["User.Read"], resource="Microsoft Graph"),
+        Grant(user_id=None, app_id="a1", scopes=["User.Read.All"], resource="Microsoft Graph", grant_type="application"),
+        Grant(user_id="9", app_id="a1", scopes=["User.Read"]),  # an account the listing never named
+    ]
+    fake_tenant.last_used = [LastUsed(app_id="111-kahoot.apps.googleusercontent.com", user_id="3", at="2026-10-30T10:00:00Z")]
+    reference_path = str(tmp_path / "reference.db")
+    for _ in range(2):
+        now["at"] = dt.datetime.fromisoformat(next(moments))
+        run_scans(reference_path, load_config(None), show_progress=False)
+        fake_tenant.grants = fake_tenant.grants[1:]  # the next scan finds the first grant revoked
+    reference = store.open_db(reference_path)
+    expected = {name: list(reference.query(sql)) for name, sql in READ_BACK.items()}
+    assert any(row["revoked_at"] for row in expected["grants"]) and any(row["tenant_wide"] for row in expected["grants"])
+    assert expected["unapproved_usage"] and any(row["last_used"] for row in expected["grants"])
+
+    path = str(tmp_path / "released.db")
+    old = Database(path)
+    schema.migrations.apply(old, stop_before="0010_integer_keys")
+    for table in old.table_names():  # the old tables, filled with what today's views and tables read
+        if table != "_sqlite_migrations":
+            columns = list(old[table].columns_dict)
+            old[table].insert_all(dict(zip(columns, row))
+                                  for row in reference.execute(f"select {', '.join(columns)} from [{table}]"))
+    assert old["grants"].count == len(expected["grants"])
+    old.execute("delete from users where id = 'fake:9'")  # before 0010 a grant's account needed no row
+    old.close()
+
+    upgraded = store.open_db(path)
+    assert [m.name for m in schema.migrations.applied(upgraded)][-1] == "0010_integer_keys"
+    assert {"grants", "unapproved_usage"} <= set(upgraded.view_names())
+    assert {"grant_rows", "scope_sets", "unapproved"} <= set(upgraded.table_names())
+    assert {name: list(upgraded.query(sql)) for name, sql in READ_BACK.items()} == expected
+    # Grants name their account and app by key, and the account no listing named kept its grant.
+    assert upgraded.execute("select count(*) from grant_rows where user_key != 0 and user_key not in "
+                            "(select key from users)").fetchone()[0] == 0
+    assert any(row["user_id"] == "fake:9" for row in upgraded.query("select user_id from grants"))

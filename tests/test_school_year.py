@@ -102,7 +102,7 @@ def test_a_short_school_year_runs_end_to_end(tmp_path, monkeypatch):
     figures = json.loads(figures_file.read_text(encoding="utf-8"))
     assert figures["history_google_modes"] == {"full": 2, "incremental": 1}
     assert len(figures["history_bytes_by_week"]) == 3 and figures["history_growth_ratio"] > 0.5
-    assert figures["history_tables"]["grants"]["last_rows"] > 0
+    assert figures["history_tables"]["grant_rows"]["last_rows"] > 0
     db = sqlite3.connect(tmp_path / "bench.db")
     started = [dt.datetime.fromisoformat(row[0].replace("Z", "+00:00"))
                for row in db.execute("select started_at from scans where provider = 'google' order by id")]

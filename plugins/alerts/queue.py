@@ -34,7 +34,7 @@ from collections.abc import Sequence
 
 from sqlite_utils import Database, Migrations
 
-from scanner import AffectedFindings, iso, parse_iso
+from scanner import UNAPPROVED_IDS, AffectedFindings, iso, parse_iso
 
 migrations = Migrations("alerts_email")
 
@@ -141,10 +141,10 @@ _NO_FINDINGS = "select null, null, null, null, null where 0"
 def _finding_sources(db: Database, scope: AffectedFindings | None):
     """What stage_findings reads: (the unapproved_usage rows, the tenant-wide consents, a
     function giving the condition that keeps a table's rows in scope). Without a scope,
-    everything; with one, the rows of its accounts (through unapproved_usage's user_id index)
-    and of its apps, each part only when it has any: an empty `in` would still read the
+    everything; with one, the rows of its accounts and of its apps (through the account and
+    app id indexes), each part only when it has any: an empty `in` would still read the
     whole table."""
-    usage = f"{_FINDING_COLUMNS} unapproved_usage"
+    usage = f"{_FINDING_COLUMNS} ({UNAPPROVED_IDS})"
     tenant_wide = f"{_FINDING_COLUMNS} unapproved_grants where user_id is null"
     if scope is None:
         return usage, tenant_wide, lambda table="": ""

@@ -71,9 +71,9 @@ def open_db(path: str) -> Database:
         if problem is None:
             raise
         raise InventoryUnreadable(problem) from None
-    if "0004_people_and_products" in upgraded and db["users"].count:
+    if {"0004_people_and_products", "0010_integer_keys"} & set(upgraded) and db["users"].count:
         # An inventory made by an older version: fill what the new migrations added
-        # (people, products) now, rather than after the next scan.
+        # (people, products, unapproved) now, rather than after the next scan.
         with db.atomic():
             refresh_derived(db)
     return db

@@ -34,7 +34,7 @@ from sqlite_utils import Database
 from .. import schema
 from .temp import temp_table
 
-_RANK = "case {0} when 'high' then 2 when 'medium' then 1 else 0 end"
+_RANK = schema.RISK_RANK_SQL
 _RISKS = {2: "high", 1: "medium", 0: "low"}
 _TRIGGERS = ("_derived_grant_written", "_derived_grant_changed", "_derived_user_changed", "_derived_app_changed")
 
@@ -54,34 +54,45 @@ class AffectedFindings:
                 db.execute(f"select count(*) from ({self.apps_sql})").fetchone()[0])
 
 
+# The same grant in two tables (grant_rows' primary key).
+_SAME_GRANT = ("{0}.user_key = {1}.user_key and {0}.app_key = {1}.app_key and {0}.resource = {1}.resource"
+               " and {0}.application = {1}.application")
+
+
 def track_derived_changes(db: Database) -> None:
     """From now on, on this connection, note the grants, accounts and apps written (see the module docstring)."""
-    temp_table(db, "_touched_grants", "grant_id text primary key, user_id text, app_id text not null, "
-                                      "was_active integer not null, was_rank integer, was_wide integer", rowid=False)
+    temp_table(db, "_touched_grants", "user_key integer not null, app_key integer not null, resource text not null, "
+                                      "application integer not null, user_id text, app_id text not null, "
+                                      "was_active integer not null, was_rank integer, was_wide integer, "
+                                      "primary key (user_key, app_key, resource, application)", rowid=False)
     temp_table(db, "_touched_users", "user_id text primary key, old_role text", rowid=False)
     temp_table(db, "_touched_apps", "app_id text primary key", rowid=False)
     # An upsert fires the insert trigger whether it inserts or updates: it reads the row as it was.
     # The first note of a row is the one kept: `where not exists`, not `or ignore`, since a
     # trigger takes the conflict handling of the statement that fired it (an upsert's).
     db.execute(
-        f"""create temp trigger if not exists _derived_grant_written before insert on grants
+        f"""create temp trigger if not exists _derived_grant_written before insert on grant_rows
             begin
-              insert into _touched_grants (grant_id, user_id, app_id, was_active, was_rank, was_wide)
-              select new.id, new.user_id, new.app_id, prior.id is not null and prior.revoked_at is null,
-                {_RANK.format('prior.risk')}, prior.tenant_wide
-              from (select 1) left join main.grants as prior on prior.id = new.id
-              where not exists (select 1 from _touched_grants where grant_id = new.id);
+              insert into _touched_grants (user_key, app_key, resource, application, user_id, app_id, was_active,
+                                           was_rank, was_wide)
+              select new.user_key, new.app_key, new.resource, new.application,
+                (select id from main.users where key = new.user_key), (select id from main.apps where key = new.app_key),
+                prior.app_key is not null and prior.revoked_at is null, prior.risk, prior.user_key = 0
+              from (select 1) left join main.grant_rows as prior on {_SAME_GRANT.format("prior", "new")}
+              where not exists (select 1 from _touched_grants as t where {_SAME_GRANT.format("t", "new")});
             end"""
     )
     db.execute(
-        f"""create temp trigger if not exists _derived_grant_changed before update on grants
-            when old.revoked_at is not new.revoked_at or old.scopes is not new.scopes or old.risk is not new.risk
-              or old.last_used is not new.last_used or old.tenant_wide is not new.tenant_wide
-              or old.first_seen is not new.first_seen
+        f"""create temp trigger if not exists _derived_grant_changed before update on grant_rows
+            when old.revoked_at is not new.revoked_at or old.scope_set is not new.scope_set or old.risk is not new.risk
+              or old.last_used is not new.last_used or old.first_seen is not new.first_seen
             begin
-              insert into _touched_grants (grant_id, user_id, app_id, was_active, was_rank, was_wide)
-              select old.id, old.user_id, old.app_id, old.revoked_at is null, {_RANK.format('old.risk')}, old.tenant_wide
-              where not exists (select 1 from _touched_grants where grant_id = old.id);
+              insert into _touched_grants (user_key, app_key, resource, application, user_id, app_id, was_active,
+                                           was_rank, was_wide)
+              select old.user_key, old.app_key, old.resource, old.application,
+                (select id from main.users where key = old.user_key), (select id from main.apps where key = old.app_key),
+                old.revoked_at is null, old.risk, old.user_key = 0
+              where not exists (select 1 from _touched_grants as t where {_SAME_GRANT.format("t", "old")});
             end"""
     )
     db.execute(
@@ -118,80 +129,83 @@ def refresh_changed_app_stats(db: Database) -> None:
              join users on users.id = touched.user_id
            where users.role is not touched.old_role"""
     )
-    temp_table(db, "_pairs", "user_id text not null, app_id text not null, before_active integer, after_active integer, "
-                             "primary key (user_id, app_id)", rowid=False)
+    temp_table(db, "_pairs", "user_key integer not null, app_key integer not null, before_active integer, "
+                             "after_active integer, primary key (user_key, app_key)", rowid=False)
     db.execute(
-        """insert or ignore into temp._pairs (user_id, app_id)
-           select user_id, app_id from temp._touched_grants where user_id is not null
+        """insert or ignore into temp._pairs (user_key, app_key)
+           select user_key, app_key from temp._touched_grants where user_key != 0
            union
-           select grants.user_id, grants.app_id from temp._role_changed as changed
-             join grants on grants.user_id = changed.user_id"""
+           select g.user_key, g.app_key from temp._role_changed as changed
+             join users on users.id = changed.user_id
+             join grant_rows as g on g.user_key = users.key"""
     )
     # Active before: one of the pair's grants was, as the trigger saw it (touched) or as it is (not touched).
     db.execute(
-        """update temp._pairs set
-             after_active = exists (select 1 from grants where grants.user_id = _pairs.user_id
-                                      and grants.app_id = _pairs.app_id and grants.revoked_at is null),
-             before_active = exists (select 1 from grants left join temp._touched_grants as touched on touched.grant_id = grants.id
-                                       where grants.user_id = _pairs.user_id and grants.app_id = _pairs.app_id
-                                         and coalesce(touched.was_active, grants.revoked_at is null))"""
+        f"""update temp._pairs set
+             after_active = exists (select 1 from grant_rows as g where g.user_key = _pairs.user_key
+                                      and g.app_key = _pairs.app_key and g.revoked_at is null),
+             before_active = exists (select 1 from grant_rows as g
+                                       left join temp._touched_grants as touched on {_SAME_GRANT.format("touched", "g")}
+                                       where g.user_key = _pairs.user_key and g.app_key = _pairs.app_key
+                                         and coalesce(touched.was_active, g.revoked_at is null))"""
     )
     db.execute(
         """update apps set users = apps.users + delta.users, students = apps.students + delta.students,
              staff = apps.staff + delta.staff
            from (
-             select app_id, sum(after_active - before_active) as users,
+             select app_key, sum(after_active - before_active) as users,
                sum(after_active * (after_role = 'student') - before_active * (before_role = 'student')) as students,
                sum(after_active * (after_role = 'staff') - before_active * (before_role = 'staff')) as staff
              from (
-               select pairs.app_id, pairs.after_active, pairs.before_active,
+               select pairs.app_key, pairs.after_active, pairs.before_active,
                  coalesce(users.role, '') as after_role,
                  coalesce(changed.old_role, users.role, '') as before_role
                from temp._pairs as pairs
-                 left join users on users.id = pairs.user_id
-                 left join temp._role_changed as changed on changed.user_id = pairs.user_id
+                 left join users on users.key = pairs.user_key
+                 left join temp._role_changed as changed on changed.user_id = users.id
              )
-             group by app_id
+             group by app_key
            ) as delta
-           where apps.id = delta.app_id and (delta.users or delta.students or delta.staff)"""
+           where apps.key = delta.app_key and (delta.users or delta.students or delta.staff)"""
     )
-    apps = [row[0] for row in db.execute("select distinct app_id from temp._touched_grants")]
-    for app_id in apps:
-        _refresh_maxima(db, app_id)
+    apps = [row[0] for row in db.execute("select distinct app_key from temp._touched_grants")]
+    for app_key in apps:
+        _refresh_maxima(db, app_key)
 
 
-def _refresh_maxima(db: Database, app_id: str) -> None:
+def _refresh_maxima(db: Database, app_key: int) -> None:
     """An app's risk, tenant-wide flag and last use: maxima over its active grants, as
     refresh_app_stats keeps them (unchanged, but tenant_wide 0, for an app without one)."""
-    app = db.execute(f"select {_RANK.format('risk')}, tenant_wide, last_used from apps where id = ?", [app_id]).fetchone()
+    app = db.execute(f"select {_RANK.format('risk')}, tenant_wide, last_used from apps where key = ?", [app_key]).fetchone()
     if app is None:
         return
     stored_rank, stored_wide, stored_used = app
-    if not db.execute("select 1 from grants where app_id = ? and revoked_at is null limit 1", [app_id]).fetchone():
-        db.execute("update apps set tenant_wide = 0 where id = ?", [app_id])
+    if not db.execute("select 1 from grant_rows where app_key = ? and revoked_at is null limit 1", [app_key]).fetchone():
+        db.execute("update apps set tenant_wide = 0 where key = ?", [app_key])
         return
     touched = db.execute(
-        f"""select max(case when grants.revoked_at is null then {_RANK.format('grants.risk')} end),
-              max(case when grants.revoked_at is null then grants.tenant_wide end),
-              max(case when grants.revoked_at is null then grants.last_used end)
-            from temp._touched_grants as touched join grants on grants.id = touched.grant_id
-            where touched.app_id = ?""",
-        [app_id],
+        f"""select max(case when g.revoked_at is null then g.risk end),
+              max(case when g.revoked_at is null then g.user_key = 0 end),
+              {schema.iso_time("max(case when g.revoked_at is null then g.last_used end)")}
+            from temp._touched_grants as touched join grant_rows as g on {_SAME_GRANT.format("g", "touched")}
+            where touched.app_key = ?""",
+        [app_key],
     ).fetchone()
     untouched_active = db.execute(
-        """select 1 from grants where app_id = ? and revoked_at is null
-             and id not in (select grant_id from temp._touched_grants where app_id = ?) limit 1""",
-        [app_id, app_id],
+        f"""select 1 from grant_rows as g where g.app_key = ? and g.revoked_at is null
+              and not exists (select 1 from temp._touched_grants as touched where {_SAME_GRANT.format("touched", "g")})
+            limit 1""",
+        [app_key],
     ).fetchone() is not None
     had_active = untouched_active or db.execute(
-        "select 1 from temp._touched_grants where app_id = ? and was_active limit 1", [app_id]).fetchone() is not None
-    rank = _maximum(db, app_id, "risk", stored_rank if had_active else None, touched[0])
-    wide = _maximum(db, app_id, "tenant_wide", stored_wide if had_active else None, touched[1])
+        "select 1 from temp._touched_grants where app_key = ? and was_active limit 1", [app_key]).fetchone() is not None
+    rank = _maximum(db, app_key, "risk", stored_rank if had_active else None, touched[0])
+    wide = _maximum(db, app_key, "tenant_wide", stored_wide if had_active else None, touched[1])
     used = max((value for value in (stored_used, touched[2]) if value), default=None)
-    db.execute("update apps set risk = ?, tenant_wide = ?, last_used = ? where id = ?", [_RISKS[rank], wide, used, app_id])
+    db.execute("update apps set risk = ?, tenant_wide = ?, last_used = ? where key = ?", [_RISKS[rank], wide, used, app_key])
 
 
-def _maximum(db: Database, app_id: str, column: str, stored: int | None, touched_now: int | None) -> int:
+def _maximum(db: Database, app_key: int, column: str, stored: int | None, touched_now: int | None) -> int:
     """The app's maximum of `column` (risk as a rank, or tenant_wide) over its active grants now.
 
     `stored` is the maximum the last refresh kept (None when the app had no active grant, so
@@ -202,18 +216,18 @@ def _maximum(db: Database, app_id: str, column: str, stored: int | None, touched
     now = -1 if touched_now is None else touched_now
     if stored is None or now >= stored:
         return max(now, 0)
-    value = _RANK.format("risk") if column == "risk" else "tenant_wide"
+    value = "risk" if column == "risk" else "(user_key = 0)"
     held_it = db.execute(
-        f"""select 1 from temp._touched_grants as touched join grants on grants.id = touched.grant_id
-            where touched.app_id = ? and touched.was_active and touched.was_{'rank' if column == 'risk' else 'wide'} >= ?
+        f"""select 1 from temp._touched_grants as touched
+            where touched.app_key = ? and touched.was_active and touched.was_{'rank' if column == 'risk' else 'wide'} >= ?
             limit 1""",
-        [app_id, stored],
+        [app_key, stored],
     ).fetchone()
     if not held_it:
         return stored
     for level in range(stored, now, -1):
-        if db.execute(f"select 1 from grants where app_id = ? and revoked_at is null and {value} = ? limit 1",
-                      [app_id, level]).fetchone():
+        if db.execute(f"select 1 from grant_rows where app_key = ? and revoked_at is null and {value} = ? limit 1",
+                      [app_key, level]).fetchone():
             return level
     return max(now, 0)
 
@@ -232,12 +246,10 @@ def affected_scope(db: Database) -> AffectedFindings:
 
 
 def refresh_changed_unapproved_usage(db: Database, scope: AffectedFindings) -> None:
-    """Rebuild the unapproved_usage rows of the accounts and apps in scope, and only those."""
+    """Rebuild the `unapproved` rows (unapproved_usage) of the accounts and apps in scope, and only those."""
     users, apps = scope.counts(db)
-    columns = ", ".join(schema.UNAPPROVED_USAGE_COLUMNS)
     # Apps first: the accounts' rows (some of them of these apps too) are then rebuilt last.
-    for count, column, sql in ((apps, "app_id", scope.apps_sql), (users, "user_id", scope.users_sql)):
+    for count, table, column, sql in ((apps, "apps", "app_key", scope.apps_sql), (users, "users", "user_key", scope.users_sql)):
         if count:
-            db.execute(f"delete from unapproved_usage where {column} in ({sql})")
-            db.execute(f"insert into unapproved_usage ({columns}) select {columns} from ({schema.UNAPPROVED_USAGE}) "
-                       f"where {column} in ({sql})")
+            db.execute(f"delete from unapproved where {column} in (select key from {table} where id in ({sql}))")
+            db.execute(schema.refresh_unapproved_sql(f"and {table}.id in ({sql})"))

@@ -45,7 +45,7 @@ def track_people_changes(db: Database) -> None:
     )
 
 
-def refresh_people(db: Database, *, full: bool = False, scanned: str | None = None) -> PeopleRefresh:
+def refresh_people(db: Database, *, full: bool = False) -> PeopleRefresh:
     """Group accounts into people: accounts that share an address (primary or alias, compared
     case-insensitively), directly or through other accounts, are one person, whatever
     provider reports them. Sets users.person_id (the lowest account id of the person) and
@@ -54,8 +54,7 @@ def refresh_people(db: Database, *, full: bool = False, scanned: str | None = No
     Only the people of accounts noted by track_people_changes are regrouped and rebuilt
     (nothing at all when no account changed); everyone is with full=True, when nothing was
     tracked on this connection, or when a large share of the accounts changed (a first scan).
-    `scanned` names the provider whose unapproved_usage rows the caller rebuilds next (they
-    need no update here). All in SQL: each round gives every account that shares an address
+    All in SQL: each round gives every account that shares an address
     the lowest person id among the accounts it shares one with, until a round changes nothing."""
     temp_table(db, "_people_affected", "person_id text primary key", rowid=False)
     tracked = db.execute("select 1 from temp.sqlite_master where name = '_people_dirty'").fetchone() is not None
@@ -145,16 +144,6 @@ def refresh_people(db: Database, *, full: bool = False, scanned: str | None = No
     changed = db.execute("select count(*) from temp._person_changed").fetchone()[0]
     if changed:
         db.execute("update users set person_id = c.person_id from temp._person_changed as c where users.id = c.user_id")
-        # Rows of the other providers are not rebuilt by this scan: keep their person current.
-        elsewhere = db.execute(
-            "select count(*) from temp._person_changed join users on users.id = _person_changed.user_id "
-            "where users.provider is not ?", [scanned]
-        ).fetchone()[0]
-        if elsewhere:
-            db.execute(
-                """update unapproved_usage set person_id = c.person_id from temp._person_changed as c
-                   where unapproved_usage.user_id = c.user_id"""
-            )
     if full:
         db.execute("delete from people")
         db.execute(f"insert into people ({', '.join(PEOPLE_COLUMNS)}) {people_rows('')}")

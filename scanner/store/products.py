@@ -67,10 +67,11 @@ def refresh_products(db: Database, *, after_scan: int | None = None, moved_produ
                count(distinct case when coalesce(people.role, users.role) = 'staff'
                  then coalesce(users.person_id, pairs.user_id) end) as staff
              from (
-               select distinct apps.product_id, grants.user_id
+               select distinct apps.product_id, users.id as user_id
                from clients
                  cross join apps on apps.product_id = clients.product_id
-                 cross join grants on grants.app_id = apps.id and grants.revoked_at is null and grants.user_id is not null
+                 cross join grant_rows as g on g.app_key = apps.key and g.revoked_at is null and g.user_key != 0
+                 cross join users on users.key = g.user_key
                where clients.exact
              ) as pairs
                left join users on users.id = pairs.user_id
@@ -99,13 +100,13 @@ def _redo_moved_products(db: Database, moved: set[str]) -> None:
     db.execute("delete from multi_account_usage where product_id in (select product_id from temp._moved_products)")
     db.execute(
         """insert into multi_account_usage (product_id, person_id, person_role, accounts, student_accounts, staff_accounts)
-           select apps.product_id, users.person_id, max(people.role), count(distinct grants.user_id),
-             count(distinct case when users.role = 'student' then grants.user_id end),
-             count(distinct case when users.role = 'staff' then grants.user_id end)
+           select apps.product_id, users.person_id, max(people.role), count(distinct g.user_key),
+             count(distinct case when users.role = 'student' then g.user_key end),
+             count(distinct case when users.role = 'staff' then g.user_key end)
            from temp._moved_products as moved
              cross join apps on apps.product_id = moved.product_id
-             cross join grants on grants.app_id = apps.id and grants.revoked_at is null and grants.user_id is not null
-             cross join users on users.id = grants.user_id
+             cross join grant_rows as g on g.app_key = apps.key and g.revoked_at is null and g.user_key != 0
+             cross join users on users.key = g.user_key
              cross join people on people.id = users.person_id
            where people.accounts > 1
            group by apps.product_id, users.person_id"""
@@ -115,13 +116,13 @@ def _redo_moved_products(db: Database, moved: set[str]) -> None:
 def _redo_multi_account_usage(db: Database, after_scan: int | None) -> None:
     """Rows of multi_account_usage for everyone, or for the people a scan touched."""
     temp_table(db, "_usage_redo", "person_id text primary key", rowid=False)
-    temp_table(db, "_multi_accounts", "user_id text primary key, person_id text not null, account_role text, person_role text",
-               rowid=False)
+    temp_table(db, "_multi_accounts", "user_key integer primary key, person_id text not null, account_role text, "
+                                      "person_role text")
     if after_scan is None:
         db.execute("delete from multi_account_usage")
         accounts = db.execute(
-            """insert into temp._multi_accounts (user_id, person_id, account_role, person_role)
-               select users.id, users.person_id, users.role, people.role
+            """insert into temp._multi_accounts (user_key, person_id, account_role, person_role)
+               select users.key, users.person_id, users.role, people.role
                from people cross join users on users.person_id = people.id where people.accounts > 1"""
         ).rowcount
     else:
@@ -135,29 +136,29 @@ def _redo_multi_account_usage(db: Database, after_scan: int | None) -> None:
         )
         db.execute("delete from multi_account_usage where person_id in (select person_id from temp._usage_redo)")
         accounts = db.execute(
-            """insert into temp._multi_accounts (user_id, person_id, account_role, person_role)
-               select users.id, users.person_id, users.role, people.role
+            """insert into temp._multi_accounts (user_key, person_id, account_role, person_role)
+               select users.key, users.person_id, users.role, people.role
                from temp._usage_redo as redo
                  cross join people on people.id = redo.person_id
                  cross join users on users.person_id = people.id
                where people.accounts > 1"""
         ).rowcount
-    # Few accounts: read their grants through the index on user_id. Many (every person has a
-    # Google and a Microsoft account, at the first scan): read every grant once, in order.
+    # Few accounts: read their grants by account (grant_rows' own order). Many (every person has
+    # a Google and a Microsoft account, at the first scan): read every grant once, in order.
     # (CROSS JOIN keeps SQLite from reading every grant to find the few a temp table names.)
     if accounts * 10 < db.execute("select count(*) from users").fetchone()[0]:
         their_grants = """temp._multi_accounts as x
-             cross join grants on grants.user_id = x.user_id and grants.revoked_at is null"""
+             cross join grant_rows as g on g.user_key = x.user_key and g.revoked_at is null"""
     else:
-        their_grants = """grants indexed by idx_grants_app_id_revoked_at_user_id
-             cross join temp._multi_accounts as x on x.user_id = grants.user_id and grants.revoked_at is null"""
+        their_grants = """grant_rows as g
+             cross join temp._multi_accounts as x on x.user_key = g.user_key and g.revoked_at is null"""
     # Distinct accounts: a Microsoft account holds a grant a resource.
     db.execute(
         f"""insert into multi_account_usage (product_id, person_id, person_role, accounts, student_accounts, staff_accounts)
-            select apps.product_id, x.person_id, max(x.person_role), count(distinct grants.user_id),
-              count(distinct case when x.account_role = 'student' then grants.user_id end),
-              count(distinct case when x.account_role = 'staff' then grants.user_id end)
+            select apps.product_id, x.person_id, max(x.person_role), count(distinct g.user_key),
+              count(distinct case when x.account_role = 'student' then g.user_key end),
+              count(distinct case when x.account_role = 'staff' then g.user_key end)
             from {their_grants}
-              cross join apps on apps.id = grants.app_id
+              cross join apps on apps.key = g.app_key
             group by apps.product_id, x.person_id"""
     )

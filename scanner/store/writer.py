@@ -20,8 +20,11 @@ from sqlite_utils import Database
 
 from .. import scopes
 from ..providers import App, ConsentRequest, Grant, GrantsListed, LastUsed, PostureFinding, Record, ScanRun, User, UsersSeen
-from ..timestamps import iso, normalize_timestamp
+from ..schema import unix_time
+from ..timestamps import iso, normalize_timestamp, parse_iso
+from ..schema import GRANT_ID
 from .database import insert_rows
+from .temp import temp_table
 from .derived import DEFAULT_HISTORY_DAYS, apply_matching, purge_history, refresh_app_stats, refresh_unapproved_usage
 from .incremental import (
     AffectedFindings, affected_scope, refresh_changed_app_stats, refresh_changed_unapproved_usage, stop_tracking,
@@ -62,8 +65,9 @@ def grant_id(provider: str, grant: Grant) -> str:
 
 USER_COLUMNS = ("id", "provider", "email", "name", "role", "org_unit", "suspended", "is_admin", "aliases", "first_seen", "last_seen",
                 "listed_digest")
-GRANT_COLUMNS = ("id", "provider", "user_id", "app_id", "scopes", "grant_type", "resource", "tenant_wide", "risk",
-                 "first_seen", "last_seen", "last_used", "seen_scan_id")
+GRANT_ROW_COLUMNS = ("user_key", "app_key", "resource", "application", "scope_set", "risk", "first_seen", "last_seen",
+                     "last_used", "seen_scan_id")
+_RISK_RANKS = {"low": 0, "medium": 1, "high": 2}
 CHANGE_COLUMNS = ("scan_id", "provider", "kind", "app_id", "user_id", "grant_id", "scopes", "detected_at")
 
 
@@ -82,7 +86,11 @@ class ScanWriter:
         self.baseline = baseline
         self.counts: Counter[str] = Counter()
         self.changes: Counter[str] = Counter()
-        self._known_apps = {row[0] for row in db.execute("select id from apps where provider = ?", [provider])}
+        self.unix_now = int(parse_iso(self.now).timestamp())
+        self._app_keys = dict(db.execute("select id, key from apps where provider = ?", [provider]).fetchall())
+        self._known_apps = set(self._app_keys)
+        self._scope_sets = dict(db.execute("select scopes, key from scope_sets").fetchall())
+        self._scope_lists = {key: json.loads(scopes) for scopes, key in self._scope_sets.items()}
         self._apps_written: set[str] = set()
         self._users: dict[str, dict] = {}
         self._grants: dict[str, dict] = {}
@@ -213,6 +221,7 @@ class ScanWriter:
              app.ownership, app.homepage, json.dumps(app.details, sort_keys=True) if app.details else None,
              self.now, self.now],
         )
+        self._app_keys[app_id] = self.db.execute("select key from apps where id = ?", [app_id]).fetchone()[0]
         if app_id not in self._known_apps:
             self._known_apps.add(app_id)
             self._record_changes([{"kind": "new_app", "app_id": app_id}])
@@ -233,17 +242,42 @@ class ScanWriter:
         else:
             self.counts["grants"] += 1
         tenant_wide = grant.user_id is None
+        last_used = normalize_timestamp(grant.last_used)
         self._grants[key] = {
-            "id": key, "provider": self.provider, "user_id": self._id(grant.user_id), "app_id": self._id(grant.app_id),
-            "scope_list": clean_scopes, "scopes": json.dumps(clean_scopes), "grant_type": grant.grant_type,
-            "resource": grant.resource, "tenant_wide": int(tenant_wide),
-            "risk": scopes.grant_risk(self.provider, clean_scopes, reaches_everyone=tenant_wide or grant.grant_type == "application"),
-            "first_seen": self.now, "last_seen": self.now,
-            "last_used": normalize_timestamp(grant.last_used) or (earlier or {}).get("last_used"),
+            "id": key, "user_id": self._id(grant.user_id), "app_id": self._id(grant.app_id),
+            "app_key": self._app_keys[self._id(grant.app_id)], "resource": grant.resource or "",
+            "application": int(grant.grant_type == "application"), "scope_list": clean_scopes,
+            "risk": _RISK_RANKS[scopes.grant_risk(self.provider, clean_scopes,
+                                                  reaches_everyone=tenant_wide or grant.grant_type == "application")],
+            "first_seen": self.unix_now, "last_seen": self.unix_now,
+            "last_used": int(parse_iso(last_used).timestamp()) if last_used else (earlier or {}).get("last_used"),
             "seen_scan_id": self.scan_id,
         }
         if len(self._grants) >= self.BATCH:
             self._flush_grants()
+
+    def _user_keys(self, user_ids: set[str]) -> dict[str, int]:
+        """The keys of these accounts; an account the provider did not list gets a row, as an
+        app it did not list does (role unknown, no address), rather than its grant be lost."""
+        wanted = sorted(user_ids)
+        placeholders = ",".join("?" * len(wanted))
+        keys = dict(self.db.execute(f"select id, key from users where id in ({placeholders})", wanted).fetchall())
+        missing = [user_id for user_id in wanted if user_id not in keys]
+        if missing:
+            insert_rows(self.db.conn, "insert into users (id, provider, email, role, first_seen, last_seen)",
+                        [(user_id, self.provider, "", "unknown", self.now, self.now) for user_id in missing])
+            keys.update(self.db.execute(f"select id, key from users where id in ({placeholders})", wanted).fetchall())
+        return keys
+
+    def _scope_set(self, scope_list: list[str]) -> int:
+        """The key of this scope list in scope_sets (each distinct list is stored once)."""
+        text = json.dumps(scope_list)
+        key = self._scope_sets.get(text)
+        if key is None:
+            self.db.execute("insert into scope_sets (scopes) values (?)", [text])
+            key = self.db.execute("select key from scope_sets where scopes = ?", [text]).fetchone()[0]
+            self._scope_sets[text], self._scope_lists[key] = key, scope_list
+        return key
 
     def _flush_grants(self) -> None:
         if not self._grants:
@@ -252,35 +286,40 @@ class ScanWriter:
         self._flush_users()
         batch = self._grants
         self._grants = {}
-        placeholders = ",".join("?" * len(batch))
+        user_keys = self._user_keys({row["user_id"] for row in batch.values() if row["user_id"] is not None})
+        for row in batch.values():
+            row["user_key"] = 0 if row["user_id"] is None else user_keys[row["user_id"]]
+        wanted = sorted({row["user_key"] for row in batch.values()})
         existing = {
-            row["id"]: row
-            for row in self.db.query(f"select id, scopes, revoked_at, seen_scan_id from grants where id in ({placeholders})", list(batch))
+            (user_key, app_key, resource, application): (scope_set, revoked_at, seen_scan_id)
+            for user_key, app_key, resource, application, scope_set, revoked_at, seen_scan_id in self.db.execute(
+                f"""select user_key, app_key, resource, application, scope_set, revoked_at, seen_scan_id from grant_rows
+                    where user_key in ({",".join("?" * len(wanted))})""", wanted)
         }
         changes = []
-        for key, row in batch.items():
-            old = existing.get(key)
-            if old and old["seen_scan_id"] == self.scan_id:
+        for row in batch.values():
+            old = existing.get((row["user_key"], row["app_key"], row["resource"], row["application"]))
+            old_scopes = None if old is None else self._scope_lists[old[0]]
+            if old and old[2] == self.scan_id:
                 # Seen in an earlier batch of this scan: merge, the change was already recorded.
-                merged = list(dict.fromkeys(json.loads(old["scopes"]) + row["scope_list"]))
-                row["scope_list"], row["scopes"] = merged, json.dumps(merged)
+                row["scope_list"] = list(dict.fromkeys(old_scopes + row["scope_list"]))
                 self.counts["grants"] -= 1
-                continue
-            if self.baseline:
-                continue
-            if old is None or old["revoked_at"] is not None:
+            elif self.baseline:
+                pass
+            elif old is None or old[1] is not None:
                 changes.append({"kind": "new_grant", "grant": row, "scopes": row["scope_list"]})
             else:
-                added = [s for s in row["scope_list"] if s not in set(json.loads(old["scopes"]))]
+                added = [s for s in row["scope_list"] if s not in set(old_scopes)]
                 if added:
                     changes.append({"kind": "new_scopes", "grant": row, "scopes": added})
+            row["scope_set"] = self._scope_set(row["scope_list"])
         insert_rows(
             self.db.conn,
-            f"insert into grants ({', '.join(GRANT_COLUMNS)})",
-            [[row[column] for column in GRANT_COLUMNS] for row in batch.values()],
-            """on conflict(id) do update set scopes = excluded.scopes, risk = excluded.risk, grant_type = excluded.grant_type,
-                 last_seen = excluded.last_seen, revoked_at = null, seen_scan_id = excluded.seen_scan_id,
-                 last_used = nullif(max(coalesce(grants.last_used, ''), coalesce(excluded.last_used, '')), '')""",
+            f"insert into grant_rows ({', '.join(GRANT_ROW_COLUMNS)})",
+            [[row[column] for column in GRANT_ROW_COLUMNS] for row in batch.values()],
+            """on conflict(user_key, app_key, resource, application) do update set scope_set = excluded.scope_set,
+                 risk = excluded.risk, last_seen = excluded.last_seen, revoked_at = null, seen_scan_id = excluded.seen_scan_id,
+                 last_used = nullif(max(coalesce(grant_rows.last_used, 0), coalesce(excluded.last_used, 0)), 0)""",
         )
         self._record_changes(
             {"kind": c["kind"], "app_id": c["grant"]["app_id"], "user_id": c["grant"]["user_id"],
@@ -314,7 +353,7 @@ class ScanWriter:
         self._apply_last_used()
         self.db.execute("update users set last_seen = ? where id in (select user_id from temp._seen_users)", [self.now])
         self._revoke_unseen(incremental=run.mode == "incremental")
-        people = refresh_people(self.db, scanned=self.provider)
+        people = refresh_people(self.db)
         if incremental:  # only what this scan touched (store.incremental)
             refresh_changed_app_stats(self.db)
             apply_matching(self.db)
@@ -341,16 +380,22 @@ class ScanWriter:
         purge_posture(self.db, history_days, moment)  # before the scans its rows belong to
         if purge_history(self.db, history_days, moment):
             # Forgotten accounts (none had a grant) leave their person, whose role may change.
-            people = refresh_people(self.db, scanned=self.provider)
+            people = refresh_people(self.db)
             refresh_products(self.db, after_scan=None if people.everyone else self.scan_id)
         return self.db["scans"].get(self.scan_id)
 
     def _apply_last_used(self) -> None:
         self.db.execute(
-            """update grants set last_used = latest.at
-               from (select user_id, app_id, max(at) as at from temp._uses group by user_id, app_id) as latest
-               where grants.user_id = latest.user_id and grants.app_id = latest.app_id
-                 and (grants.last_used is null or grants.last_used < latest.at)"""
+            f"""update grant_rows set last_used = latest.at
+                from (
+                  select users.key as user_key, apps.key as app_key, {unix_time("max(uses.at)")} as at
+                  from temp._uses as uses
+                    join users on users.id = uses.user_id
+                    join apps on apps.id = uses.app_id
+                  group by uses.user_id, uses.app_id
+                ) as latest
+                where grant_rows.user_key = latest.user_key and grant_rows.app_key = latest.app_key
+                  and (grant_rows.last_used is null or grant_rows.last_used < latest.at)"""
         )
         self.db.conn.executemany(
             "update apps set last_used = ? where id = ? and (last_used is null or last_used < ?)",
@@ -360,11 +405,23 @@ class ScanWriter:
     def _revoke_unseen(self, *, incremental: bool) -> None:
         """Revoke active grants this scan no longer sees: every one in a full scan; in an
         incremental scan only those of users whose grants it re-read (GrantsListed)."""
-        sql = """update grants set revoked_at = ?
-                 where provider = ? and revoked_at is null and (seen_scan_id is null or seen_scan_id != ?)"""
+        sql = """update grant_rows set revoked_at = ?
+                 where app_key in (select key from apps where provider = ?)
+                   and revoked_at is null and (seen_scan_id is null or seen_scan_id != ?)"""
         if incremental:
-            sql += " and user_id in (select user_id from temp._listed_users)"
-        revoked = list(self.db.execute(sql + " returning id, app_id, user_id", [self.now, self.provider, self.scan_id]))
-        self._record_changes({"kind": "revoked_grant", "grant_id": g, "app_id": a, "user_id": u} for g, a, u in revoked)
-
-
+            sql += " and user_key in (select users.key from temp._listed_users join users on users.id = _listed_users.user_id)"
+        revoked = self.db.execute(sql + " returning user_key, app_key, resource, application",
+                                  [self.unix_now, self.provider, self.scan_id]).fetchall()
+        if not revoked:
+            return
+        temp_table(self.db, "_revoked", "user_key integer, app_key integer, resource text, application integer")
+        insert_rows(self.db.conn, "insert into temp._revoked (user_key, app_key, resource, application)", revoked)
+        self._record_changes(
+            {"kind": "revoked_grant", "grant_id": g, "app_id": a, "user_id": u}
+            for g, a, u in self.db.execute(
+                f"""select {GRANT_ID.format(provider="apps.provider", user="users.id", client="apps.client_id",
+                                            resource="r.resource", application="r.application")}, apps.id, users.id
+                    from temp._revoked as r
+                      join apps on apps.key = r.app_key
+                      left join users on users.key = r.user_key""")
+        )
