@@ -32,6 +32,7 @@ class FakeTenant:
     posture: list = field(default_factory=list)  # PostureFinding and ConsentRequest records, yielded last
     fail_after: int | None = None  # raise after yielding this many records
     incremental_users: list[str] | None = None  # scan only these users' grants, incrementally
+    users_last: bool = False  # yield the grants before the users (Microsoft lists the tenant's grants apart)
     runs: list[ScanRun] = field(default_factory=list)
 
     def scan(self, run: ScanRun) -> Iterator:
@@ -47,7 +48,7 @@ class FakeTenant:
                 records.append(GrantsListed(user_id))
             records += [u for u in self.users if u.id in self.incremental_users]
         else:
-            records += self.users + self.grants
+            records += self.grants + self.users if self.users_last else self.users + self.grants
         records += self.last_used + self.posture
         for count, record in enumerate(records):
             if self.fail_after is not None and count >= self.fail_after:

@@ -296,6 +296,27 @@ def test_same_grant_twice_in_one_scan_merges_scopes(fake_tenant, db_path, clock)
     assert outcome.scans[0]["grants_seen"] == 1
 
 
+def test_a_grant_written_before_its_account_is_listed_keeps_both(fake_tenant, db_path, clock):
+    # The grant's account gets a placeholder row, then the listing fills it in: an update of a
+    # row inserted in the same scan, which the people tracking once refused (a trigger's
+    # `or ignore` overridden by the users upsert).
+    fake_tenant.apps = [App(id="a1", name="App")]
+    fake_tenant.users = [User(id="u1", email="ann@x.org", name="Ann", role="staff")]
+    fake_tenant.grants = [Grant(user_id="u1", app_id="a1", scopes=["openid"])]
+    fake_tenant.users_last = True
+    store.ScanWriter.BATCH, old = 1, store.ScanWriter.BATCH  # the grant reaches the database before the account
+    try:
+        outcome = scan(db_path)
+    finally:
+        store.ScanWriter.BATCH = old
+    assert outcome.scans[0]["status"] == "succeeded"
+    db = store.open_db(db_path)
+    assert by_id(db, "users", "fake:u1")["email"] == "ann@x.org"
+    assert by_id(db, "grants", "fake:u1:a1")["user_id"] == "fake:u1"
+    assert db.execute("select count(*) from users").fetchone()[0] == 1  # the placeholder became the account
+    assert [row["email"] for row in db.query("select email from people")] == ["ann@x.org"]
+
+
 def test_an_interrupted_scan_is_marked_failed_by_the_next_run(fake_tenant, db_path, clock):
     district_tenant(fake_tenant)
     db = store.open_db(db_path)

@@ -26,22 +26,27 @@ def track_people_changes(db: Database) -> None:
     """From now on, on this connection, note the accounts added, removed, or whose address,
     aliases, name, role or suspension changed, so refresh_people rebuilds only their people.
     The scan's writer calls it before writing; temp triggers, so other connections (and
-    Datasette) never see them, and a rolled-back scan leaves no note behind."""
+    Datasette) never see them, and a rolled-back scan leaves no note behind. The first note
+    of an account is kept with `where not exists`, not `or ignore`: a trigger takes the
+    conflict handling of the statement that fired it, and the users upsert's would fail."""
     db.execute("create temp table if not exists _people_dirty (user_id text primary key, person_id text) without rowid")
     db.execute("delete from temp._people_dirty")
     db.execute(
         """create temp trigger if not exists _people_account_added after insert on users
-           begin insert or ignore into _people_dirty (user_id, person_id) values (new.id, null); end"""
+           begin insert into _people_dirty (user_id, person_id) select new.id, null
+                 where not exists (select 1 from _people_dirty where user_id = new.id); end"""
     )
     db.execute(
         """create temp trigger if not exists _people_account_removed after delete on users
-           begin insert or ignore into _people_dirty (user_id, person_id) values (old.id, old.person_id); end"""
+           begin insert into _people_dirty (user_id, person_id) select old.id, old.person_id
+                 where not exists (select 1 from _people_dirty where user_id = old.id); end"""
     )
     db.execute(
         """create temp trigger if not exists _people_account_changed after update of email, aliases, name, role, suspended on users
            when old.email is not new.email or old.aliases is not new.aliases or old.name is not new.name
              or old.role is not new.role or old.suspended is not new.suspended
-           begin insert or ignore into _people_dirty (user_id, person_id) values (old.id, old.person_id); end"""
+           begin insert into _people_dirty (user_id, person_id) select old.id, old.person_id
+                 where not exists (select 1 from _people_dirty where user_id = old.id); end"""
     )
 
 
