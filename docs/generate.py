@@ -281,6 +281,12 @@ CONSTANT_WORDS = {
     "DECISION_FIELDS": "The catalog fields a decision made in the browser may set (scanner.decide).",
     "UNAPPROVED_IDS": ("SQL (a subquery) for the rows of unapproved_usage by ids: app_id, user_id, grant_id, reason, "
                        "status; filter it by account or app id, which its joins look up by index."),
+    "UNAPPROVED_KEYS": ("SQL (a subquery) for each account's active unapproved grants by key: app_key, user_key "
+                        "(users.key), resource, application, reason, status; filter it by user_key or app_key, which its indexes find."),
+    "TENANT_WIDE_UNAPPROVED_KEYS": ("SQL (a subquery) for the tenant-wide consents (no account, user_key 0) the same rule "
+                                    "finds unapproved, with the same columns as UNAPPROVED_KEYS."),
+    "GRANT_ID": ("SQL template for a grant's id from its parts: format it with provider, user (the account's id, null "
+                 "for tenant-wide), client, resource and application (1 or 0), each an SQL expression."),
 }
 
 

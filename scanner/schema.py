@@ -443,6 +443,22 @@ from unapproved as u
   join users on users.key = u.user_key
 """
 
+# Every active unapproved grant by key, for plugins that keep rows of their own by key (the
+# alerts plugin): each account's from `unapproved` (filter it by user_key or app_key, which
+# its indexes find), and the tenant-wide consents (no account) by the same rule.
+UNAPPROVED_KEYS = """
+select u.app_key, u.user_key, u.resource, u.application, u.reason, apps.status
+from unapproved as u join apps on apps.key = u.app_key
+"""
+TENANT_WIDE_UNAPPROVED_KEYS = f"""
+select g.app_key, g.user_key, g.resource, g.application, {UNAPPROVED_REASON} as reason, apps.status
+from grant_rows as g
+  join apps on apps.key = g.app_key
+  left join users on users.key = g.user_key
+  left join catalog on catalog.id = apps.catalog_id
+where g.user_key = 0 and g.revoked_at is null and {UNAPPROVED_RULE}
+"""
+
 
 # Active grants holding scopes the catalog did not approve (an empty approved list means "not reviewed").
 # The approved (entry, scope) pairs are read once, not once a grant: seconds in a large district.

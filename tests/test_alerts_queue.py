@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
+from sqlite_utils import Database
 
 from plugins.alerts import queue as alerts_queue
 from scanner import store
@@ -144,8 +145,8 @@ def test_the_plugin_is_loaded_with_its_hooks_and_tables_are_idempotent(runner, d
     db = store.open_db(db_path)
     alerts_queue.ensure_alerts_tables(db)
     alerts_queue.ensure_alerts_tables(db)
-    assert [m.name for m in alerts_queue.migrations.applied(db)] == ["0001_alerts"]
-    assert {"alerts", "alert_runs"} <= set(db.table_names())
+    assert [m.name for m in alerts_queue.migrations.applied(db)] == ["0001_alerts", "0002_alert_rows"]
+    assert {"alert_rows", "alert_runs"} <= set(db.table_names()) and "alerts" in db.view_names()
     result = runner.invoke(cli, ["--db", db_path, "alerts", "list"])
     assert result.exit_code == 0 and result.output.strip() == "No alerts."
     for args in (["--help"], ["send", "--help"], ["list", "--help"], ["retry", "--help"]):
@@ -169,3 +170,81 @@ def test_list_shows_pending_sent_failed_and_json(fake_tenant, tmp_path, db_path)
     first = json.loads(lines[0])
     assert first["status"] == "pending" and first["app"] == "Kahoot!" and first["email"] == "mr.okafor@district.org"
     assert CliRunner().invoke(cli, ["--db", db_path, "alerts", "list", "--status", "sent"]).output.strip() == "No alerts."
+
+
+def test_an_alerts_table_in_the_released_shape_is_converted_in_place(fake_tenant, tmp_path, db_path):
+    """Migration 0002 on an inventory whose alerts are stored as released (0001: ids, grant ids
+    and timestamps as text in every row): each row reads back the same through the `alerts`
+    view, in the same file. A decision about an app the inventory never saw keeps the app's
+    id; a row of an account the inventory forgot is dropped."""
+    import shutil
+
+    alerts_district(fake_tenant)
+    fake_tenant.apps.append(App(id="a1", name="Roster Sync"))
+    fake_tenant.grants += [  # a tenant-wide consent, and one finding made of two grants (two resources)
+        Grant(user_id=None, app_id="a1", scopes=["User.Read"], resource="Microsoft Graph"),
+        Grant(user_id="2", app_id="a1", scopes=["Files.Read"], resource="SharePoint"),
+        Grant(user_id="2", app_id="a1", scopes=["User.Read"], resource="Microsoft Graph"),
+    ]
+    set_catalog(db_path)
+    scan(db_path, write_config(tmp_path, 25))
+    reference = store.open_db(db_path)
+    alerts_queue.ensure_alerts_tables(reference)
+    with reference.atomic():
+        reference.execute("""update alert_rows set status = 'sent', sent_at = '2026-11-03T09:00:00Z', attempts = 1,
+                               message_id = '<m1@district.org>', recipient = 'mr.okafor@district.org'
+                             where id = (select min(id) from alert_rows)""")
+    expected = list(reference.query("select * from alerts order by id"))
+    assert {row["user_id"] is None for row in expected} == {True, False} and {row["status"] for row in expected} == {"pending", "sent"}
+    assert any(row["grant_id"].endswith(":Microsoft Graph") for row in expected if row["user_id"] == "fake:2")
+    reference.execute("pragma wal_checkpoint(truncate)")
+    reference.close()
+
+    path = str(tmp_path / "released.db")
+    shutil.copy(db_path, path)
+    old = Database(path)
+    old.execute("drop view alerts")
+    old.execute("drop table alert_rows")
+    old.execute("drop table alert_runs")
+    old.execute("delete from _sqlite_migrations where migration_set = 'alerts_email'")
+    alerts_queue.migrations.apply(old, stop_before="0002_alert_rows")
+    decision = {**expected[0], "id": len(expected) + 1, "app_id": "google:never-seen.apps.googleusercontent.com",
+                "kind": "decision", "status": "pending", "grant_id": None, "details": '{"consent_request_id": 7}',
+                "sent_at": None, "attempts": 0, "message_id": None, "recipient": None}
+    forgotten = {**decision, "id": len(expected) + 2, "user_id": "fake:gone", "kind": "unapproved", "app_id": expected[0]["app_id"]}
+    old["alerts"].insert_all([*expected, decision, forgotten])
+    old.close()
+
+    upgraded = store.open_db(path)
+    alerts_queue.ensure_alerts_tables(upgraded)
+    assert [m.name for m in alerts_queue.migrations.applied(upgraded)][-1] == "0002_alert_rows"
+    assert "alerts" in upgraded.view_names() and "alert_rows" in upgraded.table_names()
+    assert list(upgraded.query("select * from alerts order by id")) == [*expected, decision]
+    # Stored by keys: no text id, grant id or timestamp text left in the rows.
+    assert upgraded.execute("select count(*) from alert_rows where app_ref is not null").fetchone()[0] == 1
+    assert upgraded.execute("select typeof(first_detected), typeof(user_key) from alert_rows limit 1").fetchone() == ("integer", "integer")
+
+
+def test_retention_forgets_finished_alerts_not_seen_for_history_days_and_those_of_forgotten_accounts(fake_tenant, tmp_path, db_path):
+    alerts_district(fake_tenant)
+    set_catalog(db_path)
+    scan(db_path, write_config(tmp_path, 25))
+    db = store.open_db(db_path)
+    alerts_queue.ensure_alerts_tables(db)
+    now = "2027-06-01T08:00:00Z"
+    ids = {row["email"]: row["id"] for row in db.query(
+        "select min(alerts.id) as id, users.email from alerts join users on users.id = alerts.user_id group by users.email")}
+    assert len(ids) == 4
+    day = 24 * 3600
+    with db.atomic():
+        for email, status, days_ago in (("ms.rivera@district.org", "sent", 401), ("mr.okafor@district.org", "pending", 401),
+                                         ("jlee@students.district.org", "sent", 10), ("zoe.muller@students.district.org", "failed", 0)):
+            db.execute("update alert_rows set status = ?, last_detected = ? where id = ?",
+                       [status, alerts_queue.unix(now) - days_ago * day, ids[email]])
+        db.execute("delete from users where email = 'zoe.muller@students.district.org'")  # [retention] forgot the account
+    before = db["alert_rows"].count
+    assert alerts_queue.purge_alerts(db, now, 400) == 2
+    left = {row[0] for row in db.execute("select id from alert_rows")}
+    assert ids["ms.rivera@district.org"] not in left and ids["zoe.muller@students.district.org"] not in left
+    assert {ids["mr.okafor@district.org"], ids["jlee@students.district.org"]} <= left  # pending, or seen lately
+    assert len(left) == before - 2

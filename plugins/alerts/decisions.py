@@ -24,6 +24,7 @@ from sqlite_utils import Database
 from scanner import decided_provider_requests
 
 from .compose import STATUS_WORDS, one_line
+from .queue import unix
 
 DECISION = "decision"
 DPA_REMINDER = "dpa_reminder"
@@ -40,8 +41,8 @@ def queue_decisions(db: Database, now: str, *, notify_students: bool = False) ->
              review_requests.person_id
            from review_requests
            where review_requests.status = 'decided' and review_requests.app_id is not null
-             and not exists (select 1 from alerts where alerts.kind = 'decision'
-                             and json_extract(alerts.details, '$.request_id') = review_requests.id)
+             and not exists (select 1 from alert_rows where alert_rows.kind = 'decision'
+                             and json_extract(alert_rows.details, '$.request_id') = review_requests.id)
            order by review_requests.id""").fetchall()
     # The requester's account that holds the app (else any of theirs): the alert row's user.
     rows = [(request_id, app_id, decision, decided_at, db.execute(
@@ -51,26 +52,27 @@ def queue_decisions(db: Database, now: str, *, notify_students: bool = False) ->
     decided = [(user[0] if user else None, app_id, {"request_id": request_id, "decision": decision, "decided_at": decided_at})
                for request_id, app_id, decision, decided_at, user in rows]
     told = {request_id for (request_id,) in db.execute(
-        "select json_extract(details, '$.consent_request_id') from alerts where kind = 'decision'")}
+        "select json_extract(details, '$.consent_request_id') from alert_rows where kind = 'decision'")}
     decided += [(request["user_id"], request["app_id"], {
         "consent_request_id": request["id"], "catalog_id": request["catalog_id"], "decision": request["decision"],
         "decided_at": request["decided_at"],
         "app_name": request["app_name"], "reason": request["reason"], "requested_at": request["requested_at"]})
         for request in decided_provider_requests(db)
         if request["id"] not in told and (notify_students or not _is_student(db, request["user_id"]))]
-    queued = 0
+    queued, detected = 0, unix(now)
     with db.atomic():
         for user_id, app_id, details in decided:
             if user_id is None:
                 continue
-            details = json.dumps(details)
+            # By key (plugins.alerts.queue); an app the inventory has not seen, by its id.
             cursor = db.execute(
-                """insert into alerts (user_id, app_id, kind, status, details, first_detected, last_detected, attempts, unconfirmed)
-                   values (?, ?, 'decision', 'pending', ?, ?, ?, 0, 0)
+                """insert into alert_rows (user_key, app_key, app_ref, kind, status, details, first_detected, last_detected)
+                   select users.key, apps.key, case when apps.key is null then ? end, 'decision', 'pending', ?, ?, ?
+                   from users left join apps on apps.id = ? where users.id = ?
                    on conflict do update set status = 'pending', details = excluded.details, last_detected = excluded.last_detected,
                      attempts = 0, unconfirmed = 0, last_error = null, sent_at = null, message_id = null
-                   where alerts.status in ('sent', 'failed', 'suppressed') and alerts.sending_since is null""",
-                [user_id, app_id, details, now, now])
+                   where alert_rows.status in ('sent', 'failed', 'suppressed') and alert_rows.sending_since is null""",
+                [app_id, json.dumps(details), detected, detected, app_id, user_id])
             queued += cursor.rowcount
     return queued
 

@@ -7,11 +7,12 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from scanner import STATUSES_NEEDING_REVIEW
+from scanner import STATUSES_NEEDING_REVIEW, iso_time
 
 from .compose import STATUS_WORDS, MailSettings, PROVIDER_WORDS, common_context, one_line
 from .decisions import open_requests
 from .digest_news import DigestNews
+from .queue import unix
 
 MAX_APPS_LISTED = 15
 MAX_ACCOUNTS_PER_APP = 25
@@ -62,9 +63,9 @@ def new_apps(db: Database, since: str | None) -> tuple[list[dict], int]:
     """Unapproved products first flagged since the last digest (all of them before the first digest)."""
     marks, statuses = _review_statuses()
     rows = list(db.query(
-        f"""select product_summary.*, min(alerts.first_detected) as first_flagged
-            from alerts join apps on apps.id = alerts.app_id join product_summary on product_summary.id = apps.product_id
-            where alerts.kind in ('unapproved', 'denied') and product_summary.status in ({marks})
+        f"""select product_summary.*, {iso_time("min(alert_rows.first_detected)")} as first_flagged
+            from alert_rows join apps on apps.key = alert_rows.app_key join product_summary on product_summary.id = apps.product_id
+            where alert_rows.kind in ('unapproved', 'denied') and product_summary.status in ({marks})
             group by product_summary.id having first_flagged > ? order by product_summary.people desc, product_summary.name""",
         [*statuses, since or ""],
     ))
@@ -75,19 +76,19 @@ def totals(db: Database, synced_at: str) -> dict[str, int]:
     """Open findings (seen by this run's sync, whatever their alert status), and who holds them."""
     counts = {kind: 0 for kind in ("denied", "unapproved", "outside_audience", "scope_creep")}
     for kind, count in db.execute(
-        "select kind, count(*) from alerts where substr(kind, -9) != '_reminder' and status != 'suppressed' "
+        "select kind, count(*) from alert_rows where substr(kind, -9) != '_reminder' and status != 'suppressed' "
         "and kind != 'access_removed' and last_detected = ? group by kind",
-        [synced_at],
+        [unix(synced_at)],
     ):
         counts[kind] = count
     # Distinct people (accounts that share an address are one), by the person's role.
     people = db.execute(
         """select count(distinct people.id), count(distinct case when people.role = 'staff' then people.id end),
              count(distinct case when people.role = 'student' then people.id end)
-           from alerts join users on users.id = alerts.user_id join people on people.id = users.person_id
-           where alerts.status != 'suppressed' and substr(alerts.kind, -9) != '_reminder' and alerts.kind != 'access_removed'
-             and alerts.last_detected = ?""",
-        [synced_at],
+           from alert_rows join users on users.key = alert_rows.user_key join people on people.id = users.person_id
+           where alert_rows.status != 'suppressed' and substr(alert_rows.kind, -9) != '_reminder'
+             and alert_rows.kind != 'access_removed' and alert_rows.last_detected = ?""",
+        [unix(synced_at)],
     ).fetchone()
     return {**counts, "findings": sum(counts.values()), "people": people[0], "staff": people[1], "students": people[2]}
 

@@ -25,6 +25,11 @@ pending if the finding does). `sending_since` is set, and committed, just before
 message goes to the SMTP server and cleared right after: a row still carrying it
 when the next run starts is a send whose outcome nobody recorded (see
 `mark_unconfirmed`).
+
+Since migration 0002 the rows are stored in `alert_rows` by the integer keys of their
+account (users.key, 0 for none) and app (apps.key), with Unix times, and the `alerts`
+view shows them as before (ids, the grant's id, timestamps as text): about a sixth of the
+bytes a row took, which matters where every grant of a large district is a finding.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from collections.abc import Sequence
 
 from sqlite_utils import Database, Migrations
 
-from scanner import UNAPPROVED_IDS, AffectedFindings, iso, parse_iso
+from scanner import GRANT_ID, TENANT_WIDE_UNAPPROVED_KEYS, UNAPPROVED_KEYS, AffectedFindings, iso, iso_time, parse_iso
 
 migrations = Migrations("alerts_email")
 
@@ -42,6 +47,7 @@ KINDS = ("denied", "unapproved", "outside_audience", "scope_creep", "access_remo
 REMINDER_SUFFIX = "_reminder"
 IT_DIGEST = "it-digest"  # `recipient` of findings reported to IT instead of a person
 STATUSES = ("pending", "sent", "failed", "suppressed")
+REMINDED = ("denied", "unapproved", "outside_audience", "scope_creep")  # the kinds [alerts] reminder_days follows up
 
 
 @migrations(name="0001_alerts")
@@ -76,95 +82,170 @@ def m0001_alerts(db: Database) -> None:
     )
 
 
+@migrations(name="0002_alert_rows")
+def m0002_alert_rows(db: Database) -> None:
+    """The rows by integer keys (see the module's docstring), converted in place.
+
+    A row of an account the inventory has since forgotten (`[retention]`) is forgotten too:
+    it could never be sent, and no finding of that account can come back. A decision about
+    an app the inventory has not seen keeps the app's id in `app_ref`."""
+    db.execute(
+        """create table alert_rows (
+             id integer primary key,
+             user_key integer not null,  -- users.key, 0 for a tenant-wide finding
+             app_key integer,            -- apps.key; null for a decision about an app not in the inventory
+             app_ref text,               -- that app's id, then
+             kind text not null,
+             status text not null default 'pending',
+             details text,               -- JSON; null for none
+             first_detected integer not null, last_detected integer not null,  -- Unix times
+             sent_at text, attempts integer not null default 0, message_id text, last_error text,
+             sending_since text, unconfirmed integer not null default 0, recipient text,
+             suppressed_at text, note text
+           )"""
+    )
+    db.execute(
+        """insert into alert_rows (id, user_key, app_key, app_ref, kind, status, details, first_detected, last_detected,
+              sent_at, attempts, message_id, last_error, sending_since, unconfirmed, recipient, suppressed_at, note)
+            select alerts.id, coalesce(users.key, 0), apps.key, case when apps.key is null then alerts.app_id end,
+              alerts.kind, alerts.status, nullif(alerts.details, '{}'),
+              cast(strftime('%s', alerts.first_detected) as integer), cast(strftime('%s', alerts.last_detected) as integer),
+              alerts.sent_at, alerts.attempts, alerts.message_id, alerts.last_error, alerts.sending_since,
+              alerts.unconfirmed, alerts.recipient, alerts.suppressed_at, alerts.note
+            from alerts
+              left join apps on apps.id = alerts.app_id
+              left join users on users.id = alerts.user_id
+            where alerts.user_id is null or users.key is not null"""
+    )
+    db["alerts"].drop()
+    # One row per (account, app, kind); a decision about an app not in the inventory by its id.
+    db.execute("create unique index alert_rows_finding on alert_rows (app_key, user_key, kind)")
+    db.execute("create unique index alert_rows_finding_ref on alert_rows (app_ref, user_key, kind) where app_key is null")
+    db.execute("create index alert_rows_status on alert_rows (status)")
+    db.execute("create index alert_rows_user on alert_rows (user_key)")
+
+
+def unix(moment: str) -> int:
+    """A timestamp in the inventory's format as the Unix time `alert_rows` stores."""
+    return int(parse_iso(moment).timestamp())
+
+
+# The grant a row is about: of its account and app, an active one first (several are
+# Microsoft resources or permission types of one finding). A decision is about no grant.
+_ITS_GRANT = """from grant_rows as g where g.user_key = a.user_key and g.app_key = a.app_key and a.kind != 'decision'
+  order by g.revoked_at is not null, g.resource, g.application limit 1"""
+
+# The alerts view: a row of alert_rows as people read it (the columns docs/tables.md lists).
+ALERT_COLUMNS = f"""
+  a.id, users.id as user_id, coalesce(apps.id, a.app_ref) as app_id, a.kind, a.status,
+  (select {GRANT_ID.format(provider="apps.provider", user="users.id", client="apps.client_id", resource="g.resource",
+                           application="g.application")} {_ITS_GRANT}) as grant_id,
+  coalesce(a.details, '{{}}') as details,
+  {iso_time("a.first_detected")} as first_detected, {iso_time("a.last_detected")} as last_detected,
+  a.sent_at, a.attempts, a.message_id, a.last_error, a.sending_since, a.unconfirmed, a.recipient,
+  a.suppressed_at, a.note"""
+_ALERT_JOINS = """from alert_rows as a
+  left join apps on apps.key = a.app_key
+  left join users on users.key = a.user_key"""
+ALERTS_VIEW = f"select{ALERT_COLUMNS}\n{_ALERT_JOINS}"
+
+
 def ensure_alerts_tables(db: Database) -> None:
-    """Create or upgrade the plugin's tables (idempotent; run whenever the plugin opens the db)."""
+    """Create or upgrade the plugin's tables and its view (idempotent; run whenever the plugin opens the db)."""
     from .digest_news import migrations as digest_migrations  # here: digest_news needs compose, which needs this module
 
     migrations.apply(db)
     digest_migrations.apply(db)  # what the IT digest has told (a set of its own, numbered on its own)
+    # Made again only when it differs (a new version, or the core's migrations dropped it):
+    # every other opening reads, so a send and a scan never wait on each other for it.
+    current = db.execute("select sql from sqlite_master where type = 'view' and name = 'alerts'").fetchone()
+    if current is None or not current[0].endswith(ALERTS_VIEW):
+        db.create_view("alerts", ALERTS_VIEW, replace=True)
 
 
 def stage_findings(db: Database, kinds: Sequence[str], scope: AffectedFindings | None = None) -> None:
     """Fill temp._alert_findings with the findings the inventory shows right now, for these
-    kinds: one row per (user, app, kind); with a scope, only the findings of its accounts and
-    apps. Done in SQL, so a district of any size costs no memory."""
+    kinds: one row per (account, app, kind), by key; with a scope, only the findings of its
+    accounts and apps. Done in SQL, so a district of any size costs no memory."""
     kind_list = ",".join("?" * len(kinds))
-    usage, tenant_wide, in_scope = _finding_sources(db, scope)
-    # The core holds the rule (third-party, status, audience): unapproved_usage has the
-    # per-account rows, unapproved_grants the tenant-wide consents (no user) by the same
-    # rule. Several grants of one user and app (Microsoft resources) are one finding.
+    usage, in_scope = _finding_sources(db, scope)
+    # The core holds the rule (third-party, status, audience) and applies it to the accounts'
+    # grants and the tenant-wide consents alike. Several grants of one account and app
+    # (Microsoft resources) are one finding.
     db.execute(
-        f"""insert into temp._alert_findings (app_id, user_key, kind, user_id, grant_id, details)
-            select app_id, ifnull(user_id, ''), kind, user_id, min(grant_id), '{{}}' from (
-              select app_id, user_id, grant_id,
+        f"""insert into temp._alert_findings (app_key, user_key, kind, details)
+            select app_key, user_key, kind, null from (
+              select app_key, user_key,
                 case when reason = 'outside audience' then 'outside_audience'
                      when status = 'denied' then 'denied' else 'unapproved' end as kind
-              from (
-                {usage}
-                union all
-                {tenant_wide}
-              )
+              from ({usage})
             )
             where kind in ({kind_list})
-            group by app_id, user_id, kind""",
+            group by app_key, user_key, kind""",
         kinds,
     )
     if "access_removed" in kinds and db["revoke_actions"].exists():
         # What `revoke apply` removed from a person's account: one finding per account and app,
         # however many grants (Microsoft resources) or plans it took.
         db.execute(
-            """insert into temp._alert_findings (app_id, user_key, kind, user_id, grant_id, details)
-               select app_id, user_id, 'access_removed', user_id, min(grant_id),
-                 json_object('plan_id', max(plan_id), 'removed_at', max(finished_at))
+            """insert into temp._alert_findings (app_key, user_key, kind, details)
+               select apps.key, users.key, 'access_removed',
+                 json_object('plan_id', max(revoke_actions.plan_id), 'removed_at', max(revoke_actions.finished_at))
                from revoke_actions
-               where action = 'revoke' and state = 'done' and user_id is not null""" + in_scope() + """
-               group by app_id, user_id"""
+                 join apps on apps.id = revoke_actions.app_id
+                 join users on users.id = revoke_actions.user_id
+               where revoke_actions.action = 'revoke' and revoke_actions.state = 'done'"""
+            + in_scope("revoke_actions.") + """
+               group by apps.key, users.key"""
         )
     if "scope_creep" in kinds:
         # Scope creep is only news for an app the district approved: an unapproved one is
         # already a finding on its own. The view does not filter ownership; alerts do.
         db.execute(
-            """insert into temp._alert_findings (app_id, user_key, kind, user_id, grant_id, details)
-               select scope_creep.app_id, ifnull(scope_creep.user_id, ''), 'scope_creep', scope_creep.user_id,
-                 min(scope_creep.grant_id), json_object('extra_scopes', json_group_array(distinct extra.value))
-               from scope_creep join apps on apps.id = scope_creep.app_id, json_each(scope_creep.extra_scopes) as extra
+            """insert into temp._alert_findings (app_key, user_key, kind, details)
+               select apps.key, coalesce(users.key, 0), 'scope_creep',
+                 json_object('extra_scopes', json_group_array(distinct extra.value))
+               from scope_creep
+                 join apps on apps.id = scope_creep.app_id
+                 left join users on users.id = scope_creep.user_id,
+                 json_each(scope_creep.extra_scopes) as extra
                where apps.ownership = 'third_party' and apps.status in ('approved', 'conditional')"""
             + in_scope("scope_creep.") + """
-               group by scope_creep.app_id, scope_creep.user_id"""
+               group by apps.key, users.key"""
         )
 
 
-_FINDING_COLUMNS = "select app_id, user_id, grant_id, reason, status from"
-_NO_FINDINGS = "select null, null, null, null, null where 0"
+_NO_FINDINGS = "select null as app_key, null as user_key, null as reason, null as status where 0"
 
 
 def _finding_sources(db: Database, scope: AffectedFindings | None):
-    """What stage_findings reads: (the unapproved_usage rows, the tenant-wide consents, a
-    function giving the condition that keeps a table's rows in scope). Without a scope,
-    everything; with one, the rows of its accounts and of its apps (through the account and
-    app id indexes), each part only when it has any: an empty `in` would still read the
-    whole table."""
-    usage = f"{_FINDING_COLUMNS} ({UNAPPROVED_IDS})"
-    tenant_wide = f"{_FINDING_COLUMNS} unapproved_grants where user_id is null"
+    """What stage_findings reads: (the unapproved grants by key, a function giving the
+    condition that keeps a table's rows in scope by their ids). Without a scope, everything;
+    with one, the rows of its accounts and of its apps, tenant-wide consents included
+    (through the account and app key indexes), each part only when it has any: an empty
+    `in` would still read the whole table."""
+    usage, tenant_wide = (f"select app_key, user_key, reason, status from ({sql})" for sql in (UNAPPROVED_KEYS, TENANT_WIDE_UNAPPROVED_KEYS))
     if scope is None:
-        return usage, tenant_wide, lambda table="": ""
+        return f"{usage} union all {tenant_wide}", lambda table="": ""
     accounts, apps = scope.counts(db)
-    users_in, apps_in = f"user_id in ({scope.users_sql})", f"app_id in ({scope.apps_sql})"
-    parts = ([f"{usage} where {users_in}"] if accounts else []) + ([f"{usage} where {apps_in} and not {users_in}"] if apps else [])
+    user_keys = f"select key from users where id in ({scope.users_sql})"
+    app_keys = f"select key from apps where id in ({scope.apps_sql})"
+    parts = (([f"{usage} where user_key in ({user_keys})"] if accounts else [])
+             + ([f"{usage} where app_key in ({app_keys}) and user_key not in ({user_keys})",
+                 f"{tenant_wide} where app_key in ({app_keys})"] if apps else []))
 
     def in_scope(table: str = "") -> str:
-        if apps:
-            return f" and ({table}{users_in} or {table}{apps_in})"
-        return f" and {table}{users_in}"
+        users_in, apps_in = f"{table}user_id in ({scope.users_sql})", f"{table}app_id in ({scope.apps_sql})"
+        return f" and ({users_in} or {apps_in})" if apps else f" and {users_in}"
 
-    return (" union all ".join(parts) or _NO_FINDINGS, f"{tenant_wide} and {apps_in}" if apps else _NO_FINDINGS, in_scope)
+    return " union all ".join(parts) or _NO_FINDINGS, in_scope
 
 
-# A row matches a finding on (app, user, base kind): a reminder follows its finding.
+# A row matches a finding on (app, account, base kind): a reminder follows its finding.
 _MATCHES_FINDING = """
     select 1 from temp._alert_findings as f
-    where f.app_id = alerts.app_id and f.user_key = ifnull(alerts.user_id, '')
-      and f.kind = replace(alerts.kind, '_reminder', '')
+    where f.app_key = alert_rows.app_key and f.user_key = alert_rows.user_key
+      and f.kind = replace(alert_rows.kind, '_reminder', '')
 """
 
 
@@ -183,37 +264,35 @@ def sync_alerts(db: Database, now: str, kinds: Sequence[str], scope: AffectedFin
     """
     ensure_alerts_tables(db)
     kind_list = ",".join("?" * len(kinds))
-    # The rows in scope, found through the user_id and (app_id, ...) indexes: an update
+    detected = unix(now)
+    # The rows in scope, found through the user_key and (app_key, ...) indexes: an update
     # filtered on both columns at once would read every row.
     in_scope = "" if scope is None else (
-        f" and alerts.id in (select id from alerts where user_id in ({scope.users_sql})"
-        f" union select id from alerts where app_id in ({scope.apps_sql}))")
+        f" and alert_rows.id in (select id from alert_rows where user_key in (select key from users where id in ({scope.users_sql}))"
+        f" union select id from alert_rows where app_key in (select key from apps where id in ({scope.apps_sql})))")
     with db.atomic():
-        db.execute(
-            "create temp table if not exists _alert_findings "
-            "(app_id text, user_key text, kind text, user_id text, grant_id text, details text)"
-        )
-        db.execute("create index if not exists temp._alert_findings_key on _alert_findings (app_id, user_key, kind)")
+        db.execute("create temp table if not exists _alert_findings (app_key integer, user_key integer, kind text, details text)")
+        db.execute("create index if not exists temp._alert_findings_key on _alert_findings (app_key, user_key, kind)")
         db.execute("delete from temp._alert_findings")
         stage_findings(db, kinds, scope)
         # Existing rows first, so the new ones (already current) are not written twice.
         db.execute(
-            f"""update alerts set last_detected = ?, grant_id = f.grant_id, details = f.details
+            f"""update alert_rows set last_detected = ?, details = f.details
                from temp._alert_findings as f
-               where f.app_id = alerts.app_id and f.user_key = ifnull(alerts.user_id, '')
-                 and f.kind = replace(alerts.kind, '_reminder', ''){in_scope}""",
-            [now],
+               where f.app_key = alert_rows.app_key and f.user_key = alert_rows.user_key
+                 and f.kind = replace(alert_rows.kind, '_reminder', ''){in_scope}""",
+            [detected],
         )
         queued = db.execute(
-            """insert or ignore into alerts (user_id, app_id, kind, status, grant_id, details, first_detected, last_detected, attempts, unconfirmed)
-               select user_id, app_id, kind, 'pending', grant_id, details, ?, ?, 0, 0 from temp._alert_findings""",
-            [now, now],
+            """insert or ignore into alert_rows (user_key, app_key, kind, status, details, first_detected, last_detected)
+               select user_key, app_key, kind, 'pending', details, ?, ? from temp._alert_findings""",
+            [detected, detected],
         ).rowcount
         suppressed = db.execute(
-            f"""update alerts set status = 'suppressed', suppressed_at = ?,
+            f"""update alert_rows set status = 'suppressed', suppressed_at = ?,
                   note = case when exists (
-                      select 1 from grants where grants.app_id = alerts.app_id and grants.user_id is alerts.user_id
-                        and grants.revoked_at is null)
+                      select 1 from grant_rows as g where g.user_key = alert_rows.user_key and g.app_key = alert_rows.app_key
+                        and g.revoked_at is null)
                     then 'no longer a finding before it was sent: the app''s catalog status changed'
                     else 'the app''s access was removed before the alert was sent' end
                 where status = 'pending' and sending_since is null
@@ -222,7 +301,7 @@ def sync_alerts(db: Database, now: str, kinds: Sequence[str], scope: AffectedFin
             [now, *kinds],
         ).rowcount
         revived = db.execute(
-            f"""update alerts set status = 'pending', suppressed_at = null, note = null
+            f"""update alert_rows set status = 'pending', suppressed_at = null, note = null
                 where status = 'suppressed' and replace(kind, '_reminder', '') in ({kind_list})
                   and exists ({_MATCHES_FINDING}){in_scope}""",
             list(kinds),
@@ -244,7 +323,7 @@ def hold_kind(db: Database, kind: str, now: str, note: str) -> int:
     """Suppress the pending rows of a kind the configuration turned off."""
     with db.atomic():
         return db.execute(
-            """update alerts set status = 'suppressed', suppressed_at = ?, note = ?
+            """update alert_rows set status = 'suppressed', suppressed_at = ?, note = ?
                where status = 'pending' and sending_since is null and replace(kind, '_reminder', '') = ?""",
             [now, note, kind],
         ).rowcount
@@ -256,24 +335,30 @@ def queue_reminders(db: Database, now: str, reminder_days: int) -> int:
     if reminder_days <= 0:
         return 0
     cutoff = _iso_days_before(now, reminder_days)
+    detected = unix(now)
     with db.atomic():
         return db.execute(
-            """insert or ignore into alerts (user_id, app_id, kind, status, grant_id, details, first_detected, last_detected, attempts, unconfirmed)
-               select user_id, app_id, kind || '_reminder', 'pending', grant_id, details, ?, ?, 0, 0 from alerts
-               where status = 'sent' and substr(kind, -9) != '_reminder' and user_id is not null
-                 and kind != 'access_removed' and recipient != ? and sent_at <= ? and last_detected = ?""",
-            [now, now, IT_DIGEST, cutoff, now],
+            f"""insert or ignore into alert_rows (user_key, app_key, kind, status, details, first_detected, last_detected)
+               select user_key, app_key, kind || '_reminder', 'pending', details, ?, ? from alert_rows
+               where status = 'sent' and kind in ({_in(REMINDED)}) and user_key != 0
+                 and recipient != ? and sent_at <= ? and last_detected = ?""",
+            [detected, detected, *REMINDED, IT_DIGEST, cutoff, detected],
         ).rowcount
 
 
 def purge_alerts(db: Database, now: str, history_days: int) -> int:
-    """Retention: forget finished alerts whose finding has not been seen for history_days.
+    """Retention: forget finished alerts whose finding has not been seen for history_days, and
+    those of accounts the inventory has forgotten (their findings cannot come back).
 
     A finding still seen is kept, sent or not, so it is never emailed twice."""
     cutoff = _iso_days_before(now, history_days)
     with db.atomic():
         db.execute("delete from alert_runs where started_at < ?", [cutoff])
-        return db.execute("delete from alerts where status != 'pending' and last_detected < ?", [cutoff]).rowcount
+        return db.execute(
+            """delete from alert_rows where status != 'pending'
+                 and (last_detected < ? or (user_key != 0 and user_key not in (select key from users)))""",
+            [unix(cutoff)],
+        ).rowcount
 
 
 def _iso_days_before(now: str, days: int) -> str:
@@ -298,7 +383,7 @@ def claim(db: Database, ids: Sequence[int], *, message_id: str, recipient: str, 
     try:
         with db.atomic():
             cursor = db.execute(
-                f"""update alerts set sending_since = ?, message_id = ?, recipient = ?, attempts = attempts + 1
+                f"""update alert_rows set sending_since = ?, message_id = ?, recipient = ?, attempts = attempts + 1
                     where id in ({_in(ids)}) and status = 'pending' and sending_since is null""",
                 [now, message_id, recipient, *ids],
             )
@@ -313,7 +398,7 @@ def mark_sent(db: Database, ids: Sequence[int], *, now: str) -> None:
     """The server accepted the message: these rows are done."""
     with db.atomic():
         db.execute(
-            f"""update alerts set status = 'sent', sent_at = ?, sending_since = null, last_error = null
+            f"""update alert_rows set status = 'sent', sent_at = ?, sending_since = null, last_error = null
                 where id in ({_in(ids)})""",
             [now, *ids],
         )
@@ -324,19 +409,19 @@ def mark_attempt_failed(db: Database, ids: Sequence[int], *, error: str, max_att
     Returns how many rows gave up."""
     with db.atomic():
         db.execute(
-            f"""update alerts set sending_since = null, last_error = ?,
+            f"""update alert_rows set sending_since = null, last_error = ?,
                   status = case when attempts >= ? then 'failed' else 'pending' end
                 where id in ({_in(ids)})""",
             [error[:500], max_attempts, *ids],
         )
-        return db.execute(f"select count(*) from alerts where id in ({_in(ids)}) and status = 'failed'", list(ids)).fetchone()[0]
+        return db.execute(f"select count(*) from alert_rows where id in ({_in(ids)}) and status = 'failed'", list(ids)).fetchone()[0]
 
 
 def mark_undeliverable(db: Database, ids: Sequence[int], *, error: str, recipient: str | None) -> None:
     """Retrying cannot help (the address is not an address): failed at once."""
     with db.atomic():
         db.execute(
-            f"update alerts set status = 'failed', last_error = ?, recipient = ? where id in ({_in(ids)})",
+            f"update alert_rows set status = 'failed', last_error = ?, recipient = ? where id in ({_in(ids)})",
             [error[:500], recipient, *ids],
         )
 
@@ -357,7 +442,7 @@ def mark_unconfirmed(db: Database, now: str) -> list[dict]:
         return [
             dict(zip(("id", "message_id", "recipient"), row))
             for row in db.execute(
-                """update alerts set status = 'failed', unconfirmed = 1,
+                """update alert_rows set status = 'failed', unconfirmed = 1,
                      last_error = 'unconfirmed: the run stopped while this was being sent (at ' || sending_since ||
                        '); it may have been delivered; check the mail server log for its Message-ID',
                      sending_since = null
@@ -371,7 +456,7 @@ def requeue(db: Database, ids: Sequence[int]) -> int:
     """Put failed rows (gave up, or unconfirmed) back in the queue with a fresh attempt count."""
     with db.atomic():
         return db.execute(
-            f"""update alerts set status = 'pending', attempts = 0, unconfirmed = 0, last_error = null,
+            f"""update alert_rows set status = 'pending', attempts = 0, unconfirmed = 0, last_error = null,
                   note = 'requeued by IT'
                 where id in ({_in(ids)}) and status = 'failed'""",
             list(ids),
@@ -384,34 +469,36 @@ def requeue(db: Database, ids: Sequence[int]) -> int:
 # the person is who gets the email, at their primary address, with their role.
 # Every row has its app, but a decision on an app people asked for that nobody uses yet (a
 # provider's request: plugins.alerts.decisions) has only its catalog entry, named in the details.
-ALERT_ROWS = """
-select alerts.*, apps.name as app_name, apps.provider, apps.status as app_status, apps.publisher,
+ALERT_ROWS = f"""
+select{ALERT_COLUMNS}, a.app_key, a.user_key,
+  apps.name as app_name, apps.provider, apps.status as app_status, apps.publisher,
   apps.verified_publisher, apps.homepage, apps.risk as app_risk, apps.client_id,
   users.email, users.name as user_name, users.role, users.suspended,
   coalesce(users.person_id, users.id) as person_id, coalesce(people.email, users.email) as person_email,
   coalesce(nullif(people.name, ''), users.name) as person_name, coalesce(people.role, users.role) as person_role,
   catalog.alternative, catalog.audience, catalog.notes as catalog_notes, catalog.dpa_url,
   catalog.status_original, catalog.name as catalog_name,
-  grants.scopes as grant_scopes, grants.first_seen as grant_first_seen, grants.last_used as grant_last_used,
-  grants.tenant_wide
-from alerts
-  left join apps on apps.id = alerts.app_id
-  left join users on users.id = alerts.user_id
+  scope_sets.scopes as grant_scopes, {iso_time("its_grant.first_seen")} as grant_first_seen,
+  {iso_time("its_grant.last_used")} as grant_last_used, its_grant.user_key = 0 as tenant_wide
+{_ALERT_JOINS}
   left join people on people.id = users.person_id
-  left join catalog on catalog.id = coalesce(apps.catalog_id, json_extract(alerts.details, '$.catalog_id'))
-  left join grants on grants.id = alerts.grant_id
+  left join catalog on catalog.id = coalesce(apps.catalog_id, json_extract(a.details, '$.catalog_id'))
+  left join grant_rows as its_grant
+    on (its_grant.user_key, its_grant.app_key, its_grant.resource, its_grant.application)
+       = (select g.user_key, g.app_key, g.resource, g.application {_ITS_GRANT})
+  left join scope_sets on scope_sets.key = its_grant.scope_set
 """
 
 
 def pending_rows(db: Database) -> list[dict]:
     """Pending rows, not being sent, with what composing a message needs."""
-    return list(db.query(ALERT_ROWS + " where alerts.status = 'pending' and alerts.sending_since is null order by alerts.id"))
+    return list(db.query(ALERT_ROWS + " where a.status = 'pending' and a.sending_since is null order by a.id"))
 
 
 def first_sent_at(db: Database, row: dict) -> str | None:
     """For a reminder row: when the finding it follows was emailed."""
     base = db.execute(
-        "select sent_at from alerts where app_id = ? and ifnull(user_id, '') = ? and kind = ?",
-        [row["app_id"], row["user_id"] or "", row["kind"].removesuffix(REMINDER_SUFFIX)],
+        "select sent_at from alert_rows where app_key = ? and user_key = ? and kind = ?",
+        [row["app_key"], row["user_key"], row["kind"].removesuffix(REMINDER_SUFFIX)],
     ).fetchone()
     return base[0] if base else None

@@ -74,11 +74,13 @@ def select_grants(db: Database, selection: Selection, now: str) -> list[dict]:
                      f"(select id from people where lower(email) in ({_in(emails)})))")
         params += emails * 2
     if selection.after_warning_days is not None:
-        if not db["alerts"].exists():
+        if not db["alert_rows"].exists():
             raise PlanRefused("--after-warning-days: no alert was ever sent from this inventory (run `app-inventory alerts send` first)")
         cutoff = iso(parse_iso(now) - dt.timedelta(days=selection.after_warning_days))
-        where.append("""exists (select 1 from alerts where alerts.app_id = grants.app_id and alerts.user_id is grants.user_id
-                          and alerts.status = 'sent' and alerts.sent_at <= ?)""")
+        # The alerts plugin's rows, by the keys of the grant's account (0: none) and app.
+        where.append("""exists (select 1 from alert_rows where alert_rows.app_key = apps.key
+                          and alert_rows.user_key = coalesce(users.key, 0)
+                          and alert_rows.status = 'sent' and alert_rows.sent_at <= ?)""")
         params.append(cutoff)
     extra = "(select extra_scopes from scope_creep where scope_creep.grant_id = grants.id)" if selection.kind else "null"
     sql = f"""select grants.id as grant_id, grants.app_id, apps.client_id, apps.name as app, apps.provider, apps.status,
