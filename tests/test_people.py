@@ -185,6 +185,12 @@ def test_a_product_joins_both_providers_clients_of_one_catalog_entry(district):
     # Sam used Quizlet from his staff account, but he is a student: counted as one.
     quizlet = products["catalog:quizlet"]
     assert (quizlet["people"], quizlet["students"], quizlet["staff"]) == (2, 1, 1)
+    # Working rows only where a person changes a count: Sam's staff account (he is a student),
+    # not Ana, whose one staff account using Quizlet counts as her, staff, already.
+    working = {(row["product_id"], row["email"], row["accounts"]) for row in db.query(
+        "select product_id, people.email, multi_account_usage.accounts from multi_account_usage join people on people.id = person_id")}
+    assert {row for row in working if row[0] == "catalog:quizlet"} == {("catalog:quizlet", SAM_STUDENT, 1)}
+    assert ("catalog:kahoot", ZOE, 2) in working
     merge = products[f"{M}:{MERGE_M}"]
     assert (merge["name"], merge["status"], merge["people"], merge["staff"]) == ("Mail Merge Pro", "unreviewed", 2, 2)
 

@@ -11,7 +11,9 @@ gained or lost an app, not all of them. So a product counts
     people   = its apps' accounts - those people's accounts + those people
     students = its apps' student accounts - theirs + those of them who are students
 
-and so on for staff. A product with two clients in use on one provider (an app and its
+and so on for staff. A person whose one account using the product has the person's own
+role adds nothing (minus one account, plus one person, both of that role) and has no row:
+most people with an account on each provider use most products from one of them. A product with two clients in use on one provider (an app and its
 add-on: one account may hold both) is counted from its grants instead, person by person.
 """
 
@@ -109,7 +111,8 @@ def _redo_moved_products(db: Database, moved: set[str]) -> None:
              cross join users on users.key = g.user_key
              cross join people on people.id = users.person_id
            where people.accounts > 1
-           group by apps.product_id, users.person_id"""
+           group by apps.product_id, users.person_id
+           having count(distinct g.user_key) > 1 or max(users.role) is not max(people.role)"""
     )
 
 
@@ -160,5 +163,6 @@ def _redo_multi_account_usage(db: Database, after_scan: int | None) -> None:
               count(distinct case when x.account_role = 'staff' then g.user_key end)
             from {their_grants}
               cross join apps on apps.key = g.app_key
-            group by apps.product_id, x.person_id"""
+            group by apps.product_id, x.person_id
+            having count(distinct g.user_key) > 1 or max(x.account_role) is not max(x.person_role)"""
     )
