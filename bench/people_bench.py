@@ -28,12 +28,14 @@ def timed(label: str, step: Callable[[], object]) -> None:
 
 
 def weekly_churn(db, share: float) -> int:
-    """A scan in which `share` of the accounts authorized an app: its changes rows."""
+    """A scan in which `share` of the accounts authorized an app: its change records."""
     scan_id = db["scans"].insert({"provider": "google", "mode": "full", "started_at": "bench", "status": "running"}).last_pk
     db.execute(
-        """insert into changes (scan_id, provider, kind, app_id, user_id, detected_at)
-           select ?, users.provider, 'new_grant', (select app_id from grants where user_id = users.id limit 1), users.id, 'bench'
-           from users where abs(random()) % 10000 < ? and exists (select 1 from grants where user_id = users.id)""",
+        """insert into change_rows (scan_id, kind, app_key, user_key, resource, application, detected_at)
+           select ?, 'new_grant', g.app_key, g.user_key, g.resource, g.application, 0
+           from users join grant_rows as g on g.user_key = users.key
+             and g.app_key = (select app_key from grant_rows where user_key = users.key limit 1)
+           where abs(random()) % 10000 < ?""",
         [scan_id, int(share * 10000)],
     )
     return scan_id

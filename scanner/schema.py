@@ -285,8 +285,8 @@ INDEXES = [
     ("apps", ["product_id"]),
     ("catalog_suggestions", ["app_id"]),
     ("grant_rows", ["app_key", "user_key"]),
-    ("changes", ["scan_id", "kind"]),
-    ("changes", ["detected_at"]),
+    ("change_rows", ["scan_id", "kind"]),
+    ("change_rows", ["detected_at"]),
     # A check's history (the previous result of each check and scope), and each scan's rows.
     ("posture", ["provider", "check_id", "scope_kind", "scope", "scan_id"]),
     ("posture", ["scan_id"]),
@@ -496,16 +496,30 @@ where catalog.dpa_expires is not null and catalog.dpa_expires != ''
 order by catalog.dpa_expires
 """
 
-CHANGES_SINCE_LAST_SCAN = """
+# The history of what scans found (migration 0011 stores it by keys in change_rows).
+CHANGES = f"""
 select
-  changes.id, changes.provider, changes.kind, changes.detected_at,
-  apps.name as app, apps.status, apps.risk, changes.app_id,
-  users.email, users.role, changes.user_id, changes.scopes, changes.scan_id
-from changes
+  c.id, c.scan_id, apps.provider, c.kind, apps.id as app_id, users.id as user_id,
+  case when c.resource is not null then {GRANT_ID.format(provider="apps.provider", user="users.id", client="apps.client_id",
+                                                         resource="c.resource", application="c.application")} end as grant_id,
+  scope_sets.scopes, {iso_time("c.detected_at")} as detected_at, c.revoked_by_plan
+from change_rows as c
+  join apps on apps.key = c.app_key
+  left join users on users.key = c.user_key
+  left join scope_sets on scope_sets.key = c.scope_set
+"""
+
+CHANGES_SINCE_LAST_SCAN = f"""
+select
+  c.id, apps.provider, c.kind, {iso_time("c.detected_at")} as detected_at,
+  apps.name as app, apps.status, apps.risk, apps.id as app_id,
+  users.email, users.role, users.id as user_id, scope_sets.scopes, c.scan_id
+from change_rows as c
   join (select provider, max(id) as id from scans where status = 'succeeded' group by provider) as latest
-    on latest.id = changes.scan_id
-  left join apps on apps.id = changes.app_id
-  left join users on users.id = changes.user_id
+    on latest.id = c.scan_id
+  join apps on apps.key = c.app_key
+  left join users on users.key = c.user_key
+  left join scope_sets on scope_sets.key = c.scope_set
 """
 
 # Scopes seen in active grants that the shipped scope knowledge does not describe (rated medium).
@@ -785,8 +799,64 @@ def m0010_integer_keys(db: Database) -> None:
     )
 
 
+@migrations(name="0011_change_rows")
+def m0011_change_rows(db: Database) -> None:
+    """Change records stored by integer keys, as grants since 0010 (docs/scale.md: on disk).
+
+    A change repeated its account's and app's text ids, the grant's id made of both, its
+    scope list and its time as text: about 340 bytes, the most of what a year of weekly
+    scans adds. A change is now a row of `change_rows`: the keys of its app and account (0
+    for none), the grant's resource and type (a null resource: not about a grant, a new
+    app), its scope list in scope_sets and a Unix time. The `changes` view (schema.CHANGES)
+    shows the same columns as before. The grant's resource and type are read back from its
+    id, which GRANT_ID makes again from them, the same text."""
+    for view in db.view_names():
+        db.execute(f"drop view {view}")
+    # Every account a change names has a row since 0010 (retention forgets an account only
+    # after its changes); one that has none anyway gets one, as 0010 did for grants.
+    db.execute(
+        """insert into users (id, provider, email, role, first_seen, last_seen)
+           select user_id, max(provider), '', 'unknown', min(detected_at), max(detected_at) from changes
+           where user_id is not null and user_id not in (select id from users) group by user_id"""
+    )
+    db.execute("insert or ignore into scope_sets (scopes) select distinct scopes from changes where scopes is not null")
+    db.execute(
+        """create table change_rows (
+             id integer primary key,
+             scan_id integer not null,
+             kind text not null,          -- new_app, new_grant, new_scopes, revoked_grant
+             app_key integer not null,    -- apps.key
+             user_key integer not null,   -- users.key, 0 for none
+             resource text,               -- the grant's; null for a change about no grant (new_app)
+             application integer,         -- the grant's type: 1 application, 0 delegated
+             scope_set integer,           -- scope_sets.key: the scopes involved
+             detected_at integer not null,  -- Unix time
+             revoked_by_plan integer
+           )"""
+    )
+    # What follows the grant id's account and client: '', ':<resource>', ':<resource>:application' or ':application'.
+    prefix_length = ("length(changes.provider || ':' || coalesce(substr(changes.user_id, length(changes.provider) + 2), '*')"
+                     " || ':' || apps.client_id)")
+    db.execute(
+        f"""insert into change_rows (id, scan_id, kind, app_key, user_key, resource, application, scope_set, detected_at,
+              revoked_by_plan)
+            select changes.id, changes.scan_id, changes.kind, apps.key, coalesce(users.key, 0),
+              case when changes.grant_id is not null then
+                substr(case when substr(rest, -12) = ':application' then substr(rest, 1, length(rest) - 12) else rest end, 2) end,
+              case when changes.grant_id is not null then substr(rest, -12) = ':application' end,
+              scope_sets.key, cast(strftime('%s', changes.detected_at) as integer), changes.revoked_by_plan
+            from (select changes.*, substr(changes.grant_id, {prefix_length} + 1) as rest
+                  from changes join apps on apps.id = changes.app_id) as changes
+              join apps on apps.id = changes.app_id
+              left join users on users.id = changes.user_id
+              left join scope_sets on scope_sets.scopes = changes.scopes"""
+    )
+    db["changes"].drop()
+
+
 VIEWS = {
     "grants": GRANTS,
+    "changes": CHANGES,
     "app_summary": APP_SUMMARY,
     "product_summary": PRODUCT_SUMMARY,
     "unapproved_grants": UNAPPROVED_GRANTS,

@@ -22,6 +22,7 @@ FROZEN = {
     "0008_review": "bb1582361ef8",
     "0009_incremental": "bd4c8fe7b108",
     "0010_integer_keys": "d46225ed0be8",
+    "0011_change_rows": "9b3bff5a6c65",
 }
 
 
@@ -114,11 +115,10 @@ READ_BACK = {
 }
 
 
-def test_an_inventory_made_before_integer_keys_is_converted_in_place(fake_tenant, tmp_path, monkeypatch):
-    """Migration 0010 on an inventory in today's released shape (0001-0009): grants, accounts,
-    apps and unapproved_usage as they were stored, from two real scans (a revoked grant, a
-    tenant-wide consent of each type, a last use, an account no listing named), read back the
-    same through the views, in the same file."""
+def two_scans(fake_tenant, tmp_path, monkeypatch) -> tuple[Database, dict]:
+    """An inventory from two real scans (a revoked grant, a tenant-wide consent of each type,
+    a last use, an account no listing named; in the second scan, new grants of each kind, to a
+    Microsoft resource, as an application permission, tenant-wide), and what READ_BACK reads."""
     from scanner import timestamps
     from scanner.config import load_config
     from scanner.providers import App, Grant, LastUsed
@@ -141,25 +141,43 @@ def test_an_inventory_made_before_integer_keys_is_converted_in_place(fake_tenant
         now["at"] = dt.datetime.fromisoformat(next(moments))
         run_scans(reference_path, load_config(None), show_progress=False)
         fake_tenant.grants = fake_tenant.grants[1:]  # the next scan finds the first grant revoked
+        fake_tenant.apps.append(App(id="a2", name="Gradebook Sync"))
+        fake_tenant.grants += [
+            Grant(user_id="1", app_id="a2", scopes=["Files.Read"], resource="SharePoint"),
+            Grant(user_id=None, app_id="a2", scopes=["Sites.Read.All"], resource="SharePoint", grant_type="application"),
+        ]
     reference = store.open_db(reference_path)
     expected = {name: list(reference.query(sql)) for name, sql in READ_BACK.items()}
     assert any(row["revoked_at"] for row in expected["grants"]) and any(row["tenant_wide"] for row in expected["grants"])
     assert expected["unapproved_usage"] and any(row["last_used"] for row in expected["grants"])
+    return reference, expected
 
-    path = str(tmp_path / "released.db")
+
+def released(reference: Database, path: str, stop_before: str) -> Database:
+    """An inventory in the shape migrations before `stop_before` made, its tables filled with
+    what the reference's tables and views of the same names read."""
     old = Database(path)
-    schema.migrations.apply(old, stop_before="0010_integer_keys")
-    for table in old.table_names():  # the old tables, filled with what today's views and tables read
+    schema.migrations.apply(old, stop_before=stop_before)
+    for table in old.table_names():
         if table != "_sqlite_migrations":
             columns = list(old[table].columns_dict)
             old[table].insert_all(dict(zip(columns, row))
                                   for row in reference.execute(f"select {', '.join(columns)} from [{table}]"))
+    return old
+
+
+def test_an_inventory_made_before_integer_keys_is_converted_in_place(fake_tenant, tmp_path, monkeypatch):
+    """Migration 0010 on an inventory in the shape 0001-0009 made: grants, accounts, apps and
+    unapproved_usage as they were stored read back the same through the views, in the same file."""
+    reference, expected = two_scans(fake_tenant, tmp_path, monkeypatch)
+    path = str(tmp_path / "released.db")
+    old = released(reference, path, "0010_integer_keys")
     assert old["grants"].count == len(expected["grants"])
     old.execute("delete from users where id = 'fake:9'")  # before 0010 a grant's account needed no row
     old.close()
 
     upgraded = store.open_db(path)
-    assert [m.name for m in schema.migrations.applied(upgraded)][-1] == "0010_integer_keys"
+    assert "0010_integer_keys" in {m.name for m in schema.migrations.applied(upgraded)}
     assert {"grants", "unapproved_usage"} <= set(upgraded.view_names())
     assert {"grant_rows", "scope_sets", "unapproved"} <= set(upgraded.table_names())
     assert {name: list(upgraded.query(sql)) for name, sql in READ_BACK.items()} == expected
@@ -167,3 +185,23 @@ def test_an_inventory_made_before_integer_keys_is_converted_in_place(fake_tenant
     assert upgraded.execute("select count(*) from grant_rows where user_key != 0 and user_key not in "
                             "(select key from users)").fetchone()[0] == 0
     assert any(row["user_id"] == "fake:9" for row in upgraded.query("select user_id from grants"))
+
+
+def test_change_records_made_before_0011_are_converted_in_place(fake_tenant, tmp_path, monkeypatch):
+    """Migration 0011 on an inventory in the shape 0001-0010 made: every change record (a new
+    app, new grants to a resource, as an application permission and tenant-wide, a revoked
+    grant) reads back the same through the changes view, its grant id made again from keys."""
+    reference, expected = two_scans(fake_tenant, tmp_path, monkeypatch)
+    changes = expected["changes"]
+    assert {"new_app", "new_grant", "revoked_grant"} <= {row["kind"] for row in changes}
+    assert any(row["grant_id"] and row["grant_id"].endswith(":SharePoint:application") and row["user_id"] is None for row in changes)
+    path = str(tmp_path / "released.db")
+    old = released(reference, path, "0011_change_rows")
+    assert old["changes"].count == len(changes)
+    old.close()
+
+    upgraded = store.open_db(path)
+    assert [m.name for m in schema.migrations.applied(upgraded)][-1] == "0011_change_rows"
+    assert "changes" in upgraded.view_names() and "change_rows" in upgraded.table_names()
+    assert {name: list(upgraded.query(sql)) for name, sql in READ_BACK.items()} == expected
+    assert upgraded.execute("select typeof(detected_at), typeof(app_key) from change_rows limit 1").fetchone() == ("integer", "integer")

@@ -126,7 +126,7 @@ def purge_history(db: Database, history_days: int, now: dt.datetime) -> int:
     and accounts not seen for that long. The latest succeeded scan of each provider is kept.
     Returns how many accounts were forgotten."""
     cutoff = iso(now - dt.timedelta(days=history_days))
-    db.execute("delete from changes where detected_at < ?", [cutoff])
+    db.execute(f"delete from change_rows where detected_at < {schema.unix_time('?')}", [cutoff])
     db.execute(f"delete from grant_rows where revoked_at is not null and revoked_at < {schema.unix_time('?')}", [cutoff])
     forgotten = db.execute(
         """delete from users where last_seen < ?
@@ -137,7 +137,7 @@ def purge_history(db: Database, history_days: int, now: dt.datetime) -> int:
         """delete from scans where coalesce(finished_at, started_at) < ?
            and status != 'running'
            and id not in (select max(id) from scans where status = 'succeeded' group by provider)
-           and id not in (select scan_id from changes)""",
+           and id not in (select scan_id from change_rows)""",
         [cutoff],
     )
     return forgotten

@@ -133,8 +133,8 @@ def _redo_multi_account_usage(db: Database, after_scan: int | None) -> None:
             """insert or ignore into temp._usage_redo (person_id)
                select person_id from temp._people_affected
                union
-               select users.person_id from changes join users on users.id = changes.user_id
-               where changes.scan_id = ? and changes.kind in ('new_grant', 'revoked_grant')""",
+               select users.person_id from change_rows join users on users.key = change_rows.user_key
+               where change_rows.scan_id = ? and change_rows.kind in ('new_grant', 'revoked_grant')""",
             [after_scan],
         )
         db.execute("delete from multi_account_usage where person_id in (select person_id from temp._usage_redo)")

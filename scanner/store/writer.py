@@ -22,9 +22,7 @@ from .. import scopes
 from ..providers import App, ConsentRequest, Grant, GrantsListed, LastUsed, PostureFinding, Record, ScanRun, User, UsersSeen
 from ..schema import unix_time
 from ..timestamps import iso, normalize_timestamp, parse_iso
-from ..schema import GRANT_ID
 from .database import insert_rows
-from .temp import temp_table
 from .derived import DEFAULT_HISTORY_DAYS, apply_matching, purge_history, refresh_app_stats, refresh_unapproved_usage
 from .incremental import (
     AffectedFindings, affected_scope, refresh_changed_app_stats, refresh_changed_unapproved_usage, stop_tracking,
@@ -68,7 +66,7 @@ USER_COLUMNS = ("id", "provider", "email", "name", "role", "org_unit", "suspende
 GRANT_ROW_COLUMNS = ("user_key", "app_key", "resource", "application", "scope_set", "risk", "first_seen", "last_seen",
                      "last_used", "seen_scan_id")
 _RISK_RANKS = {"low": 0, "medium": 1, "high": 2}
-CHANGE_COLUMNS = ("scan_id", "provider", "kind", "app_id", "user_id", "grant_id", "scopes", "detected_at")
+CHANGE_COLUMNS = ("scan_id", "kind", "app_key", "user_key", "resource", "application", "scope_set", "detected_at")
 
 
 class ScanWriter:
@@ -224,7 +222,7 @@ class ScanWriter:
         self._app_keys[app_id] = self.db.execute("select key from apps where id = ?", [app_id]).fetchone()[0]
         if app_id not in self._known_apps:
             self._known_apps.add(app_id)
-            self._record_changes([{"kind": "new_app", "app_id": app_id}])
+            self._record_changes([{"kind": "new_app", "app_key": self._app_keys[app_id]}])
 
     # grants ---------------------------------------------------------------------------------
 
@@ -322,22 +320,22 @@ class ScanWriter:
                  last_used = nullif(max(coalesce(grant_rows.last_used, 0), coalesce(excluded.last_used, 0)), 0)""",
         )
         self._record_changes(
-            {"kind": c["kind"], "app_id": c["grant"]["app_id"], "user_id": c["grant"]["user_id"],
-             "grant_id": c["grant"]["id"], "scopes": c["scopes"]}
+            {"kind": c["kind"], "app_key": c["grant"]["app_key"], "user_key": c["grant"]["user_key"],
+             "resource": c["grant"]["resource"], "application": c["grant"]["application"], "scopes": c["scopes"]}
             for c in changes
         )
 
     def _record_changes(self, changes: Iterable[dict[str, Any]]) -> None:
+        """Change records by key (change_rows; the `changes` view reads them): a grant's
+        account, resource and type, or none (user_key 0, resource null) for a new app."""
         rows = [
-            {"scan_id": self.scan_id, "provider": self.provider, "kind": c["kind"], "app_id": c["app_id"],
-             "user_id": c.get("user_id"), "grant_id": c.get("grant_id"),
-             "scopes": json.dumps(c["scopes"]) if c.get("scopes") is not None else None, "detected_at": self.now}
+            [self.scan_id, c["kind"], c["app_key"], c.get("user_key", 0), c.get("resource"), c.get("application"),
+             self._scope_set(c["scopes"]) if c.get("scopes") is not None else None, self.unix_now]
             for c in changes
         ]
         if rows:
-            insert_rows(self.db.conn, f"insert into changes ({', '.join(CHANGE_COLUMNS)})",
-                        [[row[column] for column in CHANGE_COLUMNS] for row in rows])
-            self.changes.update(row["kind"] for row in rows)
+            insert_rows(self.db.conn, f"insert into change_rows ({', '.join(CHANGE_COLUMNS)})", rows)
+            self.changes.update(row[1] for row in rows)
 
     # the end of a scan ----------------------------------------------------------------------
 
@@ -414,14 +412,5 @@ class ScanWriter:
                                   [self.unix_now, self.provider, self.scan_id]).fetchall()
         if not revoked:
             return
-        temp_table(self.db, "_revoked", "user_key integer, app_key integer, resource text, application integer")
-        insert_rows(self.db.conn, "insert into temp._revoked (user_key, app_key, resource, application)", revoked)
-        self._record_changes(
-            {"kind": "revoked_grant", "grant_id": g, "app_id": a, "user_id": u}
-            for g, a, u in self.db.execute(
-                f"""select {GRANT_ID.format(provider="apps.provider", user="users.id", client="apps.client_id",
-                                            resource="r.resource", application="r.application")}, apps.id, users.id
-                    from temp._revoked as r
-                      join apps on apps.key = r.app_key
-                      left join users on users.key = r.user_key""")
-        )
+        self._record_changes({"kind": "revoked_grant", "user_key": user_key, "app_key": app_key, "resource": resource,
+                              "application": application} for user_key, app_key, resource, application in revoked)
