@@ -17,6 +17,10 @@ Retry-After, 500, 503, resets, stalls, bodies cut short).
     fleet.install("aapbdbdomjkkjkaonfhkkikfgjllcleb", "ann@district.example", org_unit_id="03ph8a2z1")
     fleet.request("mmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmm", "Grammar Pal", "ann@district.example", "for essays")
     tenant.chrome = fleet   # GoogleTenant has an empty one
+
+district_fleet() gives a district's browsers their extensions: held (ChromeFleet) for a
+GoogleTenant, made when asked for (emulators.google.chrome_on_demand.OnDemandFleet) for an
+OnDemandGoogleTenant; the handlers read either through the same methods.
 """
 
 from __future__ import annotations
