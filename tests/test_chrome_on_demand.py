@@ -129,3 +129,11 @@ def test_holds_far_less_than_the_fleet_held():
     eager, _ = held(lambda: build_tenant(users=20_000, seed=1, on_demand=True), False)
     assert isinstance(fleet, OnDemandFleet)
     assert eager > 10_000_000 and lazy < 200_000, (lazy, eager)
+
+
+def test_the_benchmarks_emulator_makes_its_fleet_on_demand():
+    from emulators.google.server import _emulator_for
+    for on_demand, kind in ((True, OnDemandFleet), (False, ChromeFleet)):
+        emulator = _emulator_for({"build": {"users": 200, "seed": 1, "on_demand": on_demand}, "chrome": {"seed": 1}, "knobs": {}})
+        emulator.stop()  # never started: closes its socket
+        assert isinstance(emulator.tenant.chrome, kind)
