@@ -12,6 +12,9 @@ the same district (an OnDemandGoogleTenant's) with the same answers while holdin
 - what changed since: profiles added by `install()` and addresses `uninstall()` took an
   extension from, per extension (an extension changed so is listed by walking the district).
 
+Profiles in one org unit (`orgUnitId`) are counted by one walk, cached; each page then resumes
+the walk where the page before it ended (the place is kept for the next page's token).
+
 Which extensions a person has comes from install_draws() (a digest of the seed and their
 address), exactly as district_fleet() draws them for a GoogleTenant, so for the same
 district both fleets serve the same pages: the tests compare them.
@@ -75,6 +78,7 @@ class OnDemandFleet:
         self._removed: dict[str, set[str]] = {}  # uninstall() since: lowercase addresses, by extension
         self._counts: dict[str, tuple[int, int, int]] = {}  # installed_counts(), made once (until a change)
         self._totals: dict[tuple[str, str], int] = {}  # profiles directly in an org unit, by (extension, org unit id)
+        self._resume: dict[tuple[str, str, int], tuple[int, int]] = {}  # (extension, org unit id, offset) -> (place, offset)
         self._marks: list[array] | None = None  # per drawn extension: its profiles before each BLOCK of addresses
         self._drawn_counts: list[tuple[int, int, int]] = []
         self._devices: tuple[tuple[str, str, int], tuple[bytearray, list[tuple[str, str]], int]] | None = None
@@ -220,15 +224,25 @@ class OnDemandFleet:
                     before += 1
                 return self.installed_counts(app_id)[0], page
             total = self._totals.get((app_id, org_unit_id))
-            page, seen = [], 0
-            for profile in self.profiles(app_id, org_unit_id):
+            if self._unchanged(app_id):  # in one org unit: from where the last page ended, if one did
+                place, seen = self._resume.get((app_id, org_unit_id, start), (0, 0))
+                found: Iterator[tuple[int, ChromeProfile]] = (
+                    (place, profile) for place, profile in self._drawn_profiles(app_id, place) if profile.org_unit_id == org_unit_id)
+            else:
+                seen, found = 0, ((0, profile) for profile in self.profiles(app_id, org_unit_id))
+            page = []
+            for place, profile in found:
+                if seen == start + size and self._unchanged(app_id):
+                    if len(self._resume) >= 4096:
+                        self._resume.clear()
+                    self._resume[app_id, org_unit_id, seen] = (place, seen)
                 if seen >= start + size and total is not None:
                     break
                 if seen >= start and len(page) < size:
                     page.append(profile)
                 seen += 1
             if total is None:
-                total = self._totals[app_id, org_unit_id] = seen
+                total = self._totals[app_id, org_unit_id] = seen  # the walk went to the end
             return total, page
 
     def device_page(self, app_id: str, org_unit_id: str, start: int, size: int) -> tuple[int, list[tuple[str, str]]]:
@@ -269,6 +283,8 @@ class OnDemandFleet:
         self._counts.pop(app_id, None)
         for key in [key for key in self._totals if key[0] == app_id]:
             del self._totals[key]
+        for key in [key for key in self._resume if key[0] == app_id]:
+            del self._resume[key]
         self._version += 1
 
     def add_extension(self, extension: ChromeExtension) -> ChromeExtension:
