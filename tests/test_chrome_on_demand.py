@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import tracemalloc
+from dataclasses import replace
 
 import pytest
 
@@ -82,6 +83,23 @@ def test_changes_are_served_alike():
     counts = lazy.installed_counts(GRAMMARLY)
     assert counts == held.installed_counts(GRAMMARLY) and counts[0] == len(held.installs[GRAMMARLY])
     assert everything(lazy, ["03abc", *org_units_of(held)]) == everything(held, ["03abc", *org_units_of(held)])
+
+
+def test_users_changed_before_the_fleet_is_built_count_as_changed():
+    served = []
+    for on_demand in (False, True):
+        tenant = build_tenant(users=300, seed=5, on_demand=on_demand)
+        staff = sorted((u for u in tenant.users.values() if u.org_unit_path.startswith("/Staff")), key=lambda u: u.id)
+        tenant.users[staff[0].id].suspended = True  # the first to ask for an extension: no longer
+        tenant.users[staff[3].id].org_unit_path = "/Students/Moved"  # a student now
+        tenant.delete_user(staff[5].id)
+        fleet = district_fleet(tenant, seed=6)
+        assert isinstance(fleet, OnDemandFleet) == on_demand
+        served.append(everything(fleet, []))
+    assert served[0] == served[1]
+    with pytest.raises(ValueError, match="added to the tenant"):
+        tenant.add_user(replace(staff[1], id="1" * 21, primary_email="new@district.example", aliases=()))
+        district_fleet(tenant, seed=6)
 
 
 def test_a_scan_records_what_the_fleet_held_records(district, tmp_path):

@@ -96,7 +96,7 @@ class OnDemandFleet:
         """Users in id order up to the `staff_wanted`-th staff member (district_fleet's requesters)."""
         tenant, users, staff = self._tenant, [], 0
         merged = heapq.merge(((tenant._user_id(key), key) for key in tenant._id_order),
-                             ((user.id, user) for user in tenant._current_extra.values()))
+                             sorted(((user.id, user) for user in tenant._current_extra.values()), key=lambda item: item[0]))
         for _, who in merged:
             if isinstance(who, int):
                 who = self._overrides.get(who, _UNSET) if who in self._overrides else tenant._user(who)
