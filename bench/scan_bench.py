@@ -27,8 +27,9 @@ memory is measured alone; every scan is `python -m scanner scan` in a child proc
 
 --providers runs only some of the three (e.g. `--providers google` for a million accounts:
 the Google scans, the baseline and Datasette; figures of the others are left out). The
-Google emulator makes its district on demand (emulators.google.on_demand), so a million
-accounts cost it a few hundred megabytes rather than gigabytes.
+Google emulator makes its district on demand (emulators.google.on_demand), and its browsers'
+extensions too (emulators.google.chrome_on_demand), so a million accounts cost it a few
+hundred megabytes rather than gigabytes.
 
 A steadier measure on a small shared machine: where it has two cores or more, each emulator
 is pinned to the last core and every scan to the others (os.sched_setaffinity), so the

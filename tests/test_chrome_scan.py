@@ -52,7 +52,7 @@ def recorded(db_path) -> set[tuple[str, str, tuple[str, ...]]]:
 def chrome_district(district):
     def make(users: int = 250, knobs=None, scopes=ALL_SCOPES):
         tenant = build_tenant(users=users, seed=5)
-        tenant.chrome = district_fleet(tenant, seed=5)
+        tenant.chrome = district_fleet(tenant, seed=6)  # a seed whose 250 accounts have every extension somewhere
         place = district(tenant, knobs=knobs, scopes=scopes)
         place.write_config(extra=chrome_section(place))
         return place

@@ -17,6 +17,10 @@ Retry-After, 500, 503, resets, stalls, bodies cut short).
     fleet.install("aapbdbdomjkkjkaonfhkkikfgjllcleb", "ann@district.example", org_unit_id="03ph8a2z1")
     fleet.request("mmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmm", "Grammar Pal", "ann@district.example", "for essays")
     tenant.chrome = fleet   # GoogleTenant has an empty one
+
+district_fleet() gives a district's browsers their extensions: held (ChromeFleet) for a
+GoogleTenant, made when asked for (emulators.google.chrome_on_demand.OnDemandFleet) for an
+OnDemandGoogleTenant; the handlers read either through the same methods.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import base64
 import hashlib
 import json
 import re
+import struct
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,11 +109,8 @@ class ChromeFleet:
     def install(self, app_id: str, email: str, *, org_unit_id: str = "", device: str = "") -> ChromeProfile:
         """The extension shows up in one more profile (one profile per person and extension here)."""
         with self.lock:
-            profiles = self.installs.setdefault(app_id, [])
-            person = _digest(email.lower())  # stable across processes (hash() of a str is not)
-            profile = ChromeProfile(email, f"profile-{_digest(app_id + email.lower()) % 10**9}", org_unit_id,
-                                    device or f"device-{person % 10**6}", f"CB-{person % 10**5:05d}")
-            profiles.append(profile)
+            profile = new_profile(app_id, email, org_unit_id, device)
+            self.installs.setdefault(app_id, []).append(profile)
             return profile
 
     def uninstall(self, app_id: str, email: str) -> None:
@@ -121,6 +123,42 @@ class ChromeFleet:
         with self.lock:
             self.request_names[app_id] = display_name
             self.requests.setdefault(app_id, []).append({"email": email, "justification": justification, "at": at})
+
+    # -- what the handlers read (emulators.google.chrome_on_demand.OnDemandFleet answers the same) --
+
+    def installed_counts(self, app_id: str) -> tuple[int, int, int]:
+        """(profiles, people, browser devices) with the extension."""
+        with self.lock:
+            profiles = self.installs.get(app_id, [])
+            return len(profiles), len({p.email for p in profiles}), len({p.device_id for p in profiles})
+
+    def profiles(self, app_id: str, org_unit_id: str = "") -> list[ChromeProfile]:
+        """The profiles with the extension (directly in `org_unit_id` if given), by address."""
+        with self.lock:
+            profiles = [p for p in self.installs.get(app_id, []) if not org_unit_id or p.org_unit_id == org_unit_id]
+            return sorted(profiles, key=_profile_order)
+
+    def profile_page(self, app_id: str, org_unit_id: str, start: int, size: int) -> tuple[int, list[ChromeProfile]]:
+        """(how many profiles, the `size` from `start` on), in the order of `profiles()`."""
+        profiles = self.profiles(app_id, org_unit_id)
+        return len(profiles), profiles[start:start + size]
+
+    def device_page(self, app_id: str, org_unit_id: str, start: int, size: int) -> tuple[int, list[tuple[str, str]]]:
+        """(how many devices, the `size` (device id, machine) from `start` on), by device id."""
+        devices = sorted({p.device_id: p.machine for p in self.profiles(app_id, org_unit_id)}.items())
+        return len(devices), devices[start:start + size]
+
+
+def _profile_order(profile: ChromeProfile) -> tuple[str, str]:
+    return profile.email.lower(), profile.profile_id
+
+
+def new_profile(app_id: str, email: str, org_unit_id: str = "", device: str = "") -> ChromeProfile:
+    """The profile a person has an extension in (one profile per person and extension here): ids
+    from digests of the address, so the same person gets the same ids in any process."""
+    person = _digest(email.lower())  # stable across processes (hash() of a str is not)
+    return ChromeProfile(email, f"profile-{_digest(app_id + email.lower()) % 10**9}", org_unit_id,
+                         device or f"device-{person % 10**6}", f"CB-{person % 10**5:05d}")
 
 
 def _digest(text: str) -> int:
@@ -162,16 +200,23 @@ class ChromeManagementAPI:
         fleet = self._fleet_of()
         with fleet.lock:
             if name == "countInstalledApps":
-                return self._page(query, limit, "installedApps", [self._installed(e, fleet) for e in self._filtered(fleet, query)])
+                extensions = self._filtered(fleet, query)
+                start, size = self._window(query, limit)
+                return self._body(key="installedApps", total=len(extensions), start=start, size=size,
+                                  items=[self._installed(e, fleet) for e in extensions[start:start + size]])
             if name == "findInstalledAppProfiles":
-                profiles = self._profiles_of(fleet, query)
-                return self._page(query, limit, "profiles", [
+                app_id, org_unit_id = self._app_of(query)
+                start, size = self._window(query, limit)
+                total, profiles = fleet.profile_page(app_id, org_unit_id, start, size)
+                return self._body(key="profiles", total=total, start=start, size=size, items=[
                     {"email": p.email, "profileId": p.profile_id, "profileOrgUnitId": p.org_unit_id,
                      "profilePermanentId": "perm-" + p.profile_id} for p in profiles])
             if name == "findInstalledAppDevices":
-                profiles = self._profiles_of(fleet, query)
-                devices = {p.device_id: p.machine for p in profiles}
-                return self._page(query, limit, "devices", [{"deviceId": d, "machine": m} for d, m in sorted(devices.items())])
+                app_id, org_unit_id = self._app_of(query)
+                start, size = self._window(query, limit)
+                total, devices = fleet.device_page(app_id, org_unit_id, start, size)
+                return self._body(key="devices", total=total, start=start, size=size,
+                                  items=[{"deviceId": d, "machine": m} for d, m in devices])
             if name == "countChromeAppRequests":
                 apps = [{"appId": app_id, "displayName": fleet.request_names.get(app_id, ""),
                          "requestCount": str(len(requests)), "latestRequestTime": max(r["at"] for r in requests),
@@ -195,14 +240,13 @@ class ChromeManagementAPI:
 
     @staticmethod
     def _installed(extension: ChromeExtension, fleet: ChromeFleet) -> dict[str, Any]:
-        profiles = fleet.installs.get(extension.app_id, [])
+        profiles, people, devices = fleet.installed_counts(extension.app_id)
         body: dict[str, Any] = {
             "appId": extension.app_id, "appType": extension.app_type,
             "appSource": "CHROME_WEBSTORE" if extension.cws_hosted else "APP_SOURCE_UNSPECIFIED",
             "appInstallType": extension.install_type, "displayName": extension.display_name,
             # int64 counts travel as strings
-            "browserDeviceCount": str(len({p.device_id for p in profiles})), "osUserCount": str(len({p.email for p in profiles})),
-            "profileCount": str(len(profiles)),
+            "browserDeviceCount": str(devices), "osUserCount": str(people), "profileCount": str(profiles),
         }
         if extension.description:
             body["description"] = extension.description
@@ -264,7 +308,7 @@ class ChromeManagementAPI:
         def value(extension: ChromeExtension, name: str) -> Any:
             return {"app_name": extension.display_name, "app_type": extension.app_type, "app_id": extension.app_id,
                     "install_type": extension.install_type, "number_of_permissions": len(extension.permission_names()),
-                    "total_install_count": len(fleet.installs.get(extension.app_id, [])),
+                    "total_install_count": fleet.installed_counts(extension.app_id)[0],
                     "manifest_versions": extension.manifest_version}.get(name)
 
         def keep(extension: ChromeExtension) -> bool:
@@ -288,17 +332,16 @@ class ChromeManagementAPI:
         return [e for e in extensions if keep(e)]
 
     @staticmethod
-    def _profiles_of(fleet: ChromeFleet, query: dict[str, str]) -> list[ChromeProfile]:
+    def _app_of(query: dict[str, str]) -> tuple[str, str]:
+        """(appId, orgUnitId) of a findInstalledApp* call (the org unit: profiles directly in it only)."""
         app_id = query.get("appId", "")
         if not app_id:
             raise ChromeFailure(400, "INVALID_ARGUMENT", "appId is required")
-        profiles = list(fleet.installs.get(app_id, []))
-        if query.get("orgUnitId"):
-            profiles = [p for p in profiles if p.org_unit_id == query["orgUnitId"]]  # directly in the OU only
-        return sorted(profiles, key=lambda p: (p.email.lower(), p.profile_id))
+        return app_id, query.get("orgUnitId", "")
 
     @staticmethod
-    def _page(query: dict[str, str], limit: int, key: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+    def _window(query: dict[str, str], limit: int) -> tuple[int, int]:
+        """(first item, how many) the call's pageSize and pageToken ask for."""
         raw = query.get("pageSize") or str(limit)
         try:
             size = int(raw)
@@ -313,12 +356,24 @@ class ChromeManagementAPI:
                 start = json.loads(base64.urlsafe_b64decode(query["pageToken"].encode()))["o"]
             except (ValueError, KeyError, TypeError):
                 raise ChromeFailure(400, "INVALID_ARGUMENT", "Invalid page token") from None
-        body: dict[str, Any] = {"totalSize": len(items)}
-        if items[start:start + size]:
-            body[key] = items[start:start + size]
-        if start + size < len(items):
+            if not isinstance(start, int) or start < 0:
+                raise ChromeFailure(400, "INVALID_ARGUMENT", "Invalid page token")
+        return start, size
+
+    @staticmethod
+    def _body(*, key: str, total: int, start: int, size: int, items: list[dict[str, Any]]) -> dict[str, Any]:
+        """A page: `items` (the window from `start`) of `total`, and a token for the next if there is one."""
+        body: dict[str, Any] = {"totalSize": total}
+        if items:
+            body[key] = items
+        if start + size < total:
             body["nextPageToken"] = base64.urlsafe_b64encode(json.dumps({"o": start + size}).encode()).decode()
         return body
+
+    @staticmethod
+    def _page(query: dict[str, str], limit: int, key: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+        start, size = ChromeManagementAPI._window(query, limit)
+        return ChromeManagementAPI._body(key=key, total=len(items), start=start, size=size, items=items[start:start + size])
 
 
 # Permissions the Web Store marks as reaching the user's data.
@@ -362,27 +417,64 @@ REQUESTED_EXTENSIONS = (
 )
 
 
-def district_fleet(tenant, *, seed: int = 1, student_domain: str | None = None) -> ChromeFleet:
-    """Extensions in a tenant's managed browsers, deterministic for a seed: each current user has each of
-    DISTRICT_EXTENSIONS with its share (students: addresses at `student_domain`, or in /Students);
-    a few people asked for extensions."""
-    import random
+def install_shares(extensions=DISTRICT_EXTENSIONS) -> list[tuple[int, int]]:
+    """(staff, student) thresholds of each extension for install_draws(): a draw below one installs it."""
+    return [(int(staff * 2**64), int(student * 2**64)) for _, staff, student in extensions]
 
+
+def install_draws(seed: int, email: str, count: int = len(DISTRICT_EXTENSIONS)) -> tuple[int, ...]:
+    """A person's draws for the district's extensions (64-bit numbers, one an extension): a digest of the
+    seed and their address, so one person's extensions can be drawn again alone, in any order, in any
+    process, without a random stream shared by everyone (emulators.google.chrome_on_demand relies on it)."""
+    draws: tuple[int, ...] = ()
+    block = 0
+    while len(draws) < count:
+        draws += _EIGHT(hashlib.blake2b(f"{seed}:chrome:{block}:{email.lower()}".encode(), digest_size=64).digest())
+        block += 1
+    return draws[:count]
+
+
+_EIGHT = struct.Struct(">8Q").unpack
+
+
+def district_fleet(tenant, *, seed: int = 1, student_domain: str | None = None, on_demand: bool | None = None):
+    """Extensions in a tenant's managed browsers, deterministic for a seed: each current user has each of
+    DISTRICT_EXTENSIONS with its share (students: addresses at `student_domain`, or in /Students),
+    drawn from a digest of the seed and their address (install_draws); a few people asked for extensions.
+
+    `on_demand` (default: when the tenant is an OnDemandGoogleTenant): an OnDemandFleet, which makes
+    each page of profiles when asked for instead of holding them, and serves the same pages."""
+    from .on_demand import OnDemandGoogleTenant
+
+    if on_demand is None:
+        on_demand = isinstance(tenant, OnDemandGoogleTenant)
+    if on_demand:
+        from .chrome_on_demand import OnDemandFleet
+
+        return OnDemandFleet(tenant, seed=seed, student_domain=student_domain)
     fleet = ChromeFleet()
-    draw = random.Random(seed)
-    users = sorted(tenant.users.values(), key=lambda u: u.id)
-    for extension, staff_share, student_share in DISTRICT_EXTENSIONS:
+    for extension, _, _ in DISTRICT_EXTENSIONS:
         fleet.add_extension(extension)
-        for user in users:
-            if user.suspended or user.is_admin:
-                continue
-            student = (user.primary_email.lower().endswith("@" + student_domain) if student_domain
-                       else user.org_unit_path.startswith("/Students"))
-            if draw.random() < (student_share if student else staff_share):
-                fleet.install(extension.app_id, user.primary_email,
-                              org_unit_id=tenant.org_unit_id(user.org_unit_path))
-    staff = [u for u in users if not u.is_admin and not u.org_unit_path.startswith("/Students")] or users
+    shares = install_shares()
+    users = sorted(tenant.users.values(), key=lambda u: u.id)
+    for user in users:
+        if user.suspended or user.is_admin:
+            continue
+        student = (user.primary_email.lower().endswith("@" + student_domain) if student_domain
+                   else user.org_unit_path.startswith("/Students"))
+        draws = install_draws(seed, user.primary_email)
+        org_unit_id = None
+        for (extension, _, _), draw, share in zip(DISTRICT_EXTENSIONS, draws, shares):
+            if draw < share[student]:
+                org_unit_id = org_unit_id or tenant.org_unit_id(user.org_unit_path)
+                fleet.install(extension.app_id, user.primary_email, org_unit_id=org_unit_id)
+    staff = requesting_staff(users)
     for index, (app_id, name, why) in enumerate(REQUESTED_EXTENSIONS):
         for user in staff[index:index + 2]:
             fleet.request(app_id, name, user.primary_email, why)
     return fleet
+
+
+def requesting_staff(users: list) -> list:
+    """Who asks for REQUESTED_EXTENSIONS: the staff (users sorted by id), or anyone if there are none."""
+    return [u for u in users if not u.is_admin and not u.org_unit_path.startswith("/Students")] or users

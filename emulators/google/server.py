@@ -302,7 +302,8 @@ class GoogleEmulatorProcess(GoogleControls, EmulatorProcess):
 
     `tenant` is tenant JSON (GoogleTenant.to_json()); or `build` holds build_tenant() arguments
     ({"users": 100000, "seed": 1, "grants_per_user": 8}) and the child builds it. `chrome` holds
-    district_fleet() arguments ({"seed": 1}): the tenant's browsers get extensions too.
+    district_fleet() arguments ({"seed": 1}): the tenant's browsers get extensions too (made when
+    asked for, emulators.google.chrome_on_demand, when `build` has "on_demand": true).
     `settable_clock`: the child's clock is a SettableClock, moved by set_clock() (a benchmark's year).
     """
 
