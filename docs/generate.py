@@ -285,6 +285,9 @@ CONSTANT_WORDS = {
                         "(users.key), resource, application, reason, status; filter it by user_key or app_key, which its indexes find."),
     "TENANT_WIDE_UNAPPROVED_KEYS": ("SQL (a subquery) for the tenant-wide consents (no account, user_key 0) the same rule "
                                     "finds unapproved, with the same columns as UNAPPROVED_KEYS."),
+    "SCOPE_CREEP_KEYS": ("SQL template for the active grants holding scopes their catalog entry did not approve, by key: "
+                         "app_key, user_key, resource, application, scope_set, first_seen, extra_scopes; format it with where, "
+                         "a condition on the grant (g) and its app (apps), \"1\" for all."),
     "GRANT_ID": ("SQL template for a grant's id from its parts: format it with provider, user (the account's id, null "
                  "for tenant-wide), client, resource and application (1 or 0), each an SQL expression."),
 }

@@ -39,7 +39,9 @@ from collections.abc import Sequence
 
 from sqlite_utils import Database, Migrations
 
-from scanner import GRANT_ID, TENANT_WIDE_UNAPPROVED_KEYS, UNAPPROVED_KEYS, AffectedFindings, iso, iso_time, parse_iso
+from scanner import (
+    GRANT_ID, SCOPE_CREEP_KEYS, TENANT_WIDE_UNAPPROVED_KEYS, UNAPPROVED_KEYS, AffectedFindings, iso, iso_time, parse_iso,
+)
 
 migrations = Migrations("alerts_email")
 
@@ -201,19 +203,17 @@ def stage_findings(db: Database, kinds: Sequence[str], scope: AffectedFindings |
         )
     if "scope_creep" in kinds:
         # Scope creep is only news for an app the district approved: an unapproved one is
-        # already a finding on its own. The view does not filter ownership; alerts do.
-        db.execute(
-            """insert into temp._alert_findings (app_key, user_key, kind, details)
-               select apps.key, coalesce(users.key, 0), 'scope_creep',
-                 json_object('extra_scopes', json_group_array(distinct extra.value))
-               from scope_creep
-                 join apps on apps.id = scope_creep.app_id
-                 left join users on users.id = scope_creep.user_id,
-                 json_each(scope_creep.extra_scopes) as extra
-               where apps.ownership = 'third_party' and apps.status in ('approved', 'conditional')"""
-            + in_scope("scope_creep.") + """
-               group by apps.key, users.key"""
-        )
+        # already a finding on its own. The core's rule does not filter ownership; alerts do.
+        approved = "apps.ownership = 'third_party' and apps.status in ('approved', 'conditional')"
+        for where in _creep_scopes(db, scope):
+            db.execute(
+                f"""insert into temp._alert_findings (app_key, user_key, kind, details)
+                    select creep.app_key, creep.user_key, 'scope_creep',
+                      json_object('extra_scopes', json_group_array(distinct extra.value))
+                    from ({SCOPE_CREEP_KEYS.format(where=f"{approved} and {where}")}) as creep,
+                      json_each(creep.extra_scopes) as extra
+                    group by creep.app_key, creep.user_key"""
+            )
 
 
 _NO_FINDINGS = "select null as app_key, null as user_key, null as reason, null as status where 0"
@@ -240,6 +240,18 @@ def _finding_sources(db: Database, scope: AffectedFindings | None):
         return f" and ({users_in} or {apps_in})" if apps else f" and {users_in}"
 
     return " union all ".join(parts) or _NO_FINDINGS, in_scope
+
+
+def _creep_scopes(db: Database, scope: AffectedFindings | None) -> list[str]:
+    """The conditions on a grant (g) that give the scope creep findings in scope: all of them,
+    or those of its accounts (through grant_rows' own order) and of its apps, each a query of
+    its own: one condition on both would read every grant."""
+    if scope is None:
+        return ["1"]
+    accounts, apps = scope.counts(db)
+    user_keys = f"g.user_key in (select key from users where id in ({scope.users_sql}))"
+    return (([user_keys] if accounts else [])
+            + ([f"apps.id in ({scope.apps_sql}) and not {user_keys}"] if apps else []))
 
 
 # A row matches a finding on (app, account, base kind): a reminder follows its finding.
