@@ -13,8 +13,9 @@ gained or lost an app, not all of them. So a product counts
 
 and so on for staff. A person whose one account using the product has the person's own
 role adds nothing (minus one account, plus one person, both of that role) and has no row:
-most people with an account on each provider use most products from one of them. A product with two clients in use on one provider (an app and its
-add-on: one account may hold both) is counted from its grants instead, person by person.
+most people with an account on each provider use most products from one of them. A
+product with two clients in use on one provider (an app and its add-on: one account may
+hold both) is counted from its grants instead, person by person.
 """
 
 from __future__ import annotations
