@@ -134,13 +134,6 @@ class OnDemandMicrosoftTenant(MicrosoftTenant):
         rng = random.Random(f"microsoft:{seed}")  # as microsoft_tenant()
         tenant_id = tenant_id or str(uuid.UUID(int=rng.getrandbits(128), version=4))
         client_id = client_id or str(uuid.UUID(int=rng.getrandbits(128), version=4))
-        # Accounts: the district's people (keys 0..size-1), then the guests, by id.
-        ids = array("Q", (uuid.UUID(member_id(seed, key)).int >> 64 for key in range(size)))
-        ids.extend(uuid.UUID(guest_id(seed, n)).int >> 64 for n in range(guests))
-        order = sorted(range(len(ids)), key=ids.__getitem__)
-        self._id_order = array("i", order)
-        self._id_sorted = array("Q", (ids[place] for place in order))
-        del ids, order
         self._removed_users = _Holes()  # places among the district's accounts
         self._changed_users: dict[str, dict] = {}  # the district's accounts as changed since (disabled)
         self._added_users: dict[str, dict] = {}  # accounts added since, by id (in the order added)
@@ -155,13 +148,18 @@ class OnDemandMicrosoftTenant(MicrosoftTenant):
         by_client: dict[str, array] = {}
         last_use: dict[str, dt.datetime] = {}
         first: list = []
+        ids = array("Q")  # the high 64 bits of each account's id: the people's, then the guests'
         for key in range(size + 1):
             grants = self._district_grants(key, first)
             if key == 0:
                 first = grants
+            if key < size:
+                user_id = member_id(seed, key)
+                ids.append(uuid.UUID(user_id).int >> 64)
+            else:
+                user_id = member_id(seed, 0)  # the IT technician's tools
             made = 0
             for grant in grants:
-                user_id = member_id(seed, grant.person)
                 for delegated in parts.delegated(grant, user_id, last_use):
                     places = by_client.get(delegated.client_id)
                     if places is None:
@@ -170,6 +168,11 @@ class OnDemandMicrosoftTenant(MicrosoftTenant):
                     made += 1
             starts.append(starts[-1] + made)
         self._starts, self._by_client = starts, by_client
+        ids.extend(uuid.UUID(guest_id(seed, n)).int >> 64 for n in range(guests))
+        order = sorted(range(len(ids)), key=ids.__getitem__)
+        self._id_order = array("i", order)
+        self._id_sorted = array("Q", (ids[place] for place in order))
+        del ids, order
         self._admin_of = {grant.client_id: grant for grant in self._admin}
         self._removed_grants = _Holes()  # places in the tenant-wide list
         self._removed_by_client: dict[str, _Holes] = {}
@@ -203,9 +206,8 @@ class OnDemandMicrosoftTenant(MicrosoftTenant):
     def _make_person_grants(self, key: int) -> tuple[DelegatedGrant, ...]:
         """The delegated grants person `key` had when the district was made."""
         first = self._district_grants(0, []) if key == self._size and self._size else []
-        seed, parts = self.district.seed, self._parts
-        return tuple(made for grant in self._district_grants(key, first)
-                     for made in parts.delegated(grant, member_id(seed, grant.person)))
+        user_id = member_id(self.district.seed, key if key < self._size else 0)
+        return tuple(made for grant in self._district_grants(key, first) for made in self._parts.delegated(grant, user_id))
 
     def _base_grant(self, place: int) -> DelegatedGrant:
         """The district's grant at this place of the tenant-wide list, as changed since."""
