@@ -378,10 +378,12 @@ class MicrosoftTenant:
                 user["accountEnabled"] = False
 
     def remove_users(self, ids: Iterable[str]) -> None:
-        """Delete accounts: their delegated grants go with them."""
+        """Delete accounts: their delegated grants and group memberships go with them."""
         self.refresh()  # writes made through Graph first
         removed = set(ids)
         self.users = [user for user in self.users if user["id"] not in removed]
+        for group in self.groups:
+            group["members"] = [member for member in group["members"] if member not in removed]
         self.grants = [grant for grant in self.grants if grant.principal_id not in removed]
         self.reindex()
 
