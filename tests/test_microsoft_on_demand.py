@@ -232,7 +232,8 @@ def test_mutations_by_name_match(tenants):
 
 
 def test_a_large_district_costs_far_less_than_a_held_one():
-    """Peak traced memory of building 200,000 accounts on demand, against 20,000 held (ten times fewer)."""
+    """Peak traced memory of building 50,000 accounts on demand, against 5,000 held (ten times fewer;
+    tracing makes a bigger build slow; on this machine about 8 MB on demand against 24 MB held)."""
     def peak(**build) -> int:
         gc.collect()
         tracemalloc.start()
@@ -243,6 +244,6 @@ def test_a_large_district_costs_far_less_than_a_held_one():
         finally:
             tracemalloc.stop()
 
-    held = peak(users=20_000)
-    on_demand = peak(users=200_000, on_demand=True)
+    held = peak(users=5_000)
+    on_demand = peak(users=50_000, on_demand=True)
     assert on_demand < held / 2, (on_demand, held)
