@@ -234,12 +234,22 @@ class OnDemandMicrosoftTenant(MicrosoftTenant):
         return (client in self._admin_of) + len(self._by_client.get(client, ()))
 
     def _made_of(self, client: str) -> list[DelegatedGrant]:
-        if self._made_by_client is None:
-            made: dict[str, list[DelegatedGrant]] = {}
-            for grant in self._made.values():
-                made.setdefault(grant.client_id, []).append(grant)
-            self._made_by_client = made
-        return self._made_by_client.get(client, [])
+        """The grants made since for this client, in the order made."""
+        with self._ids_lock:
+            if self._made_by_client is None:
+                made: dict[str, list[DelegatedGrant]] = {}
+                for grant in self._made.values():
+                    made.setdefault(grant.client_id, []).append(grant)
+                self._made_by_client = made
+            return self._made_by_client.get(client, [])
+
+    def _made_list(self) -> list[DelegatedGrant]:
+        with self._ids_lock:
+            return list(self._made.values())
+
+    def _added_list(self) -> list[dict]:
+        with self._ids_lock:
+            return list(self._added_users.values())
 
     def _key_of_id(self, user_id: Any) -> int | None:
         """The place among the district's accounts (people, then guests) of this object id, removed or not."""
@@ -343,10 +353,10 @@ class OnDemandMicrosoftTenant(MicrosoftTenant):
         self._assignment_ids = None
         self._written = self.stale = False
         self.users = _View(lambda: self._size + self._guests, self._base_user, self._removed_users,
-                           lambda: list(self._added_users.values()))
+                           self._added_list)
         self.user_by_id = _UserIndex(self)
         self.grants = _View(lambda: len(self._admin) + self._starts[-1], self._base_grant, self._removed_grants,
-                            lambda: list(self._made.values()))
+                            self._made_list)
         self.grants_by_client = _ClientGrants(self)
         self._grant_ids = None
 
@@ -512,11 +522,6 @@ class OnDemandMicrosoftTenant(MicrosoftTenant):
         if group is None:
             return []
         return _MemberUsers(group["members"])
-
-    def add_service_principal(self, sp: dict) -> dict:
-        self.service_principals.append(sp)
-        self.reindex()
-        return sp
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON data of every account and grant: for small tenants (a MicrosoftTenant reads it)."""

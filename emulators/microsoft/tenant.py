@@ -8,7 +8,9 @@ app role assignments as tuples, since a benchmark tenant holds close to a millio
 of them). It round-trips through JSON (`to_json` / `from_json`) so a child process
 can serve the same tenant; `microsoft_tenant()` turns a synthetic district
 (emulators.district) into one, and `build_tenant()` makes one of any size,
-deterministic for a seed.
+deterministic for a seed (`on_demand=True`: emulators.microsoft.on_demand, which makes
+accounts and grants when asked for). Each account's id and licence come from a stream of
+its own, so any account can be made again alone.
 
 Ids follow what Graph really returns (see /work/shared/reference/microsoft-graph.md):
 a delegated grant's id is base64url(clientId, resourceId[, principalId] as
