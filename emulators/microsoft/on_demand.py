@@ -41,8 +41,26 @@ from .tenant import (
     member_user, permission_classification,
 )
 
-_SUB_BITS = 7  # a person has at most 2 * MAX_GRANTS_PER_USER delegated grants (Graph and SharePoint): < 128
+# An app's list holds one 32-bit code a grant: the person (22 bits), which of their grants
+# (7 bits: at most 2 * MAX_GRANTS_PER_USER, Graph and SharePoint), and how to make it without
+# drawing the person's grants again: on SharePoint, with the app's scope creep, or neither of
+# those ways (SLOW: drawn again).
+_FLAG_BITS = 3
+_SUB_BITS = 7
+_SHIFT = _SUB_BITS + _FLAG_BITS
 _SUB_MASK = (1 << _SUB_BITS) - 1
+_SLOW, _SHAREPOINT, _CREEP = 4, 2, 1
+_MAX_PEOPLE = 1 << (32 - _SHIFT)
+
+
+def _scope_texts(app: Any) -> tuple[str, str, str]:
+    """An app's delegated grants' scope texts, as _TenantParts.delegated writes them: without and
+    with the app's scope creep, and on SharePoint."""
+    def text(scopes: tuple[str, ...]) -> str:
+        return app.microsoft_scope_text if app.microsoft_scope_text and scopes == app.microsoft_scopes else " ".join(scopes)
+
+    plain = app.scopes("microsoft")
+    return text(plain), text(plain + app.creep("microsoft")), " ".join(app.sharepoint_scopes)
 
 
 class _Who(NamedTuple):
@@ -149,6 +167,12 @@ class OnDemandMicrosoftTenant(MicrosoftTenant):
         last_use: dict[str, dt.datetime] = {}
         first: list = []
         ids = array("Q")  # the high 64 bits of each account's id: the people's, then the guests'
+        if size + 1 >= _MAX_PEOPLE:
+            raise ValueError(f"an on-demand tenant holds fewer than {_MAX_PEOPLE:,} accounts")
+        sharepoint = parts.sharepoint["id"]
+        self._app_of: dict[str, Any] = {}  # client -> its App (None: two apps share it, grants drawn again)
+        plain_scopes = {id(app): app.scopes("microsoft") for app in district.apps}
+        crept_scopes = {id(app): app.scopes("microsoft") + app.creep("microsoft") for app in district.apps}
         for key in range(size + 1):
             grants = self._district_grants(key, first)
             if key == 0:
@@ -160,11 +184,17 @@ class OnDemandMicrosoftTenant(MicrosoftTenant):
                 user_id = member_id(seed, 0)  # the IT technician's tools
             made = 0
             for grant in grants:
+                app = grant.app
+                flags = 0 if grant.scopes == plain_scopes[id(app)] else _CREEP if grant.scopes == crept_scopes[id(app)] else _SLOW
                 for delegated in parts.delegated(grant, user_id, last_use):
-                    places = by_client.get(delegated.client_id)
+                    client = delegated.client_id
+                    places = by_client.get(client)
                     if places is None:
-                        places = by_client[delegated.client_id] = array("I")
-                    places.append(key << _SUB_BITS | made)
+                        places = by_client[client] = array("I")
+                        self._app_of[client] = app
+                    elif self._app_of[client] is not app:
+                        self._app_of[client] = None
+                    places.append(key << _SHIFT | made << _FLAG_BITS | flags | (_SHAREPOINT if delegated.resource_id == sharepoint else 0))
                     made += 1
             starts.append(starts[-1] + made)
         self._starts, self._by_client = starts, by_client
@@ -174,6 +204,8 @@ class OnDemandMicrosoftTenant(MicrosoftTenant):
         self._id_sorted = array("Q", (ids[place] for place in order))
         del ids, order
         self._admin_of = {grant.client_id: grant for grant in self._admin}
+        # What each app's grants say (parts.delegated's texts): (plain, with scope creep, SharePoint).
+        self._texts = {client: _scope_texts(app) for client, app in self._app_of.items() if app is not None}
         self._removed_grants = _Holes()  # places in the tenant-wide list
         self._removed_by_client: dict[str, _Holes] = {}
         self._narrowed: dict[str, DelegatedGrant] = {}  # the district's grants whose scope changed, by id
@@ -201,7 +233,8 @@ class OnDemandMicrosoftTenant(MicrosoftTenant):
         district = self.district
         if key == self._size:
             return district.technician_grants(first)
-        return [grant for grant in district.grants_of(key) if grant.provider == "microsoft"]
+        # Only the person's role and level choose their grants: the person need not be made.
+        return [grant for grant in district.grants_of(key, _People(district)[key]) if grant.provider == "microsoft"]
 
     def _make_person_grants(self, key: int) -> tuple[DelegatedGrant, ...]:
         """The delegated grants person `key` had when the district was made."""
@@ -227,7 +260,16 @@ class OnDemandMicrosoftTenant(MicrosoftTenant):
                 return self._narrowed.get(admin.id, admin) if self._narrowed else admin
             place -= 1
         code = self._by_client[client][place]
-        grant = self._person_grants(code >> _SUB_BITS)[code & _SUB_MASK]
+        key = code >> _SHIFT
+        texts = self._texts.get(client)
+        if code & _SLOW or texts is None:
+            grant = self._person_grants(key)[code >> _FLAG_BITS & _SUB_MASK]
+        else:  # made from the code alone: the district's draws for this person are not needed
+            user_id = member_id(self.district.seed, key if key < self._size else 0)
+            if code & _SHAREPOINT:
+                grant = DelegatedGrant(client, "Principal", user_id, self._parts.sharepoint["id"], texts[2])
+            else:
+                grant = DelegatedGrant(client, "Principal", user_id, self._parts.graph["id"], texts[code & _CREEP])
         return self._narrowed.get(grant.id, grant) if self._narrowed else grant
 
     def _client_len(self, client: str) -> int:
@@ -318,7 +360,7 @@ class OnDemandMicrosoftTenant(MicrosoftTenant):
             return 0
         place -= admin
         key = bisect.bisect_right(self._starts, place) - 1
-        code = key << _SUB_BITS | (place - self._starts[key])
+        code = key << _SHIFT | (place - self._starts[key]) << _FLAG_BITS
         return (grant.client_id in self._admin_of) + bisect.bisect_left(self._by_client[grant.client_id], code)
 
     def _remove_base_grant(self, grant: DelegatedGrant, place: int) -> None:
