@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+from dataclasses import replace
 import tracemalloc
 
 import pytest
 import requests
 
+from emulators.apps import DISTRICT_APPS
 from emulators.district_on_demand import OnDemandDistrict
 from emulators.lifecycle import microsoft_lifecycle
 from emulators.microsoft.on_demand import OnDemandMicrosoftTenant
 from emulators.microsoft.server import MicrosoftEmulator
-from emulators.microsoft.tenant import GRAPH_APP_ID, MicrosoftTenant, build_tenant, microsoft_tenant
+from emulators.microsoft.tenant import GRAPH_APP_ID, SHAREPOINT_APP_ID, MicrosoftTenant, build_tenant, microsoft_tenant
 from plugins.microsoft.auth import GraphToken
 from plugins.microsoft.client import GraphClient
 from plugins.microsoft.revoke import WRITE_PERMISSIONS
@@ -26,14 +28,15 @@ WRITE_CLIENT = "5a0c2f7e-1d2b-4c8e-9f00-2b7c0de1e7a1"  # revocation's own regist
 NOW = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.timezone.utc)
 
 
-def district(users: int = 300, seed: int = 7) -> OnDemandDistrict:
+def district(users: int = 300, seed: int = 7, apps=None) -> OnDemandDistrict:
     """build_tenant(on_demand=True)'s district."""
-    return OnDemandDistrict(users, seed=seed, grants_per_user=8, providers=("microsoft",), suspended_share=0.02, now=NOW)
+    return OnDemandDistrict(users, seed=seed, grants_per_user=8, providers=("microsoft",), suspended_share=0.02, now=NOW,
+                            apps=apps)
 
 
-def pair(users: int = 300, seed: int = 7) -> tuple[OnDemandMicrosoftTenant, MicrosoftTenant]:
+def pair(users: int = 300, seed: int = 7, apps=None) -> tuple[OnDemandMicrosoftTenant, MicrosoftTenant]:
     """The on-demand tenant and the same tenant held (one guest each, as build_tenant gives)."""
-    made = district(users, seed)
+    made = district(users, seed, apps)
     return OnDemandMicrosoftTenant(made, guests=1), microsoft_tenant(made.materialize(), guests=1)
 
 
@@ -70,6 +73,17 @@ def test_build_tenant_on_demand_serves_the_same_people():
     # The people and their accounts are build_district's; only the grants are drawn per person.
     assert on_demand.to_json()["users"] == held.to_json()["users"]
     assert on_demand.tenant_id == held.tenant_id and on_demand.registration == held.registration
+
+
+def test_scope_creep_and_sharepoint_grants_are_made_alike():
+    """An app's grants are made from a code per grant (SharePoint or not, scope creep or not)."""
+    creeping = [replace(app, creep_rate=0.4, creep_microsoft=("Files.ReadWrite.All",)) if app.microsoft_scopes else app
+                for app in DISTRICT_APPS]
+    on_demand, held = pair(200, seed=11, apps=creeping)
+    sharepoint = held.sp_by_app_id[SHAREPOINT_APP_ID]["id"]
+    assert sum("Files.ReadWrite.All" in grant.scope.split() for grant in held.grants) > 20
+    assert sum(grant.resource_id == sharepoint for grant in held.grants) > 20
+    same_lists(on_demand, held)
 
 
 @pytest.mark.parametrize("users", [1, 2, 4, 5])
@@ -178,10 +192,13 @@ def test_writes_of_revocation_match_the_held_tenant(tenants):
 
 def test_lifecycle_between_scans_matches_the_held_tenant(tenants):
     on_demand, held = tenants
+    disabled = sum(not user["accountEnabled"] for user in held.users)
     for tenant in tenants:
         assert microsoft_lifecycle(tenant, add=7, suspend=9, remove=11, seed=5) == {"added": 7, "suspended": 9, "removed": 11}
         tenant.reindex()
     assert len(on_demand.users) == 301 + 7 - 11
+    assert sum(not user["accountEnabled"] for user in on_demand.users) == disabled + 9
+    assert sum(user["displayName"].startswith("New Account") for user in on_demand.users) == 7
     same_lists(on_demand, held)
     # Churn and a second year of accounts, over what changed.
     changed = on_demand.churn(0.1, seed=3)
