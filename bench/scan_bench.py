@@ -264,7 +264,7 @@ def naive_google_baseline(emulator: GoogleEmulatorProcess, key: dict) -> float:
 
 def bench_microsoft(args, workdir: Path, db_path: Path, google_section: str) -> dict:
     say(f"Microsoft: building a {args.users:,}-account tenant in the emulator process ...")
-    generate = {"users": args.users, "seed": 2026, "grants_per_user": 8, "extra_apps": 40}
+    generate = {"users": args.users, "seed": 2026, "grants_per_user": 8, "extra_apps": 40, "on_demand": True}
     with MicrosoftEmulatorProcess(generate=generate, knobs={"latency": args.latency}, start_timeout=1800) as emulator:
         pin_emulator(emulator.pid)
         config = write_config(workdir, google_section, microsoft_section(emulator))

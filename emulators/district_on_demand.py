@@ -101,7 +101,7 @@ class OnDemandDistrict:
             counts[local, domain] += 1
             self.number[key] = counts[local, domain]
             self.suspended[key] = (rng.random() < suspended_share) if suspended_share else False
-        for key in range(self.staff_total):  # short addresses come after every primary one, in order
+        for key in range(min(users, self.staff_total)):  # short addresses come after every primary one, in order
             person = self._person(key)
             if key != 0 and person.title != "IT Technician" and key % 4 != 1:
                 counts[_short_local(person), self.domain] += 1
@@ -171,15 +171,21 @@ class OnDemandDistrict:
             grants.append(Grant(key, app, provider, scopes, authorized, used))
         return grants
 
+    def technician_grants(self, first_grants: Sequence[Grant]) -> list[Grant]:
+        """As build_district: the first staff account (the IT technician) used Microsoft's own admin
+        tools, the ones not among their grants (`first_grants`: person 0's, or any list holding them);
+        build_district adds these after everyone's grants."""
+        if not self.size or "microsoft" not in self.providers:
+            return []
+        held = {g.app for g in first_grants if g.person == 0 and g.provider == "microsoft"}
+        return [Grant(0, app, "microsoft", app.microsoft_scopes, self.now - dt.timedelta(days=90), self.now - dt.timedelta(days=2))
+                for app in self.apps if app.ownership == "first_party" and app.microsoft_scopes and app not in held]
+
     def materialize(self) -> District:
         """The same district with every person and grant held (for tests, and small districts)."""
         people = list(self.people())
         grants = [grant for person in people for grant in self.grants_of(person.key, person)]
-        if people and "microsoft" in self.providers:
-            held = {g.app for g in grants if g.person == 0 and g.provider == "microsoft"}
-            grants += [Grant(0, app, "microsoft", app.microsoft_scopes, self.now - dt.timedelta(days=90),
-                             self.now - dt.timedelta(days=2))
-                       for app in self.apps if app.ownership == "first_party" and app.microsoft_scopes and app not in held]
+        grants += self.technician_grants(grants if people else [])
         asks = _consent_requests(people, self.apps, self.seed, self.now) if "microsoft" in self.providers else []
         return District(self.name, self.domain, self.student_domain, people, self.apps, grants, self.now, self.seed, asks)
 

@@ -56,29 +56,26 @@ def google_lifecycle(tenant: GoogleTenant, *, add: int = 0, suspend: int = 0, re
 
 
 def microsoft_lifecycle(tenant: Any, *, add: int = 0, suspend: int = 0, remove: int = 0, seed: int = 0) -> dict[str, int]:
-    """Add, disable and delete Microsoft member accounts (tenant: an emulators.microsoft MicrosoftTenant;
-    the caller reindexes it). A deleted account's consents go with it."""
+    """Add, disable and delete Microsoft member accounts (tenant: an emulators.microsoft MicrosoftTenant,
+    held or on demand). A deleted account's consents go with it."""
     tenant.refresh()  # writes made through Graph first
     rng = random.Random(seed)
-    members = sorted(user["id"] for user in tenant.users if user.get("userType") != "Guest" and user.get("accountEnabled"))
-    to_suspend, to_remove = _plan(members, rng, suspend, remove)
-    disabled, removed = set(to_suspend), set(to_remove)
-    for user in tenant.users:
-        if user["id"] in disabled:
-            user["accountEnabled"] = False
-    tenant.users = [user for user in tenant.users if user["id"] not in removed]
-    tenant.grants = [grant for grant in tenant.grants if grant.principal_id not in removed]
+    to_suspend, to_remove = _plan(tenant.member_ids(enabled=True), rng, suspend, remove)
+    tenant.disable_users(to_suspend)
+    tenant.remove_users(to_remove)
     domain = tenant.domains[0]
+    added = []
     for n in range(add):
         key = f"{seed}-{n}"
         address = f"new.{key}@{domain}"
-        tenant.users.append({
+        added.append({
             "id": str(uuid.UUID(int=random.Random(key).getrandbits(128))), "userPrincipalName": address, "mail": address,
             "displayName": f"New Account {key}", "givenName": "New", "surname": f"Account {key}", "department": None,
             "jobTitle": None, "officeLocation": None, "accountEnabled": True, "userType": "Member", "assignedLicenses": [],
             "businessPhones": [], "mobilePhone": None, "preferredLanguage": "en-US",
             "proxyAddresses": [f"SMTP:{address}"],
         })
+    tenant.add_users([user for user in added if user["id"] not in tenant.user_by_id])  # a seed used twice adds no one twice
     return {"added": add, "suspended": len(to_suspend), "removed": len(to_remove)}
 
 

@@ -685,7 +685,7 @@ class GraphService:
 
     def _user(self, request: GraphRequest, version: str, id: str) -> GraphAnswer:
         tenant = self.tenant()
-        user = tenant.user_by_id.get(id) or next((u for u in tenant.users if u["userPrincipalName"].lower() == id.lower()), None)
+        user = tenant.find_user(id)
         if user is None:
             raise _not_found(id)
         keys = _selection(request.query.get("$select"), USER_PROPERTIES, "user") or USER_DEFAULT
@@ -712,10 +712,9 @@ class GraphService:
 
     def _group_members(self, request: GraphRequest, version: str, id: str, nav: str) -> GraphAnswer:
         tenant = self.tenant()
-        group = tenant.group_by_id.get(id)
-        if group is None:
+        if id not in tenant.group_by_id:
             raise _not_found(id)
-        members = [tenant.user_by_id[m] for m in group["members"] if m in tenant.user_by_id]
+        members = tenant.group_members(id)
         return self._collection(request, version, members, context="directoryObjects", properties=USER_PROPERTIES,
                                 entity="directoryObject", render=_member, default_select=("@odata.type", *USER_DEFAULT))
 
@@ -775,7 +774,7 @@ class GraphService:
     # -- single grants and the writes of revocation -----------------------------------------
 
     def _grant(self, request: GraphRequest, version: str, id: str) -> GraphAnswer:
-        grant = self.tenant().grant_ids().get(id)
+        grant = self.tenant().grant_by_id(id)
         if grant is None:
             raise _not_found(id)
         return GraphAnswer(200, {"@odata.context": f"{self.base_url}/{version}/$metadata#oauth2PermissionGrants/$entity", **_grant(grant)})

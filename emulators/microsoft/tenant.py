@@ -8,7 +8,9 @@ app role assignments as tuples, since a benchmark tenant holds close to a millio
 of them). It round-trips through JSON (`to_json` / `from_json`) so a child process
 can serve the same tenant; `microsoft_tenant()` turns a synthetic district
 (emulators.district) into one, and `build_tenant()` makes one of any size,
-deterministic for a seed.
+deterministic for a seed (`on_demand=True`: emulators.microsoft.on_demand, which makes
+accounts and grants when asked for). Each account's id and licence come from a stream of
+its own, so any account can be made again alone.
 
 Ids follow what Graph really returns (see /work/shared/reference/microsoft-graph.md):
 a delegated grant's id is base64url(clientId, resourceId[, principalId] as
@@ -25,7 +27,7 @@ import random
 import threading
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
@@ -359,6 +361,54 @@ class MicrosoftTenant:
             self._wrote()
             return assignment
 
+    def grant_by_id(self, grant_id: str) -> DelegatedGrant | None:
+        """GET /oauth2PermissionGrants/{id}: the current grant, or None."""
+        return self.grant_ids().get(grant_id)
+
+    # -- accounts (emulators.lifecycle and the Graph emulator use these, not the lists) ------
+
+    def member_ids(self, *, enabled: bool = False) -> list[str]:
+        """The member (not guest) accounts' ids, sorted; `enabled`: only those that can sign in."""
+        return sorted(user["id"] for user in self.users
+                      if user.get("userType") != "Guest" and (user.get("accountEnabled") or not enabled))
+
+    def disable_users(self, ids: Iterable[str]) -> None:
+        """accountEnabled false: the accounts keep their consents."""
+        disabled = set(ids)
+        for user in self.users:
+            if user["id"] in disabled:
+                user["accountEnabled"] = False
+
+    def remove_users(self, ids: Iterable[str]) -> None:
+        """Delete accounts: their delegated grants and group memberships go with them."""
+        self.refresh()  # writes made through Graph first
+        removed = set(ids)
+        self.users = [user for user in self.users if user["id"] not in removed]
+        for group in self.groups:
+            group["members"] = [member for member in group["members"] if member not in removed]
+        self.grants = [grant for grant in self.grants if grant.principal_id not in removed]
+        self.reindex()
+
+    def add_users(self, users: Iterable[dict]) -> None:
+        """New accounts (Graph user objects), listed after the others."""
+        added = list(users)
+        for user in added:
+            if user["id"] in self.user_by_id:
+                raise ValueError(f"user {user['id']} already exists")
+        self.users = self.users + added
+        self.reindex()
+
+    def group_members(self, group_id: str) -> Sequence[dict]:
+        """The group's current members as user objects (GET /groups/{id}/members)."""
+        group = self.group_by_id.get(group_id)
+        if group is None:
+            return []
+        return [self.user_by_id[m] for m in group["members"] if m in self.user_by_id]
+
+    def find_user(self, key: str) -> dict | None:
+        """GET /users/{id | userPrincipalName}."""
+        return self.user_by_id.get(key) or next((u for u in self.users if u["userPrincipalName"].lower() == key.lower()), None)
+
     # -- questions the emulator asks -------------------------------------------------------
 
     def granted_permissions(self, client_id: str) -> set[str]:
@@ -635,78 +685,148 @@ def microsoft_tenant(district: District, *, tenant_id: str | None = None, client
 
     tenant_id = tenant_id or new_id()
     client_id = client_id or new_id()
-    users = [_member(person, new_id(), rng) for person in district.people] + [_guest(n, new_id()) for n in range(guests)]
-    groups = [{"id": stable_guid("group", tenant_id, name), "displayName": name,
+    users = [member_user(person, district.seed) for person in district.people] + [guest_user(n, district.seed) for n in range(guests)]
+    groups = [{"id": group_id(tenant_id, name), "displayName": name,
                "members": [user["id"] for user, person in zip(users, district.people) if (person.role == role)]}
-              for name, role in (("All Students", "student"), ("All Staff", "staff"))]
-    skus = [subscribed_sku(tenant_id, part, sku_id, rng) for part, sku_id in SKUS.items()]
-
-    graph = graph_service_principal()
-    sharepoint = service_principal(app_id=SHAREPOINT_APP_ID, name="Office 365 SharePoint Online", owner=MICROSOFT_SERVICES_TENANT,
-                                   publisher="Microsoft Services", tags=(),
-                                   scopes=[_scope(v, stable_guid("spo-scope", v)) for v in ("MyFiles.Read", "AllSites.Read")])
-    scanner = service_principal(app_id=client_id, name=SCANNER_APP_NAME, owner=tenant_id, audience="AzureADMyOrg")
-    sps = [graph, sharepoint, scanner]
-    sps += [service_principal(app_id=app_id, name=name, owner=MICROSOFT_SERVICES_TENANT, publisher="Microsoft Services", tags=())
-            for name, app_id in _MICROSOFT_SERVICES]
-    created = _iso(district.now - dt.timedelta(days=200))
-    assignments = [AppRoleAssignment(scanner["id"], graph["id"], graph_role_id(p), created) for p in permissions]
-    grants: list[DelegatedGrant] = []
-    app_sps: dict[int, dict] = {}  # by id() of the App
-    for app in district.apps:
-        if not app.on_microsoft:
-            continue
-        sp = app_sps[id(app)] = _app_service_principal(app, tenant_id)
-        sps.append(sp)
-        if app.admin_consent_scopes:
-            grants.append(DelegatedGrant(sp["id"], "AllPrincipals", None, graph["id"], " ".join(app.admin_consent_scopes)))
-        assignments += [AppRoleAssignment(sp["id"], graph["id"], graph_role_id(p), created) for p in app.app_permissions]
-
+              for name, role in GROUPS]
+    parts = _TenantParts(district, tenant_id, client_id, permissions, rng)
+    grants = list(parts.admin_grants)
     last_use: dict[str, dt.datetime] = {}
     for grant in district.grants:
-        if grant.provider != "microsoft":
-            continue
-        app, sp, user = grant.app, app_sps[id(grant.app)], users[grant.person]["id"]
-        scope = app.microsoft_scope_text if app.microsoft_scope_text and grant.scopes == app.microsoft_scopes else " ".join(grant.scopes)
-        grants.append(DelegatedGrant(sp["id"], "Principal", user, graph["id"], scope))
-        if app.sharepoint_scopes:
-            grants.append(DelegatedGrant(sp["id"], "Principal", user, sharepoint["id"], " ".join(app.sharepoint_scopes)))
-        if grant.last_used_at:
-            last_use[sp["appId"]] = max(last_use.get(sp["appId"], grant.last_used_at), grant.last_used_at)
-    for app in district.apps:  # apps with admin consent or application permissions sign in on their own
-        if app.on_microsoft and (app.admin_consent_scopes or app.app_permissions):
-            own = district.now - dt.timedelta(hours=rng.randint(1, 72))
-            app_id = app_sps[id(app)]["appId"]
-            last_use[app_id] = max(last_use.get(app_id, own), own)
-
+        if grant.provider == "microsoft":
+            grants += parts.delegated(grant, users[grant.person]["id"], last_use)
     tenant = MicrosoftTenant(
         tenant_id=tenant_id, display_name=district.name, domains=[district.domain, district.student_domain],
         registration=AppRegistration(client_id=client_id, client_secret=client_secret, certificate_pem=certificate_pem),
-        premium=premium, users=users, groups=groups, subscribed_skus=skus, service_principals=sps,
-        grants=grants, assignments=assignments,
-        sign_in_activities={app_id: sign_in_activity(app_id, moment, rng) for app_id, moment in last_use.items()},
+        premium=premium, users=users, groups=groups, subscribed_skus=parts.skus, service_principals=parts.sps,
+        grants=grants, assignments=parts.assignments,
+        sign_in_activities=parts.sign_in_activities(last_use),
         admin_consent_request_policy=admin_consent_request_policy(True, [users[0]["id"]] if district.people else []),
         permission_classifications=[permission_classification(p) for p in LOW_IMPACT_PERMISSIONS],
     )
-    for ask in sorted(district.consent_requests, key=lambda ask: ask.asked_at):
-        expired = ask.asked_at < district.now - dt.timedelta(days=30)  # requestDurationInDays
-        tenant.add_consent_request(ask.app.microsoft_id, ask.app.name, ask.app.microsoft_scopes, users[ask.person]["id"],
-                                   reason=ask.reason, status="Expired" if expired else "InProgress", created=_iso(ask.asked_at))
+    add_consent_requests(tenant, district.consent_requests, lambda key: users[key]["id"], district.now)
     return tenant
+
+
+# The district's two groups: (name, the role of their members).
+GROUPS = (("All Students", "student"), ("All Staff", "staff"))
+
+
+def group_id(tenant_id: str, name: str) -> str:
+    return stable_guid("group", tenant_id, name)
+
+
+def _new_id(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def _user_rng(seed: int, kind: str, n: int) -> random.Random:
+    """Each account's own stream, so any account can be made again alone (emulators.microsoft.on_demand)."""
+    return random.Random(f"microsoft:{seed}:{kind}:{n}")
+
+
+def member_id(seed: int, key: int) -> str:
+    """The object id of the district's person `key` (the first draw of their stream)."""
+    return _new_id(_user_rng(seed, "user", key))
+
+
+def member_user(person: Person, seed: int) -> dict:
+    """The district's person as an Entra ID member account, the same every time."""
+    rng = _user_rng(seed, "user", person.key)
+    return _member(person, _new_id(rng), rng)
+
+
+def guest_id(seed: int, n: int) -> str:
+    return _new_id(_user_rng(seed, "guest", n))
+
+
+def guest_user(n: int, seed: int) -> dict:
+    return _guest(n, guest_id(seed, n))
+
+
+class _TenantParts:
+    """What a district's tenant holds besides its people, made in the order microsoft_tenant() draws
+    it (shared with emulators.microsoft.on_demand, so both give the same tenant)."""
+
+    def __init__(self, district: Any, tenant_id: str, client_id: str, permissions: Iterable[str], rng: random.Random):
+        self.district, self.rng = district, rng
+        self.skus = [subscribed_sku(tenant_id, part, sku_id, rng) for part, sku_id in SKUS.items()]
+        self.graph = graph = graph_service_principal()
+        self.sharepoint = service_principal(
+            app_id=SHAREPOINT_APP_ID, name="Office 365 SharePoint Online", owner=MICROSOFT_SERVICES_TENANT,
+            publisher="Microsoft Services", tags=(),
+            scopes=[_scope(v, stable_guid("spo-scope", v)) for v in ("MyFiles.Read", "AllSites.Read")])
+        scanner = service_principal(app_id=client_id, name=SCANNER_APP_NAME, owner=tenant_id, audience="AzureADMyOrg")
+        self.sps = sps = [graph, self.sharepoint, scanner]
+        sps += [service_principal(app_id=app_id, name=name, owner=MICROSOFT_SERVICES_TENANT, publisher="Microsoft Services", tags=())
+                for name, app_id in _MICROSOFT_SERVICES]
+        created = _iso(district.now - dt.timedelta(days=200))
+        self.assignments = [AppRoleAssignment(scanner["id"], graph["id"], graph_role_id(p), created) for p in permissions]
+        self.admin_grants: list[DelegatedGrant] = []
+        self.app_sps: dict[int, dict] = {}  # by id() of the App
+        for app in district.apps:
+            if not app.on_microsoft:
+                continue
+            sp = self.app_sps[id(app)] = _app_service_principal(app, tenant_id)
+            sps.append(sp)
+            if app.admin_consent_scopes:
+                self.admin_grants.append(DelegatedGrant(sp["id"], "AllPrincipals", None, graph["id"], " ".join(app.admin_consent_scopes)))
+            self.assignments += [AppRoleAssignment(sp["id"], graph["id"], graph_role_id(p), created) for p in app.app_permissions]
+
+    def delegated(self, grant: Any, user_id: str, last_use: dict[str, dt.datetime] | None = None) -> list[DelegatedGrant]:
+        """One Microsoft grant of the district as delegated grants (Graph, and SharePoint for apps
+        that ask for it); its last use goes into `last_use` (appId -> when)."""
+        app, sp = grant.app, self.app_sps[id(grant.app)]
+        scope = app.microsoft_scope_text if app.microsoft_scope_text and grant.scopes == app.microsoft_scopes else " ".join(grant.scopes)
+        made = [DelegatedGrant(sp["id"], "Principal", user_id, self.graph["id"], scope)]
+        if app.sharepoint_scopes:
+            made.append(DelegatedGrant(sp["id"], "Principal", user_id, self.sharepoint["id"], " ".join(app.sharepoint_scopes)))
+        if last_use is not None and grant.last_used_at:
+            last_use[sp["appId"]] = max(last_use.get(sp["appId"], grant.last_used_at), grant.last_used_at)
+        return made
+
+    def sign_in_activities(self, last_use: dict[str, dt.datetime]) -> dict[str, dict]:
+        """Last sign-ins from the grants' last use; apps with admin consent or application
+        permissions sign in on their own too."""
+        district, rng = self.district, self.rng
+        for app in district.apps:
+            if app.on_microsoft and (app.admin_consent_scopes or app.app_permissions):
+                own = district.now - dt.timedelta(hours=rng.randint(1, 72))
+                app_id = self.app_sps[id(app)]["appId"]
+                last_use[app_id] = max(last_use.get(app_id, own), own)
+        return {app_id: sign_in_activity(app_id, moment, rng) for app_id, moment in last_use.items()}
+
+
+def add_consent_requests(tenant: MicrosoftTenant, asks: Iterable[Any], user_id: Any, now: dt.datetime) -> None:
+    """The district's requests for admin consent, oldest first (`user_id`: a person's key -> object id)."""
+    for ask in sorted(asks, key=lambda ask: ask.asked_at):
+        expired = ask.asked_at < now - dt.timedelta(days=30)  # requestDurationInDays
+        tenant.add_consent_request(ask.app.microsoft_id, ask.app.name, ask.app.microsoft_scopes, user_id(ask.person),
+                                   reason=ask.reason, status="Expired" if expired else "InProgress", created=_iso(ask.asked_at))
 
 
 def build_tenant(users: int = 2000, *, seed: int = 2026, grants_per_user: float | None = None, extra_apps: int = 0,
                  premium: bool = True, client_id: str | None = None, client_secret: str | None = DEFAULT_CLIENT_SECRET,
                  certificate_pem: str | None = None, permissions: Iterable[str] = SCANNER_PERMISSIONS,
-                 now: dt.datetime | None = None) -> MicrosoftTenant:
+                 now: dt.datetime | None = None, on_demand: bool = False) -> MicrosoftTenant:
     """A synthetic district of `users` accounts (and one guest per 500, at least one) as Entra ID
     holds it, the same for the same arguments: emulators.district's generator with the emulators'
     apps and Microsoft's consents only. `grants_per_user` scales the consent rates so the tenant
     holds about that many delegated grants per account (the benchmark uses 8); `extra_apps` adds
-    that many small third-party apps. The scanner's own registration gets `permissions` on Graph."""
+    that many small third-party apps. The scanner's own registration gets `permissions` on Graph.
+    `on_demand`: the same people, grants drawn per person, made when asked for instead of held
+    (emulators.microsoft.on_demand: a million accounts in a few hundred megabytes)."""
+    now = now or dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.timezone.utc)
+    if on_demand:
+        from ..district_on_demand import OnDemandDistrict
+        from .on_demand import OnDemandMicrosoftTenant
+
+        district = OnDemandDistrict(users, seed=seed, grants_per_user=grants_per_user, extra_apps=extra_apps,
+                                    providers=("microsoft",), suspended_share=0.02, now=now)
+        return OnDemandMicrosoftTenant(district, client_id=client_id, client_secret=client_secret, certificate_pem=certificate_pem,
+                                       permissions=permissions, premium=premium, guests=max(1, users // 500))
     district = build_district(users, seed=seed, grants_per_user=grants_per_user, extra_apps=extra_apps,
-                              providers=("microsoft",), suspended_share=0.02,
-                              now=now or dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.timezone.utc))
+                              providers=("microsoft",), suspended_share=0.02, now=now)
     return microsoft_tenant(district, client_id=client_id, client_secret=client_secret, certificate_pem=certificate_pem,
                             permissions=permissions, premium=premium, guests=max(1, users // 500))
 
