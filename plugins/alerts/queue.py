@@ -28,7 +28,7 @@ when the next run starts is a send whose outcome nobody recorded (see
 
 Since migration 0002 the rows are stored in `alert_rows` by the integer keys of their
 account (users.key, 0 for none) and app (apps.key), with Unix times, and the `alerts`
-view shows them as before (ids, the grant's id, timestamps as text): about a sixth of the
+view shows them as before (ids, the grant's id, timestamps as text): about a fifth of the
 bytes a row took, which matters where every grant of a large district is a finding.
 """
 
@@ -225,7 +225,8 @@ def _finding_sources(db: Database, scope: AffectedFindings | None):
     with one, the rows of its accounts and of its apps, tenant-wide consents included
     (through the account and app key indexes), each part only when it has any: an empty
     `in` would still read the whole table."""
-    usage, tenant_wide = (f"select app_key, user_key, reason, status from ({sql})" for sql in (UNAPPROVED_KEYS, TENANT_WIDE_UNAPPROVED_KEYS))
+    usage, tenant_wide = (f"select app_key, user_key, reason, status from ({sql})"
+                          for sql in (UNAPPROVED_KEYS, TENANT_WIDE_UNAPPROVED_KEYS))
     if scope is None:
         return f"{usage} union all {tenant_wide}", lambda table="": ""
     accounts, apps = scope.counts(db)
