@@ -49,7 +49,7 @@ KINDS = ("denied", "unapproved", "outside_audience", "scope_creep", "access_remo
 REMINDER_SUFFIX = "_reminder"
 IT_DIGEST = "it-digest"  # `recipient` of findings reported to IT instead of a person
 STATUSES = ("pending", "sent", "failed", "suppressed")
-REMINDED = ("denied", "unapproved", "outside_audience", "scope_creep")  # the kinds [alerts] reminder_days follows up
+REMINDED = tuple(kind for kind in KINDS if kind != "access_removed")  # the kinds [alerts] reminder_days follows up
 
 
 @migrations(name="0001_alerts")
@@ -171,7 +171,7 @@ def stage_findings(db: Database, kinds: Sequence[str], scope: AffectedFindings |
     kinds: one row per (account, app, kind), by key; with a scope, only the findings of its
     accounts and apps. Done in SQL, so a district of any size costs no memory."""
     kind_list = ",".join("?" * len(kinds))
-    usage, in_scope = _finding_sources(db, scope)
+    usage, in_scope, creep_scopes = _finding_sources(db, scope)
     # The core holds the rule (third-party, status, audience) and applies it to the accounts'
     # grants and the tenant-wide consents alike. Several grants of one account and app
     # (Microsoft resources) are one finding.
@@ -205,7 +205,7 @@ def stage_findings(db: Database, kinds: Sequence[str], scope: AffectedFindings |
         # Scope creep is only news for an app the district approved: an unapproved one is
         # already a finding on its own. The core's rule does not filter ownership; alerts do.
         approved = "apps.ownership = 'third_party' and apps.status in ('approved', 'conditional')"
-        for where in _creep_scopes(db, scope):
+        for where in creep_scopes:
             db.execute(
                 f"""insert into temp._alert_findings (app_key, user_key, kind, details)
                     select creep.app_key, creep.user_key, 'scope_creep',
@@ -219,40 +219,35 @@ def stage_findings(db: Database, kinds: Sequence[str], scope: AffectedFindings |
 _NO_FINDINGS = "select null as app_key, null as user_key, null as reason, null as status where 0"
 
 
+def _keys(table: str, ids_sql: str) -> str:
+    """SQL for the keys of the users or apps whose ids a subquery gives (a scope's)."""
+    return f"select key from {table} where id in ({ids_sql})"
+
+
 def _finding_sources(db: Database, scope: AffectedFindings | None):
     """What stage_findings reads: (the unapproved grants by key, a function giving the
-    condition that keeps a table's rows in scope by their ids). Without a scope, everything;
-    with one, the rows of its accounts and of its apps, tenant-wide consents included
-    (through the account and app key indexes), each part only when it has any: an empty
-    `in` would still read the whole table."""
+    condition that keeps a table's rows in scope by their ids, the conditions on a grant (g)
+    that give the scope creep findings). Without a scope, everything; with one, the rows of
+    its accounts and of its apps, tenant-wide consents included (through the account and app
+    key indexes), each part a query of its own and only when it has any: one condition on
+    both, or an empty `in`, would read the whole table."""
     usage, tenant_wide = (f"select app_key, user_key, reason, status from ({sql})"
                           for sql in (UNAPPROVED_KEYS, TENANT_WIDE_UNAPPROVED_KEYS))
     if scope is None:
-        return f"{usage} union all {tenant_wide}", lambda table="": ""
+        return f"{usage} union all {tenant_wide}", lambda table="": "", ["1"]
     accounts, apps = scope.counts(db)
-    user_keys = f"select key from users where id in ({scope.users_sql})"
-    app_keys = f"select key from apps where id in ({scope.apps_sql})"
+    user_keys, app_keys = _keys("users", scope.users_sql), _keys("apps", scope.apps_sql)
     parts = (([f"{usage} where user_key in ({user_keys})"] if accounts else [])
              + ([f"{usage} where app_key in ({app_keys}) and user_key not in ({user_keys})",
                  f"{tenant_wide} where app_key in ({app_keys})"] if apps else []))
+    creep = (([f"g.user_key in ({user_keys})"] if accounts else [])
+             + ([f"g.app_key in ({app_keys}) and g.user_key not in ({user_keys})"] if apps else []))
 
     def in_scope(table: str = "") -> str:
         users_in, apps_in = f"{table}user_id in ({scope.users_sql})", f"{table}app_id in ({scope.apps_sql})"
         return f" and ({users_in} or {apps_in})" if apps else f" and {users_in}"
 
-    return " union all ".join(parts) or _NO_FINDINGS, in_scope
-
-
-def _creep_scopes(db: Database, scope: AffectedFindings | None) -> list[str]:
-    """The conditions on a grant (g) that give the scope creep findings in scope: all of them,
-    or those of its accounts (through grant_rows' own order) and of its apps, each a query of
-    its own: one condition on both would read every grant."""
-    if scope is None:
-        return ["1"]
-    accounts, apps = scope.counts(db)
-    user_keys = f"g.user_key in (select key from users where id in ({scope.users_sql}))"
-    return (([user_keys] if accounts else [])
-            + ([f"apps.id in ({scope.apps_sql}) and not {user_keys}"] if apps else []))
+    return " union all ".join(parts) or _NO_FINDINGS, in_scope, creep
 
 
 # A row matches a finding on (app, account, base kind): a reminder follows its finding.
@@ -283,8 +278,8 @@ def sync_alerts(db: Database, now: str, kinds: Sequence[str], scope: AffectedFin
     # name, status, risk or product changed) by reading the rows once. An update filtered on
     # both at once would read every row for any scope.
     in_scope = "" if scope is None else (
-        f" and alert_rows.id in (select id from alert_rows where user_key in (select key from users where id in ({scope.users_sql}))"
-        f" union select id from alert_rows where app_key in (select key from apps where id in ({scope.apps_sql})))")
+        f" and alert_rows.id in (select id from alert_rows where user_key in ({_keys('users', scope.users_sql)})"
+        f" union select id from alert_rows where app_key in ({_keys('apps', scope.apps_sql)}))")
     with db.atomic():
         db.execute("create temp table if not exists _alert_findings (app_key integer, user_key integer, kind text, details text)")
         db.execute("create index if not exists temp._alert_findings_key on _alert_findings (app_key, user_key, kind)")
