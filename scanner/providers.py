@@ -14,7 +14,7 @@ exception fails the scan and leaves the previous inventory untouched.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Union
 
@@ -162,15 +162,19 @@ class ScanRun:
     previous_full: dict | None  # the last succeeded full scan
     state: dict  # what the provider saved in new_state at its last succeeded scan
     progress: Progress
-    known_user_ids: Callable[[], set[str]]  # service ids of users already in the inventory
     now: dt.datetime
     mode: str = "full"  # the provider sets "incremental" when it chose to scan only changes
     tenant: str = ""  # the provider sets its tenant's name or id
     new_state: dict = field(default_factory=dict)
     api_calls: int = 0
     retries: int = 0
-    # Service id -> User.digest of the users already in the inventory (None: never given one).
-    known_user_digests: Callable[[], dict[str, int | None]] = dict
+    # Of these service ids, those of users already in the inventory -> their User.digest (None:
+    # never given one). Ask a page at a time: a million accounts' digests would not fit in a
+    # scan's memory budget.
+    user_digests: Callable[[Iterable[str]], dict[str, int | None]] = lambda ids: {}
+    # An incremental scan's: service ids of the users in the inventory it has not yielded so far,
+    # as a User or in UsersSeen (once the listing is done: those it did not list).
+    users_not_seen: Callable[[], list[str]] = list
 
     def incremental_allowed(self) -> bool:
         """An incremental scan needs a succeeded full scan in the last 7 days and no --full."""

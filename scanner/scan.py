@@ -131,8 +131,7 @@ def _scan_one(db: Database, provider_class: type[Provider], config: Config, *, f
         previous_full=previous_full,
         state=json.loads(previous["state"]) if previous and previous["state"] else {},
         progress=progress,
-        known_user_ids=lambda: store.known_user_ids(db, name),
-        known_user_digests=lambda: store.known_user_digests(db, name),
+        user_digests=lambda service_ids: store.user_digests(db, name, service_ids),
         now=now,
     )
     scan_id = store.start_scan(db, name, now)
@@ -141,6 +140,7 @@ def _scan_one(db: Database, provider_class: type[Provider], config: Config, *, f
         provider = provider_class(config)
         with db.atomic():
             writer = store.ScanWriter(db, scan_id, name, now, baseline=previous_full is None, run=run)
+            run.users_not_seen = writer.users_not_seen
             for record in provider.scan(run):
                 writer.add(record)
             scan = writer.finish(run, history_days=history_days)

@@ -1,7 +1,7 @@
 import contextlib
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -34,6 +34,7 @@ class FakeTenant:
     incremental_users: list[str] | None = None  # scan only these users' grants, incrementally
     users_last: bool = False  # yield the grants before the users (Microsoft lists the tenant's grants apart)
     runs: list[ScanRun] = field(default_factory=list)
+    probe: Callable[[ScanRun], None] | None = None  # called with the run after the last record
 
     def scan(self, run: ScanRun) -> Iterator:
         self.runs.append(run)
@@ -57,6 +58,8 @@ class FakeTenant:
             yield record
             if isinstance(record, User):
                 run.progress.advance()
+        if self.probe is not None:
+            self.probe(run)
 
 
 @contextlib.contextmanager

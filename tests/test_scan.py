@@ -9,7 +9,7 @@ from scanner import store, timestamps
 from scanner.config import load_config
 from scanner.hookspecs import hookimpl
 from scanner.plugin_manager import pm
-from scanner.providers import App, Grant, LastUsed, User
+from scanner.providers import App, Grant, LastUsed, User, UsersSeen
 from scanner.scan import ScanLock, ScanLocked, run_scans
 from tests.conftest import district_tenant
 from tests.rows import by_id
@@ -239,6 +239,31 @@ def test_incremental_scan_revokes_only_for_users_it_reread(fake_tenant, db_path,
     clock.advance(days=1)
     assert scan(db_path, force_full=True).scans[0]["mode"] == "full"
     assert by_id(store.open_db(db_path), "grants", "fake:2:333-mailer.apps.googleusercontent.com")["revoked_at"] == "2026-11-05T08:00:00Z"
+
+
+def test_a_provider_asks_the_inventory_about_accounts_a_page_at_a_time(fake_tenant, db_path, clock):
+    """An incremental scan's provider holds no set of every account (a million would not fit
+    its memory budget, docs/scale.md): it asks for the digests of a page's accounts, and once
+    listed, for the known accounts it has not yielded, as a User or in UsersSeen."""
+    district_tenant(fake_tenant)
+    fake_tenant.users[1].digest = 22
+    answers = {}
+
+    def probe(run):
+        answers["digests"] = run.user_digests(["2", "4", "99"])
+        try:
+            answers["not_seen"] = sorted(run.users_not_seen())
+        except RuntimeError as error:
+            answers["not_seen"] = str(error)
+
+    fake_tenant.probe = probe
+    scan(db_path)
+    assert answers["not_seen"] == "users_not_seen is for an incremental scan (set run.mode first)"
+    clock.advance(days=1)
+    fake_tenant.incremental_users = ["4"]
+    fake_tenant.posture = [UsersSeen(["1"])]
+    assert scan(db_path).scans[0]["mode"] == "incremental"
+    assert answers == {"digests": {"2": 22, "4": None}, "not_seen": ["2", "3"]}
 
 
 def test_incremental_needs_a_full_scan_in_the_last_seven_days(fake_tenant, db_path, clock):

@@ -108,10 +108,7 @@ class _GoogleScan:
         self.reports_ok = True
         self.apps_seen: set[str] = set()
         self.deleted_during_scan = 0
-        # Set when users are listed: who changed (incremental), who the inventory knows, who was seen.
-        self.changed: _ChangedUsers | None = None
-        self.digests: dict[str, int | None] = {}  # the users the inventory knows (incremental), and their digests
-        self.seen: set[str] = set()
+        self.changed: _ChangedUsers | None = None  # set when users are listed: who changed (incremental)
         self.listed = 0
         self.estimate: int | None = None
         self.pages_owed = 0  # users pages taken whose slot the pager has not been given back
@@ -160,8 +157,6 @@ class _GoogleScan:
         """List every user (pages come from a background thread) and the tokens of those that need it."""
         run, lister = self.run, self.lister
         self.changed = changed
-        if changed is not None:
-            self.digests = run.known_user_digests()
         self.estimate = (run.previous or {}).get("users_seen") or None
         run.progress.start(self.estimate, unit="users")
         next_trim = time.monotonic() + TRIM_SECONDS
@@ -186,22 +181,22 @@ class _GoogleScan:
     def _users(self, page: list[dict[str, Any]]) -> Iterator[Record]:
         """A users.list page: the users, and whose tokens to list."""
         run, changed = self.run, self.changed
+        # An incremental scan: the page's users the inventory knows, as it last saw them.
+        known = run.user_digests([user["id"] for user in page]) if changed is not None else {}
         unchanged = []
         for user in page:
             user_id = user["id"]
             digest = self._digest(user)
-            if changed is not None and self.digests.get(user_id) == digest:
+            if changed is not None and known.get(user_id) == digest:
                 unchanged.append(user_id)  # as the inventory has it: only its last_seen moves
             else:
                 record = user_record(user, self.roles)
                 record.digest = digest
                 yield record
-            if changed is None or user_id not in self.digests or changed.includes(user_id, user.get("primaryEmail", "")):
+            if changed is None or user_id not in known or changed.includes(user_id, user.get("primaryEmail", "")):
                 self.lister.add(user_id)
             else:
                 run.progress.advance()
-            if changed is not None:
-                self.seen.add(user_id)
         if unchanged:
             yield UsersSeen(unchanged)
         self.listed += len(page)
@@ -236,7 +231,7 @@ class _GoogleScan:
                 if self.changed is not None:
                     # Known accounts the search did not return: deleted, or not in the search data
                     # yet. Listing their tokens tells: a deleted one answers 404 and loses its grants.
-                    for user_id in self.digests.keys() - self.seen:
+                    for user_id in self.run.users_not_seen():
                         self.lister.add(user_id)
                 self.lister.finish_input()
             elif kind == "activity":

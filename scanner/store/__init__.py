@@ -33,15 +33,15 @@ from .derived import (
 from .incremental import AffectedFindings
 from .people import PeopleRefresh, refresh_people, track_people_changes
 from .products import refresh_products
-from .scans import ScanChanges, fail_scan, known_user_digests, known_user_ids, last_succeeded_scan, mark_interrupted_scans, start_scan
+from .scans import ScanChanges, fail_scan, last_succeeded_scan, mark_interrupted_scans, start_scan, user_digests
 from .writer import CHANGE_KINDS, ScanWriter, grant_id
 
 __all__ = [
     "AffectedFindings", "CATALOG_COLUMNS", "CHANGE_KINDS", "DEFAULT_HISTORY_DAYS", "PRIVATE_FILE_MODE", "InventoryUnreadable", "PeopleRefresh",
     "ScanChanges", "ScanWriter", "apply_matching", "checkpoint_alongside", "create_private_file", "describe_unusable",
-    "fail_scan", "grant_id", "insert_rows", "known_user_digests", "known_user_ids", "last_succeeded_scan", "mark_interrupted_scans", "open_db",
+    "fail_scan", "grant_id", "insert_rows", "last_succeeded_scan", "mark_interrupted_scans", "open_db",
     "product_of", "purge_history", "refresh_app_stats", "refresh_derived", "refresh_people", "refresh_products",
     "refresh_unapproved_usage", "track_people_changes",
-    "replace_catalog", "start_scan", "sync_scopes",
+    "replace_catalog", "start_scan", "user_digests", "sync_scopes",
     "CatalogConflict", "decided_since_export", "import_catalog", "record_export", "refresh_after_catalog_change",
 ]

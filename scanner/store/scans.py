@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from sqlite_utils import Database
@@ -42,16 +42,19 @@ def last_succeeded_scan(db: Database, provider: str, *, full_only: bool = False)
     return rows[0] if rows else None
 
 
-def known_user_digests(db: Database, provider: str) -> dict[str, int | None]:
-    """Service ids (without the provider prefix) of the users in the inventory, and their User.digest."""
-    prefix = len(provider) + 1
-    return {row[0][prefix:]: row[1] for row in db.execute("select id, listed_digest from users where provider = ?", [provider])}
+def user_digests(db: Database, provider: str, service_ids: Iterable[str]) -> dict[str, int | None]:
+    """Of these service ids (without the provider prefix), those of users in the inventory, and their User.digest."""
+    prefix = f"{provider}:"
+    ids = [prefix + service_id for service_id in service_ids]
+    found: dict[str, int | None] = {}
+    for start in range(0, len(ids), LOOKUP_CHUNK):
+        chunk = ids[start:start + LOOKUP_CHUNK]
+        rows = db.execute(f"select id, listed_digest from users where id in ({', '.join('?' * len(chunk))})", chunk)
+        found.update((row[0][len(prefix):], row[1]) for row in rows)
+    return found
 
 
-def known_user_ids(db: Database, provider: str) -> set[str]:
-    """Service ids (without the provider prefix) of the users in the inventory."""
-    prefix = len(provider) + 1
-    return {row[0][prefix:] for row in db.execute("select id from users where provider = ?", [provider])}
+LOOKUP_CHUNK = 500  # ids a query (a users.list page)
 
 
 @dataclass

@@ -171,6 +171,8 @@ class ScanWriter:
         if row["id"] not in self._users:
             self.counts["users"] += 1
         self._users[row["id"]] = row
+        if self.run is not None and self.run.mode == "incremental":
+            self._seen.append((row["id"],))  # for users_not_seen (its last_seen is already now)
         if len(self._users) >= self.BATCH:
             self._flush_users()
 
@@ -187,6 +189,19 @@ class ScanWriter:
                  aliases = excluded.aliases, last_seen = excluded.last_seen, listed_digest = excluded.listed_digest""",
         )
         self._users.clear()
+
+    def users_not_seen(self) -> list[str]:
+        """ScanRun.users_not_seen: service ids of the inventory's users this incremental scan
+        has not yielded, as a User or in UsersSeen (both noted in temp._seen_users)."""
+        if self.run is None or self.run.mode != "incremental":
+            raise RuntimeError("users_not_seen is for an incremental scan (set run.mode first)")
+        self._flush_users()
+        self._flush_notes()
+        rows = self.db.execute(
+            "select substr(id, ?) from users where provider = ? and id not in (select user_id from temp._seen_users)",
+            [len(self.provider) + 2, self.provider],
+        )
+        return [row[0] for row in rows]
 
     def _flush_notes(self) -> None:
         """LastUsed, GrantsListed and UsersSeen wait in temp tables until finish() applies them."""
