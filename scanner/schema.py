@@ -273,12 +273,9 @@ def m0008_review(db: Database) -> None:
 
 INDEXES = [
     ("scans", ["provider", "status", "id"]),
-    ("users", ["provider"]),
-    ("users", ["role"]),
-    ("users", ["org_unit"]),
     ("users", ["email"]),
-    ("users", ["person_id", "id"]),
-    ("people", ["email"]),
+    ("users", ["person_id"]),
+    ("person_rows", ["email"]),
     ("multi_account_usage", ["person_id"]),
     ("apps", ["provider", "status"]),
     ("apps", ["catalog_id"]),
@@ -335,6 +332,20 @@ from grant_rows as g
 """
 
 # One row an app, counts kept on `apps` by the store after every scan.
+# A person's account ids and addresses are stored (person_rows) only where they differ from
+# what one account with no aliases gives: most people have one account, and these lists
+# were a sixth of the inventory. The `people` view fills them in.
+PERSON_ACCOUNT_IDS = "json_array({row}.id)"
+PERSON_ADDRESSES = ("case when trim(coalesce({row}.email, '')) != '' then json_array(lower(trim({row}.email)))"
+                    " else json_array() end")
+PEOPLE = f"""
+select id, email, name, role, accounts, providers,
+  coalesce(account_ids, {PERSON_ACCOUNT_IDS.format(row="person_rows")}) as account_ids,
+  coalesce(addresses, {PERSON_ADDRESSES.format(row="person_rows")}) as addresses,
+  suspended
+from person_rows
+"""
+
 APP_SUMMARY = """
 select
   apps.id, apps.name, apps.provider, apps.publisher, apps.verified_publisher,
@@ -385,10 +396,11 @@ from grants
 where grants.revoked_at is null and {UNAPPROVED_RULE}
 """
 
-# What `unapproved` holds: each account's active unapproved grants by key, and why (the
-# store appends "and ..." to refresh some accounts or apps only).
+# What `unapproved` holds: each account's active unapproved grants by key (the store
+# appends "and ..." to refresh some accounts or apps only). Why (UNAPPROVED_REASON) follows
+# from the app's status, so the views read it there.
 UNAPPROVED_ROWS = f"""
-select g.user_key, g.app_key, g.resource, g.application, {UNAPPROVED_REASON}
+select g.user_key, g.app_key, g.resource, g.application
 from grant_rows as g
   join apps on apps.key = g.app_key
   join users on users.key = g.user_key
@@ -399,7 +411,7 @@ where g.revoked_at is null and {UNAPPROVED_RULE}
 
 def refresh_unapproved_sql(where: str = "") -> str:
     """Insert into `unapproved` the rows UNAPPROVED_ROWS gives, those `where` selects ("and ...") only."""
-    return f"insert into unapproved (user_key, app_key, resource, application, reason) {UNAPPROVED_ROWS} {where}"
+    return f"insert into unapproved (user_key, app_key, resource, application) {UNAPPROVED_ROWS} {where}"
 
 
 # The unapproved_usage page: one row a person's unapproved grant, readable. Each column is a
@@ -418,7 +430,7 @@ select
    from apps, users where apps.key = u.app_key and users.key = u.user_key) as grant_id,
   {_lookup("apps", "app_key", "id")} as app_id, {_lookup("apps", "app_key", "name")} as app,
   {_lookup("apps", "app_key", "provider")} as provider, {_lookup("apps", "app_key", "status")} as status,
-  {_lookup("apps", "app_key", "risk")} as risk, u.reason,
+  {_lookup("apps", "app_key", "risk")} as risk, (select {UNAPPROVED_REASON} from apps where apps.key = u.app_key) as reason,
   {_lookup("users", "user_key", "id")} as user_id, {_lookup("users", "user_key", "email")} as email,
   {_lookup("users", "user_key", "name")} as user_name, {_lookup("users", "user_key", "role")} as role,
   {_lookup("users", "user_key", "org_unit")} as org_unit,
@@ -437,7 +449,7 @@ UNAPPROVED_IDS = f"""
 select apps.id as app_id, users.id as user_id,
   {GRANT_ID.format(provider="apps.provider", user="users.id", client="apps.client_id", resource="u.resource",
                    application="u.application")} as grant_id,
-  u.reason, apps.status
+  {UNAPPROVED_REASON} as reason, apps.status
 from unapproved as u
   join apps on apps.key = u.app_key
   join users on users.key = u.user_key
@@ -446,8 +458,8 @@ from unapproved as u
 # Every active unapproved grant by key, for plugins that keep rows of their own by key (the
 # alerts plugin): each account's from `unapproved` (filter it by user_key or app_key, which
 # its indexes find), and the tenant-wide consents (no account) by the same rule.
-UNAPPROVED_KEYS = """
-select u.app_key, u.user_key, u.resource, u.application, u.reason, apps.status
+UNAPPROVED_KEYS = f"""
+select u.app_key, u.user_key, u.resource, u.application, {UNAPPROVED_REASON} as reason, apps.status
 from unapproved as u join apps on apps.key = u.app_key
 """
 TENANT_WIDE_UNAPPROVED_KEYS = f"""
@@ -561,7 +573,7 @@ def published_count(column: str) -> str:
 
 # The public transparency list (the only thing anonymous visitors may read): one row per
 # catalog entry, the district's own wording, no free-text notes, and the people using it by
-# role (distinct people across providers: see the people table), each count published as a
+# role (distinct people across providers: see the people view), each count published as a
 # band (published_count), so the page, JSON and CSV are all protected. Per-role counts only.
 PUBLIC_APPS = f"""
 select
@@ -863,7 +875,43 @@ def m0011_change_rows(db: Database) -> None:
     db["changes"].drop()
 
 
+@migrations(name="0012_compact_people")
+def m0012_compact_people(db: Database) -> None:
+    """People and accounts in less room (docs/scale.md: on disk).
+
+    A person repeated their account ids and addresses as JSON lists, though most people
+    have one account whose id and address are the row's own: `person_rows` keeps the lists
+    only where they differ (schema.PEOPLE, the `people` view, shows them all), keyed by the
+    person's id without a rowid (one index less). An unapproved row kept its reason, which
+    follows from the app's status: the views read it there. Four indexes of `users` go:
+    by provider, role and organizational unit (read by nothing but whole-table passes), and
+    (person_id, id), which an index on person_id alone replaces."""
+    for view in db.view_names():
+        db.execute(f"drop view {view}")
+    for index in ("idx_users_provider", "idx_users_role", "idx_users_org_unit", "idx_users_person_id_id", "idx_people_email"):
+        db.execute(f"drop index if exists {index}")
+    db.execute(
+        """create table person_rows (
+             id text primary key, email text not null, name text, role text not null, accounts integer not null,
+             providers text,
+             account_ids text,  -- JSON; null: [id]
+             addresses text,    -- JSON; null: [lower(trim(email))], or [] for no address
+             suspended integer
+           ) without rowid"""
+    )
+    db.execute(
+        """insert into person_rows (id, email, name, role, accounts, providers, account_ids, addresses, suspended)
+           select id, email, name, role, accounts, providers, nullif(account_ids, json_array(id)),
+             nullif(addresses, case when trim(coalesce(email, '')) != '' then json_array(lower(trim(email))) else json_array() end),
+             suspended
+           from people"""
+    )
+    db["people"].drop()
+    db.execute("alter table unapproved drop column reason")
+
+
 VIEWS = {
+    "people": PEOPLE,
     "grants": GRANTS,
     "changes": CHANGES,
     "app_summary": APP_SUMMARY,

@@ -6,7 +6,7 @@ from sqlite_utils.db import NotFoundError
 
 
 def by_id(db: Database, table: str, id: str) -> dict:
-    """The row of `table` (users, apps or grants) whose id is `id`; NotFoundError when none is."""
+    """The row of `table` (users, apps, grants or people) whose id is `id`; NotFoundError when none is."""
     for row in db.query(f"select * from {table} where id = ?", [id]):
         return row
     raise NotFoundError(f"no {table} row with id {id!r}")

@@ -129,7 +129,7 @@ def test_accounts_that_share_an_address_in_any_case_are_one_person(district):
         SAM_STUDENT: {f"{G}:g4", f"{M}:m4"},
         OKAFOR: {f"{M}:m6"},
     }
-    zoe = db["people"].get(f"{G}:g1")
+    zoe = by_id(db, "people", f"{G}:g1")
     assert zoe["email"] == ZOE and zoe["accounts"] == 3 and zoe["providers"] == f"{G},{M}"
     assert json.loads(zoe["addresses"]) == ["zoe.park@district.org", "zpark@district.org"]
 
@@ -139,7 +139,7 @@ def test_a_person_with_any_student_account_is_a_student_and_their_address_is_the
     roles = {row["email"]: row["role"] for row in db["people"].rows}
     assert roles == {ZOE: "staff", ANA: "staff", "jlee@students.district.org": "student", SAM_STUDENT: "student", OKAFOR: "staff"}
     # Sam's Google account (staff) sorts first by id, but the primary address is of the person's role.
-    assert db["people"].get(f"{G}:g4")["email"] == SAM_STUDENT
+    assert by_id(db, "people", f"{G}:g4")["email"] == SAM_STUDENT
 
 
 def test_the_primary_address_prefers_an_active_account(district):
@@ -147,12 +147,12 @@ def test_the_primary_address_prefers_an_active_account(district):
     google.users[0].suspended = True  # Zoe's Google account
     scan(db_path)
     db = store.open_db(db_path)
-    assert db["people"].get(f"{G}:g1")["email"] == "Zoe.Park@District.org"
-    assert db["people"].get(f"{G}:g1")["suspended"] == 0
+    assert by_id(db, "people", f"{G}:g1")["email"] == "Zoe.Park@District.org"
+    assert by_id(db, "people", f"{G}:g1")["suspended"] == 0
     for user in microsoft.users[:2]:
         user.suspended = True
     scan(db_path)
-    assert store.open_db(db_path)["people"].get(f"{G}:g1")["suspended"] == 1
+    assert by_id(store.open_db(db_path), "people", f"{G}:g1")["suspended"] == 1
 
 
 def test_a_later_scan_of_one_provider_merges_people_and_keeps_the_others_rows_current(district):

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import hashlib
+import json
 import inspect
 
 from sqlite_utils import Database, Migrations
@@ -23,6 +24,7 @@ FROZEN = {
     "0009_incremental": "bd4c8fe7b108",
     "0010_integer_keys": "d46225ed0be8",
     "0011_change_rows": "9b3bff5a6c65",
+    "0012_compact_people": "149f3c514a8d",
 }
 
 
@@ -121,7 +123,7 @@ def two_scans(fake_tenant, tmp_path, monkeypatch) -> tuple[Database, dict]:
     Microsoft resource, as an application permission, tenant-wide), and what READ_BACK reads."""
     from scanner import timestamps
     from scanner.config import load_config
-    from scanner.providers import App, Grant, LastUsed
+    from scanner.providers import App, Grant, LastUsed, User
     from scanner.scan import run_scans
     from tests.conftest import district_tenant
 
@@ -136,6 +138,9 @@ def two_scans(fake_tenant, tmp_path, monkeypatch) -> tuple[Database, dict]:
         Grant(user_id="9", app_id="a1", scopes=["User.Read"]),  # an account the listing never named
     ]
     fake_tenant.last_used = [LastUsed(app_id="111-kahoot.apps.googleusercontent.com", user_id="3", at="2026-10-30T10:00:00Z")]
+    # A person with two accounts (an alias of one is the other's address).
+    fake_tenant.users.append(User(id="5", email="ana.rivera@district.org", name="Ana Rivera", role="staff",
+                                  aliases=["Ms.Rivera@district.org"]))
     reference_path = str(tmp_path / "reference.db")
     for _ in range(2):
         now["at"] = dt.datetime.fromisoformat(next(moments))
@@ -153,6 +158,10 @@ def two_scans(fake_tenant, tmp_path, monkeypatch) -> tuple[Database, dict]:
     return reference, expected
 
 
+# Tables whose earlier columns the reference no longer stores, and what reads them as they were.
+AS_RELEASED = {"unapproved": f"({schema.UNAPPROVED_KEYS})"}
+
+
 def released(reference: Database, path: str, stop_before: str) -> Database:
     """An inventory in the shape migrations before `stop_before` made, its tables filled with
     what the reference's tables and views of the same names read."""
@@ -161,8 +170,9 @@ def released(reference: Database, path: str, stop_before: str) -> Database:
     for table in old.table_names():
         if table != "_sqlite_migrations":
             columns = list(old[table].columns_dict)
+            source = AS_RELEASED.get(table, f"[{table}]")
             old[table].insert_all(dict(zip(columns, row))
-                                  for row in reference.execute(f"select {', '.join(columns)} from [{table}]"))
+                                  for row in reference.execute(f"select {', '.join(columns)} from {source}"))
     return old
 
 
@@ -201,7 +211,31 @@ def test_change_records_made_before_0011_are_converted_in_place(fake_tenant, tmp
     old.close()
 
     upgraded = store.open_db(path)
-    assert [m.name for m in schema.migrations.applied(upgraded)][-1] == "0011_change_rows"
+    assert "0011_change_rows" in {m.name for m in schema.migrations.applied(upgraded)}
     assert "changes" in upgraded.view_names() and "change_rows" in upgraded.table_names()
     assert {name: list(upgraded.query(sql)) for name, sql in READ_BACK.items()} == expected
     assert upgraded.execute("select typeof(detected_at), typeof(app_key) from change_rows limit 1").fetchone() == ("integer", "integer")
+
+def test_people_and_unapproved_rows_made_before_0012_are_converted_in_place(fake_tenant, tmp_path, monkeypatch):
+    """Migration 0012 on an inventory in the shape 0001-0011 made: people (one with two
+    accounts) and unapproved usage read back the same through their views, though a person's
+    lists are stored only where they differ from one account's, and no unapproved row keeps
+    its reason."""
+    reference, expected = two_scans(fake_tenant, tmp_path, monkeypatch)
+    two = [row for row in expected["people"] if row["accounts"] == 2]
+    assert len(two) == 1 and len(json.loads(two[0]["addresses"])) == 2
+    assert {row["reason"] for row in expected["unapproved_usage"]} >= {"unreviewed"}
+    path = str(tmp_path / "released.db")
+    old = released(reference, path, "0012_compact_people")
+    assert old["people"].count == len(expected["people"]) and "reason" in old["unapproved"].columns_dict
+    old.close()
+
+    upgraded = store.open_db(path)
+    assert [m.name for m in schema.migrations.applied(upgraded)][-1] == "0012_compact_people"
+    assert "people" in upgraded.view_names() and "reason" not in upgraded["unapproved"].columns_dict
+    assert {name: list(upgraded.query(sql)) for name, sql in READ_BACK.items()} == expected
+    stored = {row[0]: row[1:] for row in upgraded.execute("select id, account_ids, addresses from person_rows")}
+    assert stored.pop(two[0]["id"]) == (two[0]["account_ids"], two[0]["addresses"])
+    assert set(stored.values()) == {(None, None)}
+    assert not {"idx_users_provider", "idx_users_role", "idx_users_org_unit", "idx_users_person_id_id"} & {
+        index.name for index in upgraded["users"].indexes}

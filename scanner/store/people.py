@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 from sqlite_utils import Database
 
+from ..schema import PERSON_ADDRESSES
 from .temp import temp_table
 
 
@@ -63,7 +64,7 @@ def refresh_people(db: Database, *, full: bool = False) -> PeopleRefresh:
     the lowest person id among the accounts it shares one with, until a round changes nothing."""
     temp_table(db, "_people_affected", "person_id text primary key", rowid=False)
     tracked = db.execute("select 1 from temp.sqlite_master where name = '_people_dirty'").fetchone() is not None
-    full = full or not tracked or not db.execute("select 1 from people limit 1").fetchone()
+    full = full or not tracked or not db.execute("select 1 from person_rows limit 1").fetchone()
     if not full:
         dirty = db.execute("select count(*) from temp._people_dirty").fetchone()[0]
         if not dirty:
@@ -150,17 +151,17 @@ def refresh_people(db: Database, *, full: bool = False) -> PeopleRefresh:
     if changed:
         db.execute("update users set person_id = c.person_id from temp._person_changed as c where users.id = c.user_id")
     if full:
-        db.execute("delete from people")
-        db.execute(f"insert into people ({', '.join(PEOPLE_COLUMNS)}) {people_rows('')}")
+        db.execute("delete from person_rows")
+        db.execute(f"insert into person_rows ({', '.join(PEOPLE_COLUMNS)}) {people_rows('')}")
     else:
         db.execute(
             """insert or ignore into temp._people_affected (person_id)
                select person_id from temp._person_changed union select old_person_id from temp._person_changed
                union select person_id from temp._people_dirty"""
         )
-        db.execute("delete from people where id in (select person_id from temp._people_affected)")
+        db.execute("delete from person_rows where id in (select person_id from temp._people_affected)")
         db.execute(
-            f"insert into people ({', '.join(PEOPLE_COLUMNS)}) "
+            f"insert into person_rows ({', '.join(PEOPLE_COLUMNS)}) "
             f"{people_rows('where users.person_id in (select person_id from temp._people_affected)')}"
         )
     if tracked:
@@ -172,7 +173,7 @@ PEOPLE_COLUMNS = ("id", "email", "name", "role", "accounts", "providers", "accou
 
 
 def people_rows(where: str) -> str:
-    """SQL for the `people` rows of the accounts `where` selects (docs/people-and-products.md has the rules).
+    """SQL for the `person_rows` of the accounts `where` selects (docs/people-and-products.md has the rules).
 
     Role: student when any of the person's accounts is a student's, else staff when any is
     staff's, else unknown. Primary address (the `To:` of their alert): the `email` of their
@@ -183,23 +184,26 @@ def people_rows(where: str) -> str:
     with persons as (
       select users.person_id,
         case when max(users.role = 'student') then 'student' when max(users.role = 'staff') then 'staff' else 'unknown' end as role,
-        count(*) as accounts, group_concat(distinct users.provider) as providers, json_group_array(users.id) as account_ids,
+        count(*) as accounts, group_concat(distinct users.provider) as providers,
         min(coalesce(users.suspended, 0)) as suspended, max(users.name) as any_name,
         min(coalesce(users.suspended, 0) || case users.role when 'student' then 0 when 'staff' then 1 else 2 end || users.id)
           as first_account
-      from users indexed by idx_users_person_id_id {where}
+      from users indexed by idx_users_person_id {where}
       group by users.person_id
     )
     select persons.person_id, first.email, coalesce(nullif(first.name, ''), persons.any_name, ''), persons.role,
-      persons.accounts, persons.providers, persons.account_ids,
-      (select json_group_array(address) from (
+      persons.accounts, persons.providers,
+      case when persons.accounts > 1 then (
+        select json_group_array(id) from (select mine.id from users as mine where mine.person_id = persons.person_id order by mine.id))
+      end,
+      nullif((select json_group_array(address) from (
          select distinct lower(trim(mine.email)) as address from users as mine
          where mine.person_id = persons.person_id and trim(coalesce(mine.email, '')) != ''
          union
          select lower(trim(alias.value)) from users as mine, json_each(mine.aliases) as alias
          where mine.person_id = persons.person_id and mine.aliases is not null and alias.type = 'text'
            and trim(alias.value) != ''
-         order by 1)),
+         order by 1)), {PERSON_ADDRESSES.format(row="first")}),
       persons.suspended
     from persons join users as first on first.id = substr(persons.first_account, 3)
     """
