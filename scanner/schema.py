@@ -275,7 +275,6 @@ INDEXES = [
     ("scans", ["provider", "status", "id"]),
     ("users", ["email"]),
     ("users", ["person_id"]),
-    ("person_rows", ["email"]),
     ("multi_account_usage", ["person_id"]),
     ("apps", ["provider", "status"]),
     ("apps", ["catalog_id"]),
@@ -882,10 +881,11 @@ def m0012_compact_people(db: Database) -> None:
     A person repeated their account ids and addresses as JSON lists, though most people
     have one account whose id and address are the row's own: `person_rows` keeps the lists
     only where they differ (schema.PEOPLE, the `people` view, shows them all), keyed by the
-    person's id without a rowid (one index less). An unapproved row kept its reason, which
-    follows from the app's status: the views read it there. Four indexes of `users` go:
-    by provider, role and organizational unit (read by nothing but whole-table passes), and
-    (person_id, id), which an index on person_id alone replaces."""
+    person's id without a rowid (one index less), and with no index of primary addresses: a
+    person is found by an address through their accounts (users.email). An unapproved row
+    kept its reason, which follows from the app's status: the views read it there. Four
+    indexes of `users` go: by provider, role and organizational unit (read by nothing but
+    whole-table passes) and (person_id, id), which one on person_id alone replaces."""
     for view in db.view_names():
         db.execute(f"drop view {view}")
     for index in ("idx_users_provider", "idx_users_role", "idx_users_org_unit", "idx_users_person_id_id", "idx_people_email"):

@@ -24,7 +24,7 @@ FROZEN = {
     "0009_incremental": "bd4c8fe7b108",
     "0010_integer_keys": "d46225ed0be8",
     "0011_change_rows": "9b3bff5a6c65",
-    "0012_compact_people": "149f3c514a8d",
+    "0012_compact_people": "cd6a2ebc0036",
 }
 
 
@@ -239,3 +239,4 @@ def test_people_and_unapproved_rows_made_before_0012_are_converted_in_place(fake
     assert set(stored.values()) == {(None, None)}
     assert not {"idx_users_provider", "idx_users_role", "idx_users_org_unit", "idx_users_person_id_id"} & {
         index.name for index in upgraded["users"].indexes}
+    assert [index.columns for index in upgraded["person_rows"].indexes] == [["id"]]  # its primary key, no other

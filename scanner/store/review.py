@@ -29,11 +29,13 @@ def find_person(db: Database, email: str) -> dict[str, Any] | None:
     address = (email or "").strip().lower()
     if not address:
         return None
+    # An account's address as given (users.email's index finds it), else in another case.
     row = db.execute(
-        """select id, email, name, role from people where email = ?1
+        """select people.id, people.email, people.name, people.role from users join people on people.id = users.person_id
+           where users.email = ?1
            union all
            select people.id, people.email, people.name, people.role from users join people on people.id = users.person_id
-           where users.email = ?1 or lower(users.email) = ?1
+           where lower(users.email) = ?1
            limit 1""", [address]).fetchone()
     if row is None:
         row = db.execute(
