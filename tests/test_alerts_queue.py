@@ -94,11 +94,46 @@ def test_scope_creep_is_its_own_kind_listing_the_extra_access(fake_tenant, smtp_
     scan(db_path, config)
     [row] = [r for r in alerts_rows(db_path) if r["app"] == "Quizlet"]
     assert row["kind"] == "scope_creep" and json.loads(row["details"]) == {"extra_scopes": [DRIVE_FILE]}
+    # Stored as the key of the list in scope_sets, the details made from it by the view.
+    assert store.open_db(db_path).execute(
+        """select alert_rows.details, scope_sets.scopes from alert_rows join scope_sets on scope_sets.key = alert_rows.extra_scope_set
+           where alert_rows.id = ?""", [row["id"]]).fetchone() == (None, json.dumps([DRIVE_FILE], separators=(",", ":")))
 
     assert CliRunner().invoke(cli, ["--db", db_path, "--config", str(config), "alerts", "send"]).exit_code == 0
     [ana] = smtp_server.handler.to("ms.rivera@district.org")
     flat = " ".join(ana.text.split())
     assert "Quizlet (Fake sign-in), by Quizlet Inc. Approved, but your account gave it more access than the district approved: - See and change only the Drive files" in flat
+
+
+def test_scope_creep_rows_made_before_0003_are_converted_in_place(fake_tenant, tmp_path, db_path):
+    """Migration 0003 on alert rows in the shape 0002 made (a scope creep's details as JSON in
+    each row, a reminder's too): the alerts view reads the same, the lists now by key."""
+    alerts_district(fake_tenant)
+    catalog = [dict(row) for row in CATALOG]
+    catalog[1].update(status="approved", approved_scopes=json.dumps(PROFILE))
+    set_catalog(db_path, catalog)
+    scan(db_path, write_config(tmp_path, 25))
+    db = store.open_db(db_path)
+    alerts_queue.ensure_alerts_tables(db)
+    with db.atomic():
+        db.execute("""insert into alert_rows (user_key, app_key, kind, status, extra_scope_set, first_detected, last_detected)
+                      select user_key, app_key, 'scope_creep_reminder', 'pending', extra_scope_set, first_detected, last_detected
+                      from alert_rows where kind = 'scope_creep'""")
+    expected = list(db.query("select * from alerts order by id"))
+    assert len([row for row in expected if row["kind"].startswith("scope_creep")]) == 2
+    with db.atomic():  # back to 0002's shape
+        db.execute("drop view alerts")
+        db.execute("""update alert_rows set details = json_object('extra_scopes', json((select scopes from scope_sets
+                        where key = extra_scope_set))) where extra_scope_set is not null""")
+        db.execute("alter table alert_rows drop column extra_scope_set")
+        db.execute("delete from _sqlite_migrations where migration_set = 'alerts_email' and name = '0003_extra_scope_sets'")
+    db.close()
+
+    upgraded = store.open_db(db_path)
+    alerts_queue.ensure_alerts_tables(upgraded)
+    assert list(upgraded.query("select * from alerts order by id")) == expected
+    assert upgraded.execute("select count(*) from alert_rows where kind like 'scope_creep%' and details is null"
+                            " and extra_scope_set is not null").fetchone()[0] == 2
 
 
 def test_outside_audience_follows_the_setting(fake_tenant, smtp_server, tmp_path, db_path):
@@ -145,7 +180,7 @@ def test_the_plugin_is_loaded_with_its_hooks_and_tables_are_idempotent(runner, d
     db = store.open_db(db_path)
     alerts_queue.ensure_alerts_tables(db)
     alerts_queue.ensure_alerts_tables(db)
-    assert [m.name for m in alerts_queue.migrations.applied(db)] == ["0001_alerts", "0002_alert_rows"]
+    assert [m.name for m in alerts_queue.migrations.applied(db)] == ["0001_alerts", "0002_alert_rows", "0003_extra_scope_sets"]
     assert {"alert_rows", "alert_runs"} <= set(db.table_names()) and "alerts" in db.view_names()
     result = runner.invoke(cli, ["--db", db_path, "alerts", "list"])
     assert result.exit_code == 0 and result.output.strip() == "No alerts."
@@ -217,7 +252,7 @@ def test_an_alerts_table_in_the_released_shape_is_converted_in_place(fake_tenant
 
     upgraded = store.open_db(path)
     alerts_queue.ensure_alerts_tables(upgraded)
-    assert [m.name for m in alerts_queue.migrations.applied(upgraded)][-1] == "0002_alert_rows"
+    assert "0002_alert_rows" in {m.name for m in alerts_queue.migrations.applied(upgraded)}
     assert "alerts" in upgraded.view_names() and "alert_rows" in upgraded.table_names()
     assert list(upgraded.query("select * from alerts order by id")) == [*expected, decision]
     # Stored by keys: no text id, grant id or timestamp text left in the rows.
