@@ -291,8 +291,6 @@ INDEXES = [
     ("catalog_history", ["catalog_id", "id"]),
     ("review_requests", ["product_id", "status"]),
     ("review_requests", ["email"]),
-    # A catalog change or an incremental scan rebuilds the unapproved rows of some apps (store.incremental).
-    ("unapproved", ["app_key"]),
 ]
 
 def iso_time(column: str) -> str:
@@ -331,18 +329,26 @@ from grant_rows as g
 """
 
 # One row an app, counts kept on `apps` by the store after every scan.
-# A person's account ids and addresses are stored (person_rows) only where they differ from
-# what one account with no aliases gives: most people have one account, and these lists
-# were a sixth of the inventory. The `people` view fills them in.
+# What person_rows leave empty, because most people have one account: their id's account's
+# address and name (the view looks them up), its id alone as their accounts, its address
+# alone as their addresses. The `people` view fills them in; the store keeps a value only
+# where it differs (scanner.store.people). Stored, these were a sixth of the inventory.
+PERSON_EMAIL = "(select users.email from users where users.id = {id})"
+PERSON_NAME = "(select coalesce(users.name, '') from users where users.id = {id})"
 PERSON_ACCOUNT_IDS = "json_array({row}.id)"
 PERSON_ADDRESSES = ("case when trim(coalesce({row}.email, '')) != '' then json_array(lower(trim({row}.email)))"
                     " else json_array() end")
 PEOPLE = f"""
 select id, email, name, role, accounts, providers,
-  coalesce(account_ids, {PERSON_ACCOUNT_IDS.format(row="person_rows")}) as account_ids,
-  coalesce(addresses, {PERSON_ADDRESSES.format(row="person_rows")}) as addresses,
+  coalesce(account_ids, {PERSON_ACCOUNT_IDS.format(row="p")}) as account_ids,
+  coalesce(addresses, {PERSON_ADDRESSES.format(row="p")}) as addresses,
   suspended
-from person_rows
+from (
+  select person_rows.id, coalesce(person_rows.email, {PERSON_EMAIL.format(id="person_rows.id")}) as email,
+    coalesce(person_rows.name, {PERSON_NAME.format(id="person_rows.id")}) as name, person_rows.role, person_rows.accounts,
+    person_rows.providers, person_rows.account_ids, person_rows.addresses, person_rows.suspended
+  from person_rows
+) as p
 """
 
 APP_SUMMARY = """
@@ -878,22 +884,26 @@ def m0011_change_rows(db: Database) -> None:
 def m0012_compact_people(db: Database) -> None:
     """People and accounts in less room (docs/scale.md: on disk).
 
-    A person repeated their account ids and addresses as JSON lists, though most people
-    have one account whose id and address are the row's own: `person_rows` keeps the lists
-    only where they differ (schema.PEOPLE, the `people` view, shows them all), keyed by the
-    person's id without a rowid (one index less), and with no index of primary addresses: a
-    person is found by an address through their accounts (users.email). An unapproved row
-    kept its reason, which follows from the app's status: the views read it there. Four
-    indexes of `users` go: by provider, role and organizational unit (read by nothing but
-    whole-table passes) and (person_id, id), which one on person_id alone replaces."""
+    A person repeated their id's account's address and name, and their account ids and
+    addresses as JSON lists, though most people have one account: `person_rows` keeps each
+    only where it differs from what that one account gives (schema.PEOPLE, the `people`
+    view, shows them all), keyed by the person's id without a rowid and with no index of
+    addresses (a person is found by an address through their accounts, users.email). An
+    unapproved row kept its reason, which follows from the app's status (the views read it
+    there), and an index by app that a pass over the rows replaces. Four indexes of `users`
+    go: by provider, role and organizational unit (read by nothing but whole-table passes),
+    and (person_id, id), which one on person_id alone replaces."""
     for view in db.view_names():
         db.execute(f"drop view {view}")
-    for index in ("idx_users_provider", "idx_users_role", "idx_users_org_unit", "idx_users_person_id_id", "idx_people_email"):
+    for index in ("idx_users_provider", "idx_users_role", "idx_users_org_unit", "idx_users_person_id_id", "idx_people_email",
+                  "idx_unapproved_app_key"):
         db.execute(f"drop index if exists {index}")
     db.execute(
         """create table person_rows (
-             id text primary key, email text not null, name text, role text not null, accounts integer not null,
-             providers text,
+             id text primary key,
+             email text,        -- null: that of the account whose id is the person's
+             name text,         -- null: that account's (or '')
+             role text not null, accounts integer not null, providers text,
              account_ids text,  -- JSON; null: [id]
              addresses text,    -- JSON; null: [lower(trim(email))], or [] for no address
              suspended integer
@@ -901,10 +911,12 @@ def m0012_compact_people(db: Database) -> None:
     )
     db.execute(
         """insert into person_rows (id, email, name, role, accounts, providers, account_ids, addresses, suspended)
-           select id, email, name, role, accounts, providers, nullif(account_ids, json_array(id)),
-             nullif(addresses, case when trim(coalesce(email, '')) != '' then json_array(lower(trim(email))) else json_array() end),
-             suspended
-           from people"""
+           select people.id, nullif(people.email, own.email), nullif(people.name, coalesce(own.name, '')), people.role,
+             people.accounts, people.providers, nullif(people.account_ids, json_array(people.id)),
+             nullif(people.addresses, case when trim(coalesce(people.email, '')) != ''
+                                           then json_array(lower(trim(people.email))) else json_array() end),
+             people.suspended
+           from people left join users as own on own.id = people.id"""
     )
     db["people"].drop()
     db.execute("alter table unapproved drop column reason")

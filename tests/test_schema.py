@@ -24,7 +24,7 @@ FROZEN = {
     "0009_incremental": "bd4c8fe7b108",
     "0010_integer_keys": "d46225ed0be8",
     "0011_change_rows": "9b3bff5a6c65",
-    "0012_compact_people": "cd6a2ebc0036",
+    "0012_compact_people": "98a86c64f5ca",
 }
 
 
@@ -234,9 +234,10 @@ def test_people_and_unapproved_rows_made_before_0012_are_converted_in_place(fake
     assert [m.name for m in schema.migrations.applied(upgraded)][-1] == "0012_compact_people"
     assert "people" in upgraded.view_names() and "reason" not in upgraded["unapproved"].columns_dict
     assert {name: list(upgraded.query(sql)) for name, sql in READ_BACK.items()} == expected
-    stored = {row[0]: row[1:] for row in upgraded.execute("select id, account_ids, addresses from person_rows")}
-    assert stored.pop(two[0]["id"]) == (two[0]["account_ids"], two[0]["addresses"])
-    assert set(stored.values()) == {(None, None)}
+    stored = {row[0]: row[1:] for row in upgraded.execute("select id, email, name, account_ids, addresses from person_rows")}
+    assert stored.pop(two[0]["id"])[2:] == (two[0]["account_ids"], two[0]["addresses"])
+    assert set(stored.values()) == {(None, None, None, None)}  # one account each: all theirs
+    assert not {index.name for index in upgraded["unapproved"].indexes} - {"sqlite_autoindex_unapproved_1"}
     assert not {"idx_users_provider", "idx_users_role", "idx_users_org_unit", "idx_users_person_id_id"} & {
         index.name for index in upgraded["users"].indexes}
     assert [index.columns for index in upgraded["person_rows"].indexes] == [["id"]]  # its primary key, no other

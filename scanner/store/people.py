@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 from sqlite_utils import Database
 
-from ..schema import PERSON_ADDRESSES
+from ..schema import PERSON_ADDRESSES, PERSON_EMAIL, PERSON_NAME
 from .temp import temp_table
 
 
@@ -191,7 +191,8 @@ def people_rows(where: str) -> str:
       from users indexed by idx_users_person_id {where}
       group by users.person_id
     )
-    select persons.person_id, first.email, coalesce(nullif(first.name, ''), persons.any_name, ''), persons.role,
+    select persons.person_id, nullif(first.email, {PERSON_EMAIL.format(id="persons.person_id")}),
+      nullif(coalesce(nullif(first.name, ''), persons.any_name, ''), {PERSON_NAME.format(id="persons.person_id")}), persons.role,
       persons.accounts, persons.providers,
       case when persons.accounts > 1 then (
         select json_group_array(id) from (select mine.id from users as mine where mine.person_id = persons.person_id order by mine.id))
