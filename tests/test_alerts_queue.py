@@ -105,9 +105,10 @@ def test_scope_creep_is_its_own_kind_listing_the_extra_access(fake_tenant, smtp_
     assert "Quizlet (Fake sign-in), by Quizlet Inc. Approved, but your account gave it more access than the district approved: - See and change only the Drive files" in flat
 
 
-def test_scope_creep_rows_made_before_0003_are_converted_in_place(fake_tenant, tmp_path, db_path):
-    """Migration 0003 on alert rows in the shape 0002 made (a scope creep's details as JSON in
-    each row, a reminder's too): the alerts view reads the same, the lists now by key."""
+def test_alert_rows_made_before_0003_are_converted_in_place(fake_tenant, tmp_path, db_path):
+    """Migration 0003 on alert rows in the shape 0002 made (kinds and statuses as words, a scope
+    creep's details as JSON in each row, its reminder's too): the alerts view reads the same,
+    kinds and statuses now small integers and the lists by key."""
     alerts_district(fake_tenant)
     catalog = [dict(row) for row in CATALOG]
     catalog[1].update(status="approved", approved_scopes=json.dumps(PROFILE))
@@ -117,23 +118,34 @@ def test_scope_creep_rows_made_before_0003_are_converted_in_place(fake_tenant, t
     alerts_queue.ensure_alerts_tables(db)
     with db.atomic():
         db.execute("""insert into alert_rows (user_key, app_key, kind, status, extra_scope_set, first_detected, last_detected)
-                      select user_key, app_key, 'scope_creep_reminder', 'pending', extra_scope_set, first_detected, last_detected
-                      from alert_rows where kind = 'scope_creep'""")
+                      select user_key, app_key, kind + ?, ?, extra_scope_set, first_detected, last_detected
+                      from alert_rows where kind = ?""",
+                   [alerts_queue.REMINDER, alerts_queue.SENT, alerts_queue.KIND_CODES["scope_creep"]])
     expected = list(db.query("select * from alerts order by id"))
-    assert len([row for row in expected if row["kind"].startswith("scope_creep")]) == 2
-    with db.atomic():  # back to 0002's shape
+    assert {row["kind"] for row in expected} >= {"scope_creep", "scope_creep_reminder", "unapproved"}
+    assert {row["status"] for row in expected} == {"pending", "sent"}
+    with db.atomic():  # the same rows in 0002's shape
+        db.execute("""create table rows_0002 as select a.id, a.user_key, a.app_key, a.app_ref, v.kind, v.status,
+                        nullif(v.details, '{}') as details, a.first_detected, a.last_detected, a.sent_at, a.attempts,
+                        a.message_id, a.last_error, a.sending_since, a.unconfirmed, a.recipient, a.suppressed_at, a.note
+                      from alert_rows as a join alerts as v on v.id = a.id""")
         db.execute("drop view alerts")
-        db.execute("""update alert_rows set details = json_object('extra_scopes', json((select scopes from scope_sets
-                        where key = extra_scope_set))) where extra_scope_set is not null""")
-        db.execute("alter table alert_rows drop column extra_scope_set")
-        db.execute("delete from _sqlite_migrations where migration_set = 'alerts_email' and name = '0003_extra_scope_sets'")
+        db.execute("drop table alert_rows")
+        db.execute("drop table alert_runs")
+        db.execute("delete from _sqlite_migrations where migration_set = 'alerts_email'")
+    alerts_queue.migrations.apply(db, stop_before="0003_compact_rows")
+    with db.atomic():
+        db.execute("insert into alert_rows select * from rows_0002")
+        db.execute("drop table rows_0002")
+    assert db.execute("select typeof(kind) from alert_rows limit 1").fetchone() == ("text",)
     db.close()
 
     upgraded = store.open_db(db_path)
     alerts_queue.ensure_alerts_tables(upgraded)
     assert list(upgraded.query("select * from alerts order by id")) == expected
-    assert upgraded.execute("select count(*) from alert_rows where kind like 'scope_creep%' and details is null"
-                            " and extra_scope_set is not null").fetchone()[0] == 2
+    assert upgraded.execute("select distinct typeof(kind), typeof(status) from alert_rows").fetchall() == [("integer", "integer")]
+    assert upgraded.execute("select count(*) from alert_rows where kind % ? = ? and details is null and extra_scope_set is not null",
+                            [alerts_queue.REMINDER, alerts_queue.KIND_CODES["scope_creep"]]).fetchone()[0] == 2
 
 
 def test_outside_audience_follows_the_setting(fake_tenant, smtp_server, tmp_path, db_path):
@@ -180,7 +192,7 @@ def test_the_plugin_is_loaded_with_its_hooks_and_tables_are_idempotent(runner, d
     db = store.open_db(db_path)
     alerts_queue.ensure_alerts_tables(db)
     alerts_queue.ensure_alerts_tables(db)
-    assert [m.name for m in alerts_queue.migrations.applied(db)] == ["0001_alerts", "0002_alert_rows", "0003_extra_scope_sets"]
+    assert [m.name for m in alerts_queue.migrations.applied(db)] == ["0001_alerts", "0002_alert_rows", "0003_compact_rows"]
     assert {"alert_rows", "alert_runs"} <= set(db.table_names()) and "alerts" in db.view_names()
     result = runner.invoke(cli, ["--db", db_path, "alerts", "list"])
     assert result.exit_code == 0 and result.output.strip() == "No alerts."
@@ -226,7 +238,7 @@ def test_an_alerts_table_in_the_released_shape_is_converted_in_place(fake_tenant
     reference = store.open_db(db_path)
     alerts_queue.ensure_alerts_tables(reference)
     with reference.atomic():
-        reference.execute("""update alert_rows set status = 'sent', sent_at = '2026-11-03T09:00:00Z', attempts = 1,
+        reference.execute("""update alert_rows set status = 1, sent_at = '2026-11-03T09:00:00Z', attempts = 1,
                                message_id = '<m1@district.org>', recipient = 'mr.okafor@district.org'
                              where id = (select min(id) from alert_rows)""")
     expected = list(reference.query("select * from alerts order by id"))
@@ -275,7 +287,7 @@ def test_retention_forgets_finished_alerts_not_seen_for_history_days_and_those_o
         for email, status, days_ago in (("ms.rivera@district.org", "sent", 401), ("mr.okafor@district.org", "pending", 401),
                                          ("jlee@students.district.org", "sent", 10), ("zoe.muller@students.district.org", "failed", 0)):
             db.execute("update alert_rows set status = ?, last_detected = ? where id = ?",
-                       [status, alerts_queue.unix(now) - days_ago * day, ids[email]])
+                       [alerts_queue.STATUS_CODES[status], alerts_queue.unix(now) - days_ago * day, ids[email]])
         db.execute("delete from users where email = 'zoe.muller@students.district.org'")  # [retention] forgot the account
     before = db["alert_rows"].count
     assert alerts_queue.purge_alerts(db, now, 400) == 2

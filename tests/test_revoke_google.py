@@ -8,6 +8,7 @@ import json
 
 from sqlite_utils import Database
 
+from plugins.alerts.queue import STATUS_CODES
 from tests.revoke_fixtures import (
     APPROVED, DENIED, INTERNAL, UNREVIEWED, actions, google_district_tenant, import_catalog, invoke, plan_id_from,
     revoke_events, tokens_of,
@@ -171,7 +172,7 @@ def test_after_warning_days_keeps_only_grants_warned_long_enough_ago_and_still_t
     sent = lambda days: (now - dt.timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
     # Two were warned 10 days ago (one of them removed the app since), one 3 days ago, the rest never.
     for alert, days in zip(alerts[:3], (10, 10, 3)):
-        db.execute("update alert_rows set status = 'sent', sent_at = ? where id = ?", [sent(days), alert["id"]])
+        db.execute("update alert_rows set status = ?, sent_at = ? where id = ?", [STATUS_CODES["sent"], sent(days), alert["id"]])
     db.conn.commit()
     warned_long_ago = [a["user_id"].removeprefix("google:") for a in alerts[:2]]
     tenant.revoke(warned_long_ago[1], DENIED.client_id)

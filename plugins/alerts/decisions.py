@@ -24,7 +24,8 @@ from sqlite_utils import Database
 from scanner import decided_provider_requests
 
 from .compose import STATUS_WORDS, one_line
-from .queue import unix
+from .queue import FAILED, KIND_CODES, PENDING, SENT, SUPPRESSED, unix
+
 
 DECISION = "decision"
 DPA_REMINDER = "dpa_reminder"
@@ -37,11 +38,11 @@ def queue_decisions(db: Database, now: str, *, notify_students: bool = False) ->
     A student who asked through a provider is told only with [alerts] notify_students, as
     for every other email (staff alone can ask in the tool)."""
     rows = db.execute(
-        """select review_requests.id, review_requests.app_id, review_requests.decision, review_requests.decided_at,
+        f"""select review_requests.id, review_requests.app_id, review_requests.decision, review_requests.decided_at,
              review_requests.person_id
            from review_requests
            where review_requests.status = 'decided' and review_requests.app_id is not null
-             and not exists (select 1 from alert_rows where alert_rows.kind = 'decision'
+             and not exists (select 1 from alert_rows where alert_rows.kind = {KIND_CODES[DECISION]}
                              and json_extract(alert_rows.details, '$.request_id') = review_requests.id)
            order by review_requests.id""").fetchall()
     # The requester's account that holds the app (else any of theirs): the alert row's user.
@@ -52,7 +53,7 @@ def queue_decisions(db: Database, now: str, *, notify_students: bool = False) ->
     decided = [(user[0] if user else None, app_id, {"request_id": request_id, "decision": decision, "decided_at": decided_at})
                for request_id, app_id, decision, decided_at, user in rows]
     told = {request_id for (request_id,) in db.execute(
-        "select json_extract(details, '$.consent_request_id') from alert_rows where kind = 'decision'")}
+        f"select json_extract(details, '$.consent_request_id') from alert_rows where kind = {KIND_CODES[DECISION]}")}
     decided += [(request["user_id"], request["app_id"], {
         "consent_request_id": request["id"], "catalog_id": request["catalog_id"], "decision": request["decision"],
         "decided_at": request["decided_at"],
@@ -66,12 +67,12 @@ def queue_decisions(db: Database, now: str, *, notify_students: bool = False) ->
                 continue
             # By key (plugins.alerts.queue); an app the inventory has not seen, by its id.
             cursor = db.execute(
-                """insert into alert_rows (user_key, app_key, app_ref, kind, status, details, first_detected, last_detected)
-                   select users.key, apps.key, case when apps.key is null then ? end, 'decision', 'pending', ?, ?, ?
+                f"""insert into alert_rows (user_key, app_key, app_ref, kind, status, details, first_detected, last_detected)
+                   select users.key, apps.key, case when apps.key is null then ? end, {KIND_CODES[DECISION]}, {PENDING}, ?, ?, ?
                    from users left join apps on apps.id = ? where users.id = ?
-                   on conflict do update set status = 'pending', details = excluded.details, last_detected = excluded.last_detected,
+                   on conflict do update set status = {PENDING}, details = excluded.details, last_detected = excluded.last_detected,
                      attempts = 0, unconfirmed = 0, last_error = null, sent_at = null, message_id = null
-                   where alert_rows.status in ('sent', 'failed', 'suppressed') and alert_rows.sending_since is null""",
+                   where alert_rows.status in ({SENT}, {FAILED}, {SUPPRESSED}) and alert_rows.sending_since is null""",
                 [app_id, json.dumps(details), detected, detected, app_id, user_id])
             queued += cursor.rowcount
     return queued

@@ -12,7 +12,7 @@ from scanner import STATUSES_NEEDING_REVIEW, iso_time
 from .compose import STATUS_WORDS, MailSettings, PROVIDER_WORDS, common_context, one_line
 from .decisions import open_requests
 from .digest_news import DigestNews
-from .queue import unix
+from .queue import KIND_CODES, REMINDER, SUPPRESSED, unix
 
 MAX_APPS_LISTED = 15
 MAX_ACCOUNTS_PER_APP = 25
@@ -65,7 +65,7 @@ def new_apps(db: Database, since: str | None) -> tuple[list[dict], int]:
     rows = list(db.query(
         f"""select product_summary.*, {iso_time("min(alert_rows.first_detected)")} as first_flagged
             from alert_rows join apps on apps.key = alert_rows.app_key join product_summary on product_summary.id = apps.product_id
-            where alert_rows.kind in ('unapproved', 'denied') and product_summary.status in ({marks})
+            where alert_rows.kind in ({KIND_CODES['unapproved']}, {KIND_CODES['denied']}) and product_summary.status in ({marks})
             group by product_summary.id having first_flagged > ? order by product_summary.people desc, product_summary.name""",
         [*statuses, since or ""],
     ))
@@ -75,19 +75,18 @@ def new_apps(db: Database, since: str | None) -> tuple[list[dict], int]:
 def totals(db: Database, synced_at: str) -> dict[str, int]:
     """Open findings (seen by this run's sync, whatever their alert status), and who holds them."""
     counts = {kind: 0 for kind in ("denied", "unapproved", "outside_audience", "scope_creep")}
-    for kind, count in db.execute(
-        "select kind, count(*) from alert_rows where substr(kind, -9) != '_reminder' and status != 'suppressed' "
-        "and kind != 'access_removed' and last_detected = ? group by kind",
-        [unix(synced_at)],
-    ):
-        counts[kind] = count
+    words = {code: kind for kind, code in KIND_CODES.items()}
+    # Findings (not reminders, whose codes are REMINDER and up), not what the district already removed.
+    findings = (f"alert_rows.kind < {REMINDER} and alert_rows.kind != {KIND_CODES['access_removed']}"
+                f" and alert_rows.status != {SUPPRESSED} and alert_rows.last_detected = ?")
+    for kind, count in db.execute(f"select kind, count(*) from alert_rows where {findings} group by kind", [unix(synced_at)]):
+        counts[words[kind]] = count
     # Distinct people (accounts that share an address are one), by the person's role.
     people = db.execute(
-        """select count(distinct people.id), count(distinct case when people.role = 'staff' then people.id end),
+        f"""select count(distinct people.id), count(distinct case when people.role = 'staff' then people.id end),
              count(distinct case when people.role = 'student' then people.id end)
            from alert_rows join users on users.key = alert_rows.user_key join people on people.id = users.person_id
-           where alert_rows.status != 'suppressed' and substr(alert_rows.kind, -9) != '_reminder'
-             and alert_rows.kind != 'access_removed' and alert_rows.last_detected = ?""",
+           where {findings}""",
         [unix(synced_at)],
     ).fetchone()
     return {**counts, "findings": sum(counts.values()), "people": people[0], "staff": people[1], "students": people[2]}

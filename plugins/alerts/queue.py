@@ -30,8 +30,10 @@ Since migration 0002 the rows are stored in `alert_rows` by the integer keys of 
 account (users.key, 0 for none) and app (apps.key), with Unix times, and the `alerts`
 view shows them as before (ids, the grant's id, timestamps as text): about a fifth of the
 bytes a row took, which matters where every grant of a large district is a finding.
-Since 0003 a scope creep's extra scopes are a list of the core's `scope_sets`
-(`extra_scope_set`), and the view makes its details ({"extra_scopes": [...]}) from it.
+Since 0003 a kind and a status are small integers (KIND_CODES, plus REMINDER for a
+reminder; STATUS_CODES), and a scope creep's extra scopes a list of the core's
+`scope_sets` (`extra_scope_set`); the view shows the words, and makes a scope creep's
+details ({"extra_scopes": [...]}) from its list.
 """
 
 from __future__ import annotations
@@ -52,6 +54,26 @@ REMINDER_SUFFIX = "_reminder"
 IT_DIGEST = "it-digest"  # `recipient` of findings reported to IT instead of a person
 STATUSES = ("pending", "sent", "failed", "suppressed")
 REMINDED = tuple(kind for kind in KINDS if kind != "access_removed")  # the kinds [alerts] reminder_days follows up
+# How alert_rows stores them: small integers (0 and 1, the commonest, take no bytes in a row).
+KIND_CODES = {"unapproved": 0, "scope_creep": 1, "denied": 2, "outside_audience": 3, "access_removed": 4, "decision": 5}
+REMINDER = 8  # added to its finding's kind: a reminder's
+STATUS_CODES = {status: code for code, status in enumerate(STATUSES)}
+PENDING, SENT, FAILED, SUPPRESSED = (STATUS_CODES[status] for status in STATUSES)
+
+
+def kind_code(kind: str) -> int:
+    """How alert_rows stores a kind ("denied", "scope_creep_reminder")."""
+    finding = kind.removesuffix(REMINDER_SUFFIX)
+    return KIND_CODES[finding] + (REMINDER if finding != kind else 0)
+
+
+def _kind_words(column: str) -> str:
+    words = " ".join(f"when {code} then '{kind}'" for kind, code in KIND_CODES.items())
+    return f"(case {column} % {REMINDER} {words} end || case when {column} >= {REMINDER} then '{REMINDER_SUFFIX}' else '' end)"
+
+
+def _status_words(column: str) -> str:
+    return f"(case {column} {' '.join(f'when {code} then {status!r}' for status, code in STATUS_CODES.items())} end)"
 
 
 @migrations(name="0001_alerts")
@@ -130,19 +152,53 @@ def m0002_alert_rows(db: Database) -> None:
     db.execute("create unique index alert_rows_finding_ref on alert_rows (app_ref, user_key, kind) where app_key is null")
 
 
-@migrations(name="0003_extra_scope_sets")
-def m0003_extra_scope_sets(db: Database) -> None:
-    """A scope creep's extra scopes by the key of their list in scope_sets, converted in place
-    (about 60 bytes a row of the same few lists, where a third of the rows are scope creep)."""
-    db.execute("alter table alert_rows add column extra_scope_set integer")  # scope_sets.key
+@migrations(name="0003_compact_rows")
+def m0003_compact_rows(db: Database) -> None:
+    """Kinds and statuses as small integers (KIND_CODES, STATUS_CODES), and a scope creep's
+    extra scopes by the key of their list in scope_sets, converted in place: as text they
+    were a third of a row and half its index entry, and a scope creep's details repeated
+    the same few lists (docs/scale.md: on disk). The alerts view shows the words."""
+    db.execute("drop view if exists alerts")
+    db.execute("drop index alert_rows_finding")
+    db.execute("drop index alert_rows_finding_ref")
+    db.execute("alter table alert_rows rename to alert_rows_before")
+    db.execute(
+        """create table alert_rows (
+             id integer primary key,
+             user_key integer not null,  -- users.key, 0 for a tenant-wide finding
+             app_key integer,            -- apps.key; null for a decision about an app not in the inventory
+             app_ref text,               -- that app's id, then
+             kind integer not null,      -- KIND_CODES, plus REMINDER for a reminder
+             status integer not null default 0,  -- STATUS_CODES
+             details text,               -- JSON; null for none
+             extra_scope_set integer,    -- a scope creep's extra scopes: scope_sets.key
+             first_detected integer not null, last_detected integer not null,  -- Unix times
+             sent_at text, attempts integer not null default 0, message_id text, last_error text,
+             sending_since text, unconfirmed integer not null default 0, recipient text,
+             suppressed_at text, note text
+           )"""
+    )
     creep = ("kind in ('scope_creep', 'scope_creep_reminder') and json_valid(details)"
              " and details = json_object('extra_scopes', json(json_extract(details, '$.extra_scopes')))")
-    db.execute(f"insert or ignore into scope_sets (scopes) select distinct json_extract(details, '$.extra_scopes') from alert_rows where {creep}")
+    db.execute("insert or ignore into scope_sets (scopes)"
+               f" select distinct json_extract(details, '$.extra_scopes') from alert_rows_before where {creep}")
     db.execute(
-        f"""update alert_rows set details = null,
-              extra_scope_set = (select key from scope_sets where scopes = json_extract(alert_rows.details, '$.extra_scopes'))
-            where {creep}"""
+        f"""insert into alert_rows (id, user_key, app_key, app_ref, kind, status, details, extra_scope_set, first_detected,
+              last_detected, sent_at, attempts, message_id, last_error, sending_since, unconfirmed, recipient, suppressed_at, note)
+            select id, user_key, app_key, app_ref,
+              case replace(kind, '_reminder', '') when 'unapproved' then 0 when 'scope_creep' then 1 when 'denied' then 2
+                when 'outside_audience' then 3 when 'access_removed' then 4 when 'decision' then 5 end
+                + case when substr(kind, -9) = '_reminder' then 8 else 0 end,
+              case status when 'pending' then 0 when 'sent' then 1 when 'failed' then 2 when 'suppressed' then 3 end,
+              case when {creep} then null else details end,
+              case when {creep} then (select key from scope_sets where scopes = json_extract(details, '$.extra_scopes')) end,
+              first_detected, last_detected, sent_at, attempts, message_id, last_error, sending_since, unconfirmed, recipient,
+              suppressed_at, note
+            from alert_rows_before"""
     )
+    db.execute("drop table alert_rows_before")
+    db.execute("create unique index alert_rows_finding on alert_rows (user_key, app_key, kind)")
+    db.execute("create unique index alert_rows_finding_ref on alert_rows (app_ref, user_key, kind) where app_key is null")
 
 
 def unix(moment: str) -> int:
@@ -152,12 +208,13 @@ def unix(moment: str) -> int:
 
 # The grant a row is about: of its account and app, an active one first (several are
 # Microsoft resources or permission types of one finding). A decision is about no grant.
-_ITS_GRANT = """from grant_rows as g where g.user_key = a.user_key and g.app_key = a.app_key and a.kind != 'decision'
+_ITS_GRANT = f"""from grant_rows as g where g.user_key = a.user_key and g.app_key = a.app_key and a.kind != {KIND_CODES['decision']}
   order by g.revoked_at is not null, g.resource, g.application limit 1"""
 
 # The alerts view: a row of alert_rows as people read it (the columns docs/tables.md lists).
 ALERT_COLUMNS = f"""
-  a.id, users.id as user_id, coalesce(apps.id, a.app_ref) as app_id, a.kind, a.status,
+  a.id, users.id as user_id, coalesce(apps.id, a.app_ref) as app_id, {_kind_words("a.kind")} as kind,
+  {_status_words("a.status")} as status,
   (select {GRANT_ID.format(provider="apps.provider", user="users.id", client="apps.client_id", resource="g.resource",
                            application="g.application")} {_ITS_GRANT}) as grant_id,
   case when a.extra_scope_set is null then coalesce(a.details, '{{}}') else json_object('extra_scopes',
@@ -188,7 +245,7 @@ def stage_findings(db: Database, kinds: Sequence[str], scope: AffectedFindings |
     """Fill temp._alert_findings with the findings the inventory shows right now, for these
     kinds: one row per (account, app, kind), by key; with a scope, only the findings of its
     accounts and apps. Done in SQL, so a district of any size costs no memory."""
-    kind_list = ",".join("?" * len(kinds))
+    codes = [KIND_CODES[kind] for kind in kinds]
     usage, in_scope, creep_scopes = _finding_sources(db, scope)
     # The core holds the rule (third-party, status, audience) and applies it to the accounts'
     # grants and the tenant-wide consents alike. Several grants of one account and app
@@ -197,20 +254,20 @@ def stage_findings(db: Database, kinds: Sequence[str], scope: AffectedFindings |
         f"""insert into temp._alert_findings (app_key, user_key, kind, details)
             select app_key, user_key, kind, null from (
               select app_key, user_key,
-                case when reason = 'outside audience' then 'outside_audience'
-                     when status = 'denied' then 'denied' else 'unapproved' end as kind
+                case when reason = 'outside audience' then {KIND_CODES['outside_audience']}
+                     when status = 'denied' then {KIND_CODES['denied']} else {KIND_CODES['unapproved']} end as kind
               from ({usage})
             )
-            where kind in ({kind_list})
+            where kind in ({_in(codes)})
             group by app_key, user_key, kind""",
-        kinds,
+        codes,
     )
     if "access_removed" in kinds and db["revoke_actions"].exists():
         # What `revoke apply` removed from a person's account: one finding per account and app,
         # however many grants (Microsoft resources) or plans it took.
         db.execute(
-            """insert into temp._alert_findings (app_key, user_key, kind, details)
-               select apps.key, users.key, 'access_removed',
+            f"""insert into temp._alert_findings (app_key, user_key, kind, details)
+               select apps.key, users.key, {KIND_CODES['access_removed']},
                  json_object('plan_id', max(revoke_actions.plan_id), 'removed_at', max(revoke_actions.finished_at))
                from revoke_actions
                  join apps on apps.id = revoke_actions.app_id
@@ -226,7 +283,7 @@ def stage_findings(db: Database, kinds: Sequence[str], scope: AffectedFindings |
         for where in creep_scopes:
             db.execute(
                 f"""insert into temp._alert_findings (app_key, user_key, kind, extra_scopes)
-                    select creep.app_key, creep.user_key, 'scope_creep', json_group_array(distinct extra.value)
+                    select creep.app_key, creep.user_key, {KIND_CODES['scope_creep']}, json_group_array(distinct extra.value)
                     from ({SCOPE_CREEP_KEYS.format(where=f"{approved} and {where}")}) as creep,
                       json_each(creep.extra_scopes) as extra
                     group by creep.app_key, creep.user_key"""
@@ -268,10 +325,9 @@ def _finding_sources(db: Database, scope: AffectedFindings | None):
 
 
 # A row matches a finding on (app, account, base kind): a reminder follows its finding.
-_MATCHES_FINDING = """
+_MATCHES_FINDING = f"""
     select 1 from temp._alert_findings as f
-    where f.app_key = alert_rows.app_key and f.user_key = alert_rows.user_key
-      and f.kind = replace(alert_rows.kind, '_reminder', '')
+    where f.app_key = alert_rows.app_key and f.user_key = alert_rows.user_key and f.kind = alert_rows.kind % {REMINDER}
 """
 
 
@@ -289,7 +345,7 @@ def sync_alerts(db: Database, now: str, kinds: Sequence[str], scope: AffectedFin
     digest and retention (which read last_detected) see every finding current.
     """
     ensure_alerts_tables(db)
-    kind_list = ",".join("?" * len(kinds))
+    codes = [KIND_CODES[kind] for kind in kinds]
     detected = unix(now)
     # The rows in scope: an account's through the (user_key, ...) index, and an app's (rare: its
     # name, status, risk or product changed) by reading the rows once. An update filtered on
@@ -298,7 +354,7 @@ def sync_alerts(db: Database, now: str, kinds: Sequence[str], scope: AffectedFin
         f" and alert_rows.id in (select id from alert_rows where user_key in ({_keys('users', scope.users_sql)})"
         f" union select id from alert_rows where app_key in ({_keys('apps', scope.apps_sql)}))")
     with db.atomic():
-        db.execute("create temp table if not exists _alert_findings (app_key integer, user_key integer, kind text, details text,"
+        db.execute("create temp table if not exists _alert_findings (app_key integer, user_key integer, kind integer, details text,"
                    " extra_scopes text, extra_scope_set integer)")
         db.execute("create index if not exists temp._alert_findings_key on _alert_findings (app_key, user_key, kind)")
         db.execute("delete from temp._alert_findings")
@@ -313,32 +369,32 @@ def sync_alerts(db: Database, now: str, kinds: Sequence[str], scope: AffectedFin
             f"""update alert_rows set last_detected = ?, details = f.details, extra_scope_set = f.extra_scope_set
                from temp._alert_findings as f
                where f.app_key = alert_rows.app_key and f.user_key = alert_rows.user_key
-                 and f.kind = replace(alert_rows.kind, '_reminder', ''){in_scope}""",
+                 and f.kind = alert_rows.kind % {REMINDER}{in_scope}""",
             [detected],
         )
         queued = db.execute(
-            """insert or ignore into alert_rows (user_key, app_key, kind, status, details, extra_scope_set, first_detected,
+            f"""insert or ignore into alert_rows (user_key, app_key, kind, status, details, extra_scope_set, first_detected,
                  last_detected)
-               select user_key, app_key, kind, 'pending', details, extra_scope_set, ?, ? from temp._alert_findings""",
+               select user_key, app_key, kind, {PENDING}, details, extra_scope_set, ?, ? from temp._alert_findings""",
             [detected, detected],
         ).rowcount
         suppressed = db.execute(
-            f"""update alert_rows set status = 'suppressed', suppressed_at = ?,
+            f"""update alert_rows set status = {SUPPRESSED}, suppressed_at = ?,
                   note = case when exists (
                       select 1 from grant_rows as g where g.user_key = alert_rows.user_key and g.app_key = alert_rows.app_key
                         and g.revoked_at is null)
                     then 'no longer a finding before it was sent: the app''s catalog status changed'
                     else 'the app''s access was removed before the alert was sent' end
-                where status = 'pending' and sending_since is null
-                  and replace(kind, '_reminder', '') in ({kind_list})
+                where status = {PENDING} and sending_since is null
+                  and kind % {REMINDER} in ({_in(codes)})
                   and not exists ({_MATCHES_FINDING}){in_scope}""",
-            [now, *kinds],
+            [now, *codes],
         ).rowcount
         revived = db.execute(
-            f"""update alert_rows set status = 'pending', suppressed_at = null, note = null
-                where status = 'suppressed' and replace(kind, '_reminder', '') in ({kind_list})
+            f"""update alert_rows set status = {PENDING}, suppressed_at = null, note = null
+                where status = {SUPPRESSED} and kind % {REMINDER} in ({_in(codes)})
                   and exists ({_MATCHES_FINDING}){in_scope}""",
-            list(kinds),
+            codes,
         ).rowcount
     return {"queued": queued, "suppressed": suppressed, "revived": revived}
 
@@ -357,9 +413,9 @@ def hold_kind(db: Database, kind: str, now: str, note: str) -> int:
     """Suppress the pending rows of a kind the configuration turned off."""
     with db.atomic():
         return db.execute(
-            """update alert_rows set status = 'suppressed', suppressed_at = ?, note = ?
-               where status = 'pending' and sending_since is null and replace(kind, '_reminder', '') = ?""",
-            [now, note, kind],
+            f"""update alert_rows set status = {SUPPRESSED}, suppressed_at = ?, note = ?
+               where status = {PENDING} and sending_since is null and kind % {REMINDER} = ?""",
+            [now, note, KIND_CODES[kind]],
         ).rowcount
 
 
@@ -374,10 +430,10 @@ def queue_reminders(db: Database, now: str, reminder_days: int) -> int:
         return db.execute(
             f"""insert or ignore into alert_rows (user_key, app_key, kind, status, details, extra_scope_set, first_detected,
                  last_detected)
-               select user_key, app_key, kind || '_reminder', 'pending', details, extra_scope_set, ?, ? from alert_rows
-               where status = 'sent' and kind in ({_in(REMINDED)}) and user_key != 0
+               select user_key, app_key, kind + {REMINDER}, {PENDING}, details, extra_scope_set, ?, ? from alert_rows
+               where status = {SENT} and kind in ({_in(REMINDED)}) and user_key != 0
                  and recipient != ? and sent_at <= ? and last_detected = ?""",
-            [detected, detected, *REMINDED, IT_DIGEST, cutoff, detected],
+            [detected, detected, *(KIND_CODES[kind] for kind in REMINDED), IT_DIGEST, cutoff, detected],
         ).rowcount
 
 
@@ -390,7 +446,7 @@ def purge_alerts(db: Database, now: str, history_days: int) -> int:
     with db.atomic():
         db.execute("delete from alert_runs where started_at < ?", [cutoff])
         return db.execute(
-            """delete from alert_rows where status != 'pending'
+            f"""delete from alert_rows where status != {PENDING}
                  and (last_detected < ? or (user_key != 0 and user_key not in (select key from users)))""",
             [unix(cutoff)],
         ).rowcount
@@ -419,7 +475,7 @@ def claim(db: Database, ids: Sequence[int], *, message_id: str, recipient: str, 
         with db.atomic():
             cursor = db.execute(
                 f"""update alert_rows set sending_since = ?, message_id = ?, recipient = ?, attempts = attempts + 1
-                    where id in ({_in(ids)}) and status = 'pending' and sending_since is null""",
+                    where id in ({_in(ids)}) and status = {PENDING} and sending_since is null""",
                 [now, message_id, recipient, *ids],
             )
             if cursor.rowcount != len(ids):
@@ -433,7 +489,7 @@ def mark_sent(db: Database, ids: Sequence[int], *, now: str) -> None:
     """The server accepted the message: these rows are done."""
     with db.atomic():
         db.execute(
-            f"""update alert_rows set status = 'sent', sent_at = ?, sending_since = null, last_error = null
+            f"""update alert_rows set status = {SENT}, sent_at = ?, sending_since = null, last_error = null
                 where id in ({_in(ids)})""",
             [now, *ids],
         )
@@ -445,18 +501,18 @@ def mark_attempt_failed(db: Database, ids: Sequence[int], *, error: str, max_att
     with db.atomic():
         db.execute(
             f"""update alert_rows set sending_since = null, last_error = ?,
-                  status = case when attempts >= ? then 'failed' else 'pending' end
+                  status = case when attempts >= ? then {FAILED} else {PENDING} end
                 where id in ({_in(ids)})""",
             [error[:500], max_attempts, *ids],
         )
-        return db.execute(f"select count(*) from alert_rows where id in ({_in(ids)}) and status = 'failed'", list(ids)).fetchone()[0]
+        return db.execute(f"select count(*) from alert_rows where id in ({_in(ids)}) and status = {FAILED}", list(ids)).fetchone()[0]
 
 
 def mark_undeliverable(db: Database, ids: Sequence[int], *, error: str, recipient: str | None) -> None:
     """Retrying cannot help (the address is not an address): failed at once."""
     with db.atomic():
         db.execute(
-            f"update alert_rows set status = 'failed', last_error = ?, recipient = ? where id in ({_in(ids)})",
+            f"update alert_rows set status = {FAILED}, last_error = ?, recipient = ? where id in ({_in(ids)})",
             [error[:500], recipient, *ids],
         )
 
@@ -477,11 +533,11 @@ def mark_unconfirmed(db: Database, now: str) -> list[dict]:
         return [
             dict(zip(("id", "message_id", "recipient"), row))
             for row in db.execute(
-                """update alert_rows set status = 'failed', unconfirmed = 1,
+                f"""update alert_rows set status = {FAILED}, unconfirmed = 1,
                      last_error = 'unconfirmed: the run stopped while this was being sent (at ' || sending_since ||
                        '); it may have been delivered; check the mail server log for its Message-ID',
                      sending_since = null
-                   where status = 'pending' and sending_since is not null
+                   where status = {PENDING} and sending_since is not null
                    returning id, message_id, recipient"""
             )
         ]
@@ -491,9 +547,9 @@ def requeue(db: Database, ids: Sequence[int]) -> int:
     """Put failed rows (gave up, or unconfirmed) back in the queue with a fresh attempt count."""
     with db.atomic():
         return db.execute(
-            f"""update alert_rows set status = 'pending', attempts = 0, unconfirmed = 0, last_error = null,
+            f"""update alert_rows set status = {PENDING}, attempts = 0, unconfirmed = 0, last_error = null,
                   note = 'requeued by IT'
-                where id in ({_in(ids)}) and status = 'failed'""",
+                where id in ({_in(ids)}) and status = {FAILED}""",
             list(ids),
         ).rowcount
 
@@ -527,13 +583,13 @@ select{ALERT_COLUMNS}, a.app_key, a.user_key,
 
 def pending_rows(db: Database) -> list[dict]:
     """Pending rows, not being sent, with what composing a message needs."""
-    return list(db.query(ALERT_ROWS + " where a.status = 'pending' and a.sending_since is null order by a.id"))
+    return list(db.query(ALERT_ROWS + f" where a.status = {PENDING} and a.sending_since is null order by a.id"))
 
 
 def first_sent_at(db: Database, row: dict) -> str | None:
     """For a reminder row: when the finding it follows was emailed."""
     base = db.execute(
         "select sent_at from alert_rows where app_key = ? and user_key = ? and kind = ?",
-        [row["app_key"], row["user_key"], row["kind"].removesuffix(REMINDER_SUFFIX)],
+        [row["app_key"], row["user_key"], kind_code(row["kind"].removesuffix(REMINDER_SUFFIX))],
     ).fetchone()
     return base[0] if base else None

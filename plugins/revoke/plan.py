@@ -80,7 +80,7 @@ def select_grants(db: Database, selection: Selection, now: str) -> list[dict]:
         # The alerts plugin's rows, by the keys of the grant's account (0: none) and app.
         where.append("""exists (select 1 from alert_rows where alert_rows.app_key = apps.key
                           and alert_rows.user_key = coalesce(users.key, 0)
-                          and alert_rows.status = 'sent' and alert_rows.sent_at <= ?)""")
+                          and alert_rows.status = 1 and alert_rows.sent_at <= ?)""")  # 1: sent (plugins.alerts.queue)
         params.append(cutoff)
     extra = "(select extra_scopes from scope_creep where scope_creep.grant_id = grants.id)" if selection.kind else "null"
     sql = f"""select grants.id as grant_id, grants.app_id, apps.client_id, apps.name as app, apps.provider, apps.status,
