@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="run the Google full scan this many times on a fresh inventory (median and spread)")
     parser.add_argument("--weeks", type=int, help="instead: a school year of this many weekly scans (bench/school_year.py)")
     parser.add_argument("--churn", type=float, default=CHURN, help=f"with --weeks: share of accounts changing grants a week (default {CHURN})")
+    parser.add_argument("--verbose", action="store_true", help="show the scans' debugging log (the time each step of a scan's end takes)")
     parser.add_argument("--providers", default=",".join(PROVIDERS),
                         help="which to run, comma-separated (default google,chrome,microsoft; chrome needs google)")
     args = parser.parse_args(argv)
@@ -149,6 +150,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--providers: chrome runs in the Google tenant, so it needs google too")
     if args.users < BASELINE_SAMPLE:
         parser.error(f"--users must be at least {BASELINE_SAMPLE} (the baseline's sample)")
+    if args.verbose:
+        SCAN_OPTIONS.append("--verbose")
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     with tempfile.TemporaryDirectory(prefix="scan-bench-") as temporary:
@@ -381,7 +384,7 @@ def run_scan(label: str, db_path: Path, config: Path, provider: str, *, full: bo
     would report that process's size: this one must stay small (never hold a tenant)."""
     say(f"{label} ...")
     reset()
-    command = [sys.executable, "-m", "scanner", "--db", str(db_path), "--config", str(config),
+    command = [sys.executable, "-m", "scanner", *SCAN_OPTIONS, "--db", str(db_path), "--config", str(config),
                "scan", "--provider", provider] + (["--full"] if full else [])
     started = time.monotonic()
     child = subprocess.Popen(command)
@@ -403,6 +406,8 @@ def run_scan(label: str, db_path: Path, config: Path, provider: str, *, full: bo
         f"peak {figures.peak_rss_mb:.0f} MB")
     return figures
 
+
+SCAN_OPTIONS: list[str] = []  # before the command: --verbose
 
 # The cores this process may use: the emulators get the last one, the scans the others.
 CORES = sorted(os.sched_getaffinity(0))

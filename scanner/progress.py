@@ -5,9 +5,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from typing import TextIO
 
 log = logging.getLogger("scanner.progress")
@@ -95,3 +97,21 @@ class Progress:
             self._last_log = now
             self._last_logged = self.describe()
             log.info("%s", self._last_logged)
+
+
+class StepTimer:
+    """Times the steps of a long piece of work, for --verbose:
+
+        with step("people"): ...    ->    google: finishing: people 1.23 s
+    """
+
+    def __init__(self, label: str):
+        self.label = label
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            log.debug("%s: %s %.2f s", self.label, name, time.perf_counter() - started)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from sqlite_utils import Database
 from . import store
 from .config import Config, ConfigError
 from .plugin_manager import call_each, load_plugins
-from .progress import Progress
+from .progress import Progress, StepTimer
 from .timestamps import utc_now
 from .providers import Provider, ProviderError, ScanRun
 
@@ -144,6 +145,8 @@ def _scan_one(db: Database, provider_class: type[Provider], config: Config, *, f
             for record in provider.scan(run):
                 writer.add(record)
             scan = writer.finish(run, history_days=history_days)
+            committing = time.perf_counter()
+        log.debug("%s: finishing: commit %.2f s", name, time.perf_counter() - committing)
     except BaseException as error:
         progress.close()
         message = _describe_failure(error)
@@ -159,7 +162,7 @@ def _scan_one(db: Database, provider_class: type[Provider], config: Config, *, f
         name, scan["mode"], scan["users_seen"], scan["apps_seen"], scan["grants_seen"], scan["api_calls"],
         ", ".join(f"{count} {kind}" for kind, count in sorted(changes.counts.items())) or "none",
     )
-    with store.checkpoint_alongside(db):
+    with store.checkpoint_alongside(db), StepTimer(f"{name}: after the scan")("plugins"):
         call_each("scan_finished", db=db, scan=scan, changes=changes, config=config)
     return scan
 

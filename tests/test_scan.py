@@ -1,5 +1,7 @@
 import datetime as dt
 import json
+import logging
+import re
 import shutil
 import sqlite3
 
@@ -221,6 +223,23 @@ def test_a_failing_plugin_does_not_stop_the_others(fake_tenant, db_path, clock):
         pm.unregister(name="undo-broken")
         pm.unregister(name="undo-working")
     assert seen == [1] and outcome.scans[0]["status"] == "succeeded"
+
+
+def test_verbose_says_how_long_each_step_of_a_scans_end_took(fake_tenant, db_path, clock, caplog):
+    """Where a slow scan's end goes (`app-inventory --verbose scan`), for an admin or a benchmark."""
+    district_tenant(fake_tenant)
+    caplog.set_level(logging.DEBUG)
+    assert scan(db_path).failures == []
+    steps = [re.fullmatch(r"fake: (finishing|after the scan): (.+) (\d+\.\d\d) s", message) for message in caplog.messages]
+    steps = [step.groups() for step in steps if step]
+    assert [name for _, name, _ in steps] == [
+        "the last writes", "revoked grants", "people", "app counts", "matching", "unapproved", "products", "retention",
+        "commit", "plugins",
+    ]
+    caplog.clear()
+    caplog.set_level(logging.INFO)
+    assert scan(db_path).failures == []
+    assert "finishing" not in caplog.text
 
 
 def test_incremental_scan_revokes_only_for_users_it_reread(fake_tenant, db_path, clock):

@@ -19,6 +19,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from .. import scopes
+from ..progress import StepTimer
 from ..providers import App, ConsentRequest, Grant, GrantsListed, LastUsed, PostureFinding, Record, ScanRun, User, UsersSeen
 from ..schema import unix_time
 from ..timestamps import iso, normalize_timestamp, parse_iso
@@ -360,27 +361,38 @@ class ScanWriter:
             raise ValueError(f"provider {self.provider} set mode {run.mode!r}; expected full or incremental")
         self._begin_writing()
         incremental = self.incremental_refresh and run.mode == "incremental"
-        self._flush_users()
-        self._flush_grants()
-        self._flush_notes()
-        self._apply_last_used()
-        self.db.execute("update users set last_seen = ? where id in (select user_id from temp._seen_users)", [self.now])
-        self._revoke_unseen(incremental=run.mode == "incremental")
-        people = refresh_people(self.db)
+        step = StepTimer(f"{self.provider}: finishing")
+        with step("the last writes"):
+            self._flush_users()
+            self._flush_grants()
+            self._flush_notes()
+            self._apply_last_used()
+            self.db.execute("update users set last_seen = ? where id in (select user_id from temp._seen_users)", [self.now])
+        with step("revoked grants"):
+            self._revoke_unseen(incremental=run.mode == "incremental")
+        with step("people"):
+            people = refresh_people(self.db)
         if incremental:  # only what this scan touched (store.incremental)
-            refresh_changed_app_stats(self.db)
-            apply_matching(self.db)
-            self.affected = affected_scope(self.db)
-            stop_tracking(self.db)
-            refresh_changed_unapproved_usage(self.db, self.affected)
+            with step("app counts"):
+                refresh_changed_app_stats(self.db)
+            with step("matching"):
+                apply_matching(self.db)
+                self.affected = affected_scope(self.db)
+                stop_tracking(self.db)
+            with step("unapproved"):
+                refresh_changed_unapproved_usage(self.db, self.affected)
         else:
             stop_tracking(self.db)
-            refresh_app_stats(self.db, self.provider)
-            apply_matching(self.db)
-            refresh_unapproved_usage(self.db, self.provider)
+            with step("app counts"):
+                refresh_app_stats(self.db, self.provider)
+            with step("matching"):
+                apply_matching(self.db)
+            with step("unapproved"):
+                refresh_unapproved_usage(self.db, self.provider)
         # A first scan records no new grants: it redoes every person's part of the products.
         partly = not (self.baseline or people.everyone)
-        refresh_products(self.db, after_scan=self.scan_id if partly else None)
+        with step("products"):
+            refresh_products(self.db, after_scan=self.scan_id if partly else None)
         self.posture.finish()
         scan = {
             "status": "succeeded", "finished_at": self.now, "mode": run.mode, "tenant": run.tenant,
@@ -390,11 +402,12 @@ class ScanWriter:
         }
         self.db["scans"].update(self.scan_id, scan)
         moment = dt.datetime.fromisoformat(self.now)
-        purge_posture(self.db, history_days, moment)  # before the scans its rows belong to
-        if purge_history(self.db, history_days, moment):
-            # Forgotten accounts (none had a grant) leave their person, whose role may change.
-            people = refresh_people(self.db)
-            refresh_products(self.db, after_scan=None if people.everyone else self.scan_id)
+        with step("retention"):
+            purge_posture(self.db, history_days, moment)  # before the scans its rows belong to
+            if purge_history(self.db, history_days, moment):
+                # Forgotten accounts (none had a grant) leave their person, whose role may change.
+                people = refresh_people(self.db)
+                refresh_products(self.db, after_scan=None if people.everyone else self.scan_id)
         return self.db["scans"].get(self.scan_id)
 
     def _apply_last_used(self) -> None:
