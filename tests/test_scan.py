@@ -13,6 +13,7 @@ from scanner.hookspecs import hookimpl
 from scanner.plugin_manager import pm
 from scanner.providers import App, Grant, LastUsed, User, UsersSeen
 from scanner.scan import ScanLock, ScanLocked, run_scans
+from scanner.store import writer
 from tests.conftest import district_tenant
 from tests.rows import by_id
 
@@ -293,6 +294,52 @@ def test_incremental_needs_a_full_scan_in_the_last_seven_days(fake_tenant, db_pa
     assert scan(db_path).scans[0]["mode"] == "incremental"
     clock.advance(hours=2)  # the last *full* scan is now over 7 days old
     assert scan(db_path).scans[0]["mode"] == "full"
+
+
+def _app_counts_work(fake_tenant, db_path, clock, monkeypatch, holders: int) -> tuple[int, int]:
+    """An incremental scan re-reads one of the `holders` accounts holding an app and finds its
+    grant gone: (the SQLite steps, in hundreds, its app counts took; the app's users after)."""
+    fake_tenant.apps = [App(id="a1", name="Quiz")]
+    fake_tenant.users = [User(id=str(n), email=f"u{n}@x.org", name=f"U {n}", role="student") for n in range(holders)]
+    fake_tenant.grants = [Grant(user_id=str(n), app_id="a1", scopes=["openid"]) for n in range(holders)]
+    fake_tenant.incremental_users = None
+    scan(db_path)
+    clock.advance(days=1)
+    fake_tenant.grants = fake_tenant.grants[1:]
+    fake_tenant.incremental_users = ["0"]
+    steps = []
+
+    def counted(db):
+        ticks = [0]
+
+        def tick():
+            ticks[0] += 1
+            return 0
+
+        db.conn.set_progress_handler(tick, 100)
+        try:
+            refresh(db)
+        finally:
+            db.conn.set_progress_handler(None, 100)
+        steps.append(ticks[0])
+
+    refresh = writer.refresh_changed_app_stats
+    monkeypatch.setattr(writer, "refresh_changed_app_stats", counted)
+    try:
+        assert scan(db_path).scans[0]["mode"] == "incremental"
+    finally:
+        monkeypatch.setattr(writer, "refresh_changed_app_stats", refresh)
+    return steps[0], store.open_db(db_path).execute("select users from apps").fetchone()[0]
+
+
+def test_an_incremental_scans_app_counts_read_the_touched_grants_not_every_grant_of_their_apps(
+        fake_tenant, tmp_path, clock, monkeypatch):
+    # At a million accounts, SQLite's own choice walked each touched app's grants (10 s of a
+    # weekly scan): the work must not grow with how many people hold the app.
+    few, few_users = _app_counts_work(fake_tenant, str(tmp_path / "few.db"), clock, monkeypatch, holders=100)
+    many, many_users = _app_counts_work(fake_tenant, str(tmp_path / "many.db"), clock, monkeypatch, holders=3000)
+    assert (few_users, many_users) == (99, 2999)
+    assert many < 2 * few + 10, (few, many)
 
 
 def test_tenant_wide_and_application_grants(fake_tenant, db_path, clock):
