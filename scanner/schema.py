@@ -284,8 +284,8 @@ INDEXES = [
     ("change_rows", ["scan_id", "kind"]),
     ("change_rows", ["detected_at"]),
     # A check's history (the previous result of each check and scope), and each scan's rows.
-    ("posture", ["provider", "check_id", "scope_kind", "scope", "scan_id"]),
-    ("posture", ["scan_id"]),
+    ("posture_rows", ["check_key", "scope_kind", "scope", "scan_id"]),
+    ("posture_rows", ["scan_id"]),
     ("consent_requests", ["seen_scan_id", "status"]),
     ("consent_requests", ["client_id"]),
     ("catalog_history", ["catalog_id", "id"]),
@@ -600,6 +600,16 @@ from catalog
 
 # Each provider's latest succeeded scan: what "now" means for posture and consent requests.
 LATEST_SCANS = "(select provider, max(id) as id from scans where status = 'succeeded' group by provider)"
+
+# Every scan's posture findings, each row with its check's words (posture_checks).
+POSTURE = """
+select
+  posture_rows.id, posture_rows.scan_id, checks.provider, checks.check_id, checks.title, posture_rows.scope_kind,
+  posture_rows.scope, checks.requirement, checks.expected, posture_rows.actual, posture_rows.result,
+  posture_rows.previous_result, posture_rows.reason, checks.fix, posture_rows.checked_at
+from posture_rows
+  join posture_checks as checks on checks.key = posture_rows.check_key
+"""
 
 # The posture each provider's latest scan found: one row per check and scope.
 POSTURE_CURRENT = f"""
@@ -922,6 +932,51 @@ def m0012_compact_people(db: Database) -> None:
     db.execute("alter table unapproved drop column reason")
 
 
+@migrations(name="0013_compact_posture")
+def m0013_compact_posture(db: Database) -> None:
+    """Posture findings in less room (docs/scale.md: a school year of weekly scans).
+
+    Every scan wrote each check's title, requirement, expected value and fix again, about
+    600 bytes a row and a few dozen rows a scan whatever the district's size: a fifth of a
+    small district's growth in a school year. `posture_checks` keeps those words once for
+    each wording of a check; `posture_rows` keeps what each scan found (the `posture` view
+    shows both as the table did)."""
+    for view in db.view_names():
+        db.execute(f"drop view {view}")
+    db.execute(
+        """create table posture_checks (
+             key integer primary key,
+             provider text not null, check_id text not null, title text not null,
+             requirement text, expected text, fix text
+           )"""
+    )
+    db.execute(
+        """create table posture_rows (
+             id integer primary key,
+             scan_id integer not null references scans(id),
+             check_key integer not null,  -- posture_checks.key
+             scope_kind text not null, scope text not null default '',
+             actual text, result text not null, previous_result text, reason text,
+             checked_at text not null
+           )"""
+    )
+    db.execute(
+        """insert into posture_checks (provider, check_id, title, requirement, expected, fix)
+           select distinct provider, check_id, title, requirement, expected, fix from posture"""
+    )
+    db.execute(
+        """insert into posture_rows (id, scan_id, check_key, scope_kind, scope, actual, result, previous_result, reason,
+             checked_at)
+           select posture.id, posture.scan_id, checks.key, posture.scope_kind, posture.scope, posture.actual, posture.result,
+             posture.previous_result, posture.reason, posture.checked_at
+           from posture join posture_checks as checks
+             on checks.provider = posture.provider and checks.check_id = posture.check_id and checks.title = posture.title
+               and checks.requirement is posture.requirement and checks.expected is posture.expected
+               and checks.fix is posture.fix"""
+    )
+    db["posture"].drop()
+
+
 VIEWS = {
     "people": PEOPLE,
     "grants": GRANTS,
@@ -935,6 +990,7 @@ VIEWS = {
     "changes_since_last_scan": CHANGES_SINCE_LAST_SCAN,
     "unknown_scopes": UNKNOWN_SCOPES,
     "public_apps": PUBLIC_APPS,
+    "posture": POSTURE,
     "posture_current": POSTURE_CURRENT,
     "consent_request_summary": CONSENT_REQUEST_SUMMARY,
     "audit": AUDIT,

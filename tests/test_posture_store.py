@@ -59,6 +59,8 @@ def test_findings_are_kept_per_scan_with_the_previous_result(fake_tenant, db_pat
         (second["id"], "/", "fail", "pass"), (second["id"], "/Students", "pass", "pass"), (second["id"], "", "pass", "unknown"),
     ]
     assert history[3]["checked_at"] == "2026-11-03T08:00:00Z"
+    # Each check's words are stored once, not once a scan (docs/scale.md).
+    assert rows(db_path, "select count(*) as n from posture_checks") == [{"n": 2}]
     # posture_current holds the latest scan only, with the words IT reads.
     current = rows(db_path, "select * from posture_current order by scope")
     assert [(r["scope"], r["result"]) for r in current] == [("", "pass"), ("/", "fail"), ("/Students", "pass")]
@@ -76,6 +78,21 @@ def test_a_failed_scan_is_neither_current_nor_anyone_s_previous_result(fake_tena
     fake_tenant.fail_after = None
     scan(db_path)
     assert rows(db_path, "select result, previous_result from posture_current") == [{"result": "fail", "previous_result": "pass"}]
+
+
+def test_a_check_reworded_by_a_new_version_keeps_its_history(fake_tenant, db_path, clock):
+    district_tenant(fake_tenant)
+    fake_tenant.posture = [finding("pass")]
+    scan(db_path)
+    clock["now"] += dt.timedelta(days=1)
+    reworded = finding("fail")
+    reworded.title, reworded.fix = "Internal apps are not trusted on their own", "Admin console > Security > API controls"
+    fake_tenant.posture = [reworded]
+    scan(db_path)
+    assert rows(db_path, "select title, fix, result, previous_result from posture order by id") == [
+        {"title": "Internal apps are not trusted automatically", "fix": "Admin console > API controls", "result": "pass",
+         "previous_result": None},
+        {"title": reworded.title, "fix": reworded.fix, "result": "fail", "previous_result": "pass"}]
 
 
 @pytest.mark.parametrize("bad, complaint", [
@@ -144,8 +161,10 @@ def test_retention_forgets_old_posture_but_never_the_latest_scan(fake_tenant, db
     clock["now"] += dt.timedelta(days=40)
     fake_tenant.posture = []
     scan(db_path, config)
-    # The provider's latest scan reported no posture: nothing is current, and the old rows went with their scan.
+    # The provider's latest scan reported no posture: nothing is current, and the old rows went with their scan,
+    # and the words of checks no row names any more.
     assert rows(db_path, "select count(*) as n from posture") == [{"n": 0}]
+    assert rows(db_path, "select count(*) as n from posture_checks") == [{"n": 0}]
 
 
 async def test_it_staff_see_the_posture_page_and_dashboard_anonymous_visitors_do_not(fake_tenant, tmp_path, monkeypatch):

@@ -1,5 +1,6 @@
 """Migrations are frozen, and a database made by the first one upgrades in place."""
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -25,6 +26,7 @@ FROZEN = {
     "0010_integer_keys": "d46225ed0be8",
     "0011_change_rows": "9b3bff5a6c65",
     "0012_compact_people": "98a86c64f5ca",
+    "0013_compact_posture": "23f86d0559d4",
 }
 
 
@@ -102,7 +104,7 @@ def test_a_database_that_applied_0005_first_gets_0004_after(tmp_path):
     old.close()
     db = store.open_db(path)
     assert {m.name for m in schema.migrations.applied(db)} == set(FROZEN)
-    assert {"person_id", "aliases"} <= set(db["users"].columns_dict) and db["posture"].exists()
+    assert {"person_id", "aliases"} <= set(db["users"].columns_dict) and "posture" in db.view_names()
     assert [(r["id"], r["email"]) for r in db["people"].rows] == [("google:1", "t@d.org")]
 
 
@@ -114,6 +116,8 @@ READ_BACK = {
     "product_summary": "select * from product_summary order by id",
     "people": "select * from people order by id",
     "changes": "select * from changes order by id",
+    "posture": "select * from posture order by id",
+    "posture_current": "select * from posture_current order by provider, check_id, scope",
 }
 
 
@@ -123,7 +127,7 @@ def two_scans(fake_tenant, tmp_path, monkeypatch) -> tuple[Database, dict]:
     Microsoft resource, as an application permission, tenant-wide), and what READ_BACK reads."""
     from scanner import timestamps
     from scanner.config import load_config
-    from scanner.providers import App, Grant, LastUsed, User
+    from scanner.providers import App, Grant, LastUsed, PostureFinding, User
     from scanner.scan import run_scans
     from tests.conftest import district_tenant
 
@@ -141,10 +145,19 @@ def two_scans(fake_tenant, tmp_path, monkeypatch) -> tuple[Database, dict]:
     # A person with two accounts (an alias of one is the other's address).
     fake_tenant.users.append(User(id="5", email="ana.rivera@district.org", name="Ana Rivera", role="staff",
                                   aliases=["Ms.Rivera@district.org"]))
+    # Posture findings: one check that failed, then passed; one of an organizational unit, unknown.
+    fake_tenant.posture = [
+        PostureFinding(check_id="GWS.COMMONCONTROLS.10.3", title="Internal apps are not trusted automatically", expected="off",
+                       actual="on", result="fail", fix="Admin console > API controls"),
+        PostureFinding(check_id="GWS.CLASSROOM.2.1", title="Students join classes of the district only", expected="district",
+                       actual="", result="unknown", fix="Admin console > Classroom", scope_kind="org_unit", scope="/Students",
+                       reason="the scope is missing", requirement="SHOULD"),
+    ]
     reference_path = str(tmp_path / "reference.db")
     for _ in range(2):
         now["at"] = dt.datetime.fromisoformat(next(moments))
         run_scans(reference_path, load_config(None), show_progress=False)
+        fake_tenant.posture[0] = dataclasses.replace(fake_tenant.posture[0], actual="off", result="pass")
         fake_tenant.grants = fake_tenant.grants[1:]  # the next scan finds the first grant revoked
         fake_tenant.apps.append(App(id="a2", name="Gradebook Sync"))
         fake_tenant.grants += [
@@ -155,6 +168,7 @@ def two_scans(fake_tenant, tmp_path, monkeypatch) -> tuple[Database, dict]:
     expected = {name: list(reference.query(sql)) for name, sql in READ_BACK.items()}
     assert any(row["revoked_at"] for row in expected["grants"]) and any(row["tenant_wide"] for row in expected["grants"])
     assert expected["unapproved_usage"] and any(row["last_used"] for row in expected["grants"])
+    assert [row["previous_result"] for row in expected["posture"]] == [None, None, "fail", "unknown"]
     return reference, expected
 
 
@@ -231,7 +245,7 @@ def test_people_and_unapproved_rows_made_before_0012_are_converted_in_place(fake
     old.close()
 
     upgraded = store.open_db(path)
-    assert [m.name for m in schema.migrations.applied(upgraded)][-1] == "0012_compact_people"
+    assert "0012_compact_people" in {m.name for m in schema.migrations.applied(upgraded)}
     assert "people" in upgraded.view_names() and "reason" not in upgraded["unapproved"].columns_dict
     assert {name: list(upgraded.query(sql)) for name, sql in READ_BACK.items()} == expected
     stored = {row[0]: row[1:] for row in upgraded.execute("select id, email, name, account_ids, addresses from person_rows")}
@@ -241,3 +255,19 @@ def test_people_and_unapproved_rows_made_before_0012_are_converted_in_place(fake
     assert not {"idx_users_provider", "idx_users_role", "idx_users_org_unit", "idx_users_person_id_id"} & {
         index.name for index in upgraded["users"].indexes}
     assert [index.columns for index in upgraded["person_rows"].indexes] == [["id"]]  # its primary key, no other
+
+
+def test_posture_rows_made_before_0013_are_converted_in_place(fake_tenant, tmp_path, monkeypatch):
+    """Migration 0013 on an inventory in the shape 0001-0012 made: every scan's posture rows
+    read back the same through the posture view, each check's words stored once."""
+    reference, expected = two_scans(fake_tenant, tmp_path, monkeypatch)
+    path = str(tmp_path / "released.db")
+    old = released(reference, path, "0013_compact_posture")
+    assert old["posture"].count == len(expected["posture"]) == 4
+    old.close()
+
+    upgraded = store.open_db(path)
+    assert "0013_compact_posture" in {m.name for m in schema.migrations.applied(upgraded)}
+    assert "posture" in upgraded.view_names() and {"posture_rows", "posture_checks"} <= set(upgraded.table_names())
+    assert {name: list(upgraded.query(sql)) for name, sql in READ_BACK.items()} == expected
+    assert upgraded["posture_checks"].count == 2

@@ -1,8 +1,9 @@
 """Writing one scan's posture findings and consent requests, and forgetting old ones.
 
-`posture` keeps every scan's findings (one row per check and scope), so the history of a
-setting can be read back and a check that went from pass to fail is one query away: each
-row carries `previous_result`, the result of the same check and scope in the provider's
+`posture` (a view of posture_rows, and of posture_checks, which keeps each check's words
+once) holds every scan's findings, one row per check and scope, so the history of a setting
+can be read back and a check that went from pass to fail is one query away: each row
+carries `previous_result`, the result of the same check and scope in the provider's
 previous succeeded scan. `consent_requests` holds one row per person's request, updated
 by every scan that still sees it.
 """
@@ -18,8 +19,9 @@ from ..providers import POSTURE_RESULTS, POSTURE_SCOPES, ConsentRequest, Posture
 from ..timestamps import iso, normalize_timestamp
 from .database import insert_rows
 
-POSTURE_COLUMNS = ("scan_id", "provider", "check_id", "title", "scope_kind", "scope", "requirement", "expected", "actual",
-                   "result", "reason", "fix", "checked_at")
+# A check's words, kept once for each wording (posture_checks); what a scan found (posture_rows).
+CHECK_COLUMNS = ("provider", "check_id", "title", "requirement", "expected", "fix")
+ROW_COLUMNS = ("scan_id", "check_key", "scope_kind", "scope", "actual", "result", "reason", "checked_at")
 REQUEST_COLUMNS = ("id", "provider", "app_id", "client_id", "app_name", "scopes", "status", "user_id", "email", "user_name",
                    "reason", "requested_at", "completed_at", "first_seen", "last_seen", "seen_scan_id")
 REQUIREMENTS = ("SHALL", "SHOULD")
@@ -55,10 +57,10 @@ class PostureWriter:
         key = (finding.check_id, finding.scope_kind, finding.scope)
         if key in self._findings:
             raise ValueError(f"{where}: reported twice for {finding.scope_kind} {finding.scope!r} in one scan")
-        self._findings[key] = [
-            self.scan_id, self.provider, finding.check_id, finding.title, finding.scope_kind, finding.scope,
-            finding.requirement, finding.expected, finding.actual, finding.result, finding.reason, finding.fix, self.now,
-        ]
+        self._findings[key] = (
+            (self.provider, finding.check_id, finding.title, finding.requirement, finding.expected, finding.fix),
+            [self.scan_id, None, finding.scope_kind, finding.scope, finding.actual, finding.result, finding.reason, self.now],
+        )
 
     def _add_request(self, request: ConsentRequest) -> None:
         if not request.id or not request.app_id or not request.status:
@@ -73,16 +75,29 @@ class PostureWriter:
 
     def finish(self) -> None:
         """Write what was collected."""
-        insert_rows(self.db.conn, f"insert into posture ({', '.join(POSTURE_COLUMNS)})", list(self._findings.values()))
-        # The same check and scope in this provider's previous succeeded scan (this one is still running).
+        checks = {tuple(row[1:]): row[0] for row in self.db.execute(
+            f"select key, {', '.join(CHECK_COLUMNS)} from posture_checks where provider = ?", [self.provider])}
+        rows = []
+        for words, row in self._findings.values():
+            if words not in checks:
+                checks[words] = self.db.execute(
+                    f"insert into posture_checks ({', '.join(CHECK_COLUMNS)}) values (?, ?, ?, ?, ?, ?)", words).lastrowid
+            row[1] = checks[words]
+            rows.append(row)
+        insert_rows(self.db.conn, f"insert into posture_rows ({', '.join(ROW_COLUMNS)})", rows)
+        # The same check and scope in this provider's previous succeeded scan (this one is still running),
+        # whatever the check's wording then.
         self.db.execute(
-            """update posture set previous_result = (
-                 select earlier.result from posture as earlier join scans on scans.id = earlier.scan_id
-                 where scans.status = 'succeeded' and earlier.provider = posture.provider
-                   and earlier.check_id = posture.check_id and earlier.scope_kind = posture.scope_kind
-                   and earlier.scope = posture.scope and earlier.scan_id < posture.scan_id
+            """update posture_rows set previous_result = (
+                 select earlier.result from posture_rows as earlier
+                   join posture_checks as earlier_check on earlier_check.key = earlier.check_key
+                   join scans on scans.id = earlier.scan_id
+                 where scans.status = 'succeeded' and earlier_check.provider = now.provider and earlier_check.check_id = now.check_id
+                   and earlier.scope_kind = posture_rows.scope_kind and earlier.scope = posture_rows.scope
+                   and earlier.scan_id < posture_rows.scan_id
                  order by earlier.scan_id desc limit 1)
-               where scan_id = ?""",
+               from posture_checks as now
+               where now.key = posture_rows.check_key and posture_rows.scan_id = ?""",
             [self.scan_id],
         )
         insert_rows(
@@ -100,8 +115,9 @@ def purge_posture(db: Database, history_days: int, now: dt.datetime) -> None:
     seen for that long. Runs before the scans themselves are purged."""
     cutoff = iso(now - dt.timedelta(days=history_days))
     db.execute(
-        """delete from posture where checked_at < ?
+        """delete from posture_rows where checked_at < ?
            and scan_id not in (select max(id) from scans where status = 'succeeded' group by provider)""",
         [cutoff],
     )
+    db.execute("delete from posture_checks where key not in (select check_key from posture_rows)")
     db.execute("delete from consent_requests where last_seen < ?", [cutoff])
