@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 
 from scanner import store
+from scanner.schema import CHANGE_KIND_CODES
 
 
 def timed(label: str, step: Callable[[], object]) -> None:
@@ -31,8 +32,8 @@ def weekly_churn(db, share: float) -> int:
     """A scan in which `share` of the accounts authorized an app: its change records."""
     scan_id = db["scans"].insert({"provider": "google", "mode": "full", "started_at": "bench", "status": "running"}).last_pk
     db.execute(
-        """insert into change_rows (scan_id, kind, app_key, user_key, resource, application, detected_at)
-           select ?, 'new_grant', g.app_key, g.user_key, g.resource, g.application, 0
+        f"""insert into change_rows (scan_id, kind, app_key, user_key, resource, application, detected_at)
+           select ?, {CHANGE_KIND_CODES['new_grant']}, g.app_key, g.user_key, g.resource, g.application, 0
            from users join grant_rows as g on g.user_key = users.key
              and g.app_key = (select app_key from grant_rows where user_key = users.key limit 1)
            where abs(random()) % 10000 < ?""",

@@ -282,7 +282,6 @@ INDEXES = [
     ("catalog_suggestions", ["app_id"]),
     ("grant_rows", ["app_key", "user_key"]),
     ("change_rows", ["scan_id", "kind"]),
-    ("change_rows", ["detected_at"]),
     # A check's history (the previous result of each check and scope), and each scan's rows.
     ("posture_rows", ["check_key", "scope_kind", "scope", "scan_id"]),
     ("posture_rows", ["scan_id"]),
@@ -304,6 +303,15 @@ def unix_time(value: str) -> str:
 
 
 RISK_NAME_SQL = "case {0} when 2 then 'high' when 1 then 'medium' else 'low' end"
+
+# A change record's kind as change_rows stores it (migration 0014), and back to its word.
+CHANGE_KIND_CODES = {"new_app": 1, "new_grant": 2, "new_scopes": 3, "revoked_grant": 4}
+
+
+def change_kind_word(column: str) -> str:
+    """SQL for a stored change kind (CHANGE_KIND_CODES) as its word."""
+    return "case " + column + "".join(f" when {code} then '{kind}'" for kind, code in CHANGE_KIND_CODES.items()) + " end"
+
 RISK_RANK_SQL = "case {0} when 'high' then 2 when 'medium' then 1 else 0 end"
 
 # A grant's id, provider:account:client[:resource][:application], as scanner.store.grant_id makes
@@ -525,7 +533,7 @@ order by catalog.dpa_expires
 # The history of what scans found (migration 0011 stores it by keys in change_rows).
 CHANGES = f"""
 select
-  c.id, c.scan_id, apps.provider, c.kind, apps.id as app_id, users.id as user_id,
+  c.id, c.scan_id, apps.provider, {change_kind_word("c.kind")} as kind, apps.id as app_id, users.id as user_id,
   case when c.resource is not null then {GRANT_ID.format(provider="apps.provider", user="users.id", client="apps.client_id",
                                                          resource="c.resource", application="c.application")} end as grant_id,
   scope_sets.scopes, {iso_time("c.detected_at")} as detected_at, c.revoked_by_plan
@@ -537,7 +545,7 @@ from change_rows as c
 
 CHANGES_SINCE_LAST_SCAN = f"""
 select
-  c.id, apps.provider, c.kind, {iso_time("c.detected_at")} as detected_at,
+  c.id, apps.provider, {change_kind_word("c.kind")} as kind, {iso_time("c.detected_at")} as detected_at,
   apps.name as app, apps.status, apps.risk, apps.id as app_id,
   users.email, users.role, users.id as user_id, scope_sets.scopes, c.scan_id
 from change_rows as c
@@ -975,6 +983,40 @@ def m0013_compact_posture(db: Database) -> None:
                and checks.fix is posture.fix"""
     )
     db["posture"].drop()
+
+
+@migrations(name="0014_compact_change_rows")
+def m0014_compact_change_rows(db: Database) -> None:
+    """Change records in less room (docs/scale.md: a school year of weekly scans): a record's
+    kind as a number (CHANGE_KIND_CODES; the `changes` view shows the word), in the table
+    and in its index by scan, and no index by time, which only retention read, once a scan."""
+    for view in db.view_names():
+        db.execute(f"drop view {view}")
+    db.execute("drop index if exists idx_change_rows_detected_at")
+    db.execute("drop index if exists idx_change_rows_scan_id_kind")
+    db.execute(
+        """create table change_rows_by_code (
+             id integer primary key,
+             scan_id integer not null,
+             kind integer not null,       -- 1 new_app, 2 new_grant, 3 new_scopes, 4 revoked_grant
+             app_key integer not null,    -- apps.key
+             user_key integer not null,   -- users.key, 0 for none
+             resource text,               -- the grant's; null for a change about no grant (new_app)
+             application integer,         -- the grant's type: 1 application, 0 delegated
+             scope_set integer,           -- scope_sets.key: the scopes involved
+             detected_at integer not null,  -- Unix time
+             revoked_by_plan integer
+           )"""
+    )
+    db.execute(
+        """insert into change_rows_by_code
+           select id, scan_id, case kind when 'new_app' then 1 when 'new_grant' then 2 when 'new_scopes' then 3
+                                         when 'revoked_grant' then 4 end,
+             app_key, user_key, resource, application, scope_set, detected_at, revoked_by_plan
+           from change_rows"""
+    )
+    db.execute("drop table change_rows")
+    db.execute("alter table change_rows_by_code rename to change_rows")
 
 
 VIEWS = {

@@ -27,6 +27,7 @@ FROZEN = {
     "0011_change_rows": "9b3bff5a6c65",
     "0012_compact_people": "98a86c64f5ca",
     "0013_compact_posture": "23f86d0559d4",
+    "0014_compact_change_rows": "fd486b92a1be",
 }
 
 
@@ -173,7 +174,11 @@ def two_scans(fake_tenant, tmp_path, monkeypatch) -> tuple[Database, dict]:
 
 
 # Tables whose earlier columns the reference no longer stores, and what reads them as they were.
-AS_RELEASED = {"unapproved": f"({schema.UNAPPROVED_KEYS})"}
+AS_RELEASED = {
+    "unapproved": f"({schema.UNAPPROVED_KEYS})",
+    "change_rows": f"""(select id, scan_id, {schema.change_kind_word('kind')} as kind, app_key, user_key, resource, application,
+                       scope_set, detected_at, revoked_by_plan from change_rows)""",
+}
 
 
 def released(reference: Database, path: str, stop_before: str) -> Database:
@@ -271,3 +276,21 @@ def test_posture_rows_made_before_0013_are_converted_in_place(fake_tenant, tmp_p
     assert "posture" in upgraded.view_names() and {"posture_rows", "posture_checks"} <= set(upgraded.table_names())
     assert {name: list(upgraded.query(sql)) for name, sql in READ_BACK.items()} == expected
     assert upgraded["posture_checks"].count == 2
+
+
+def test_change_records_made_before_0014_keep_their_kinds_as_numbers(fake_tenant, tmp_path, monkeypatch):
+    """Migration 0014 on an inventory in the shape 0001-0013 made: every change record reads
+    back the same through the changes view, its kind stored as a number and indexed by scan only."""
+    reference, expected = two_scans(fake_tenant, tmp_path, monkeypatch)
+    kinds = {row["kind"] for row in expected["changes"]}
+    assert {"new_app", "new_grant", "revoked_grant"} <= kinds
+    path = str(tmp_path / "released.db")
+    old = released(reference, path, "0014_compact_change_rows")
+    assert {row[0] for row in old.execute("select kind from change_rows")} == kinds
+    old.close()
+
+    upgraded = store.open_db(path)
+    assert "0014_compact_change_rows" in {m.name for m in schema.migrations.applied(upgraded)}
+    assert {name: list(upgraded.query(sql)) for name, sql in READ_BACK.items()} == expected
+    assert {row[0] for row in upgraded.execute("select kind from change_rows")} == {schema.CHANGE_KIND_CODES[k] for k in kinds}
+    assert [index.columns for index in upgraded["change_rows"].indexes] == [["scan_id", "kind"]]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from sqlite_utils import Database
 
+from ..schema import CHANGE_KIND_CODES
 from .temp import temp_table
 
 
@@ -131,11 +132,11 @@ def _redo_multi_account_usage(db: Database, after_scan: int | None) -> None:
         ).rowcount
     else:
         db.execute(
-            """insert or ignore into temp._usage_redo (person_id)
+            f"""insert or ignore into temp._usage_redo (person_id)
                select person_id from temp._people_affected
                union
                select users.person_id from change_rows join users on users.key = change_rows.user_key
-               where change_rows.scan_id = ? and change_rows.kind in ('new_grant', 'revoked_grant')""",
+               where change_rows.scan_id = ? and change_rows.kind in ({CHANGE_KIND_CODES['new_grant']}, {CHANGE_KIND_CODES['revoked_grant']})""",
             [after_scan],
         )
         db.execute("delete from multi_account_usage where person_id in (select person_id from temp._usage_redo)")

@@ -21,7 +21,7 @@ from sqlite_utils import Database
 from .. import scopes
 from ..progress import StepTimer
 from ..providers import App, ConsentRequest, Grant, GrantsListed, LastUsed, PostureFinding, Record, ScanRun, User, UsersSeen
-from ..schema import unix_time
+from ..schema import CHANGE_KIND_CODES, unix_time
 from ..timestamps import iso, normalize_timestamp, parse_iso
 from .database import insert_rows
 from .derived import DEFAULT_HISTORY_DAYS, apply_matching, purge_history, refresh_app_stats, refresh_unapproved_usage
@@ -35,7 +35,7 @@ from .products import refresh_products
 
 log = logging.getLogger(__name__)
 
-CHANGE_KINDS = ("new_app", "new_grant", "revoked_grant", "new_scopes")
+CHANGE_KINDS = tuple(CHANGE_KIND_CODES)
 
 
 def aliases_json(user: User) -> str | None:
@@ -350,8 +350,10 @@ class ScanWriter:
             for c in changes
         ]
         if rows:
-            insert_rows(self.db.conn, f"insert into change_rows ({', '.join(CHANGE_COLUMNS)})", rows)
             self.changes.update(row[1] for row in rows)
+            for row in rows:
+                row[1] = CHANGE_KIND_CODES[row[1]]
+            insert_rows(self.db.conn, f"insert into change_rows ({', '.join(CHANGE_COLUMNS)})", rows)
 
     # the end of a scan ----------------------------------------------------------------------
 
