@@ -303,6 +303,7 @@ def unix_time(value: str) -> str:
 
 
 RISK_NAME_SQL = "case {0} when 2 then 'high' when 1 then 'medium' else 'low' end"
+RISK_RANK_SQL = "case {0} when 'high' then 2 when 'medium' then 1 else 0 end"
 
 # A change record's kind as change_rows stores it (migration 0014), and back to its word.
 CHANGE_KIND_CODES = {"new_app": 1, "new_grant": 2, "new_scopes": 3, "revoked_grant": 4}
@@ -312,7 +313,6 @@ def change_kind_word(column: str) -> str:
     """SQL for a stored change kind (CHANGE_KIND_CODES) as its word."""
     return "case " + column + "".join(f" when {code} then '{kind}'" for kind, code in CHANGE_KIND_CODES.items()) + " end"
 
-RISK_RANK_SQL = "case {0} when 'high' then 2 when 'medium' then 1 else 0 end"
 
 # A grant's id, provider:account:client[:resource][:application], as scanner.store.grant_id makes
 # it, from the account's id (null: tenant-wide, "*") and the app's client id.
