@@ -196,25 +196,28 @@ class HandedOut:
     a fresh start needs it, which is rare.
     """
 
+    SIZE = 16
+
     def __init__(self) -> None:
         self._digests = bytearray()
-        self._lookup: set[bytes] | None = None
+        self._lookup: set[bytes] | None = None  # from the first look-up on, instead of _digests
 
-    @staticmethod
-    def _digest(item_id: str) -> bytes:
-        return hashlib.blake2b(item_id.encode(), digest_size=16).digest()
+    def _digest(self, item_id: str) -> bytes:
+        return hashlib.blake2b(item_id.encode(), digest_size=self.SIZE).digest()
 
     def add(self, item_ids: Iterable[str]) -> None:
         for item_id in item_ids:
-            digest = self._digest(item_id)
-            self._digests += digest
-            if self._lookup is not None:
-                self._lookup.add(digest)
+            if self._lookup is None:
+                self._digests += self._digest(item_id)
+            else:
+                self._lookup.add(self._digest(item_id))
 
     def __contains__(self, item_id: str) -> bool:
         if self._lookup is None:
             view = memoryview(self._digests)
-            self._lookup = {bytes(view[start:start + 16]) for start in range(0, len(view), 16)}
+            self._lookup = {bytes(view[start:start + self.SIZE]) for start in range(0, len(view), self.SIZE)}
+            view.release()
+            self._digests = bytearray()
         return self._digest(item_id) in self._lookup
 
 
