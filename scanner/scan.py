@@ -26,10 +26,11 @@ from sqlite_utils import Database
 
 from . import store
 from .config import Config, ConfigError
+from .memory import return_large_blocks
 from .plugin_manager import call_each, load_plugins
 from .progress import Progress, StepTimer
-from .timestamps import utc_now
 from .providers import Provider, ProviderError, ScanRun
+from .timestamps import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,7 @@ def run_scans(
     for name in names:
         if name in config.schema:
             config.check_ready(name)
+    return_large_blocks()  # a scan's pages of answers go back to the system once read
     outcome = ScanOutcome()
     history_days = config.section("retention")["history_days"]
     with ScanLock(db_path):
