@@ -11,7 +11,8 @@ longest Retry-After among them. Closing the client ends every wait to retry at o
 
 A page token (`$skiptoken` in a nextLink) that Graph says has expired (400
 `Directory_ExpiredPageToken`) cannot be sent again: the listing starts over from its
-first page, skipping the items already handed out (by id), a few times at most.
+first page, a few times at most, skipping the items already handed out (by id) unless
+the caller would rather have them again (`on_restart`).
 
 A Graph error that remains becomes a `GraphCallError` holding Graph's own code,
 message and request-id; it never holds the token.
@@ -191,9 +192,8 @@ class HandedOut:
     """The ids a listing has handed out, for a fresh start after an expired page token to skip.
 
     Kept as 16-byte digests in one bytearray (16 MB for a million ids, where a set of the id
-    strings took about 130 MB for a million users, and as much again for each large app's
-    grants: 668 MB at the peak of a million-account scan); looked up through a set only once
-    a fresh start needs it, which is rare.
+    strings took about 130 MB for a million users); looked up through a set only once a
+    fresh start needs it, which is rare.
     """
 
     SIZE = 16
