@@ -179,7 +179,7 @@ def test_a_next_link_to_the_configured_host_is_followed():
 
 def test_a_long_listing_keeps_what_it_handed_out_in_a_few_bytes_an_item(client, monkeypatch):
     """To skip what it handed out after a fresh start, a listing of users keeps each one's id:
-    as a set of the id strings that held 668 MB at the peak of a million-account scan (docs/scale.md)."""
+    as a set of the id strings that took about 130 MB for a million users (docs/scale.md)."""
     import tracemalloc
 
     pages, size = 60, 999

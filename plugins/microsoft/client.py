@@ -271,8 +271,8 @@ class GraphClient:
         When Graph says a nextLink's page token has expired, the listing starts again from its
         first page (at most PAGE_TOKEN_RESTARTS times, then the error is raised). Items already
         yielded are skipped, by id: nothing is yielded twice and nothing is lost. A caller that
-        only tallies can pass `on_restart` instead: it is called (to forget the tally) and every
-        item is yielded again, which spares keeping the ids.
+        tallies, or whose items may safely come twice, can pass `on_restart` instead: it is
+        called (to forget the tally) and every item is yielded again, which spares keeping the ids.
         """
         first = self.url(path)
         url: str | None = first

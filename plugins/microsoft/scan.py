@@ -311,26 +311,21 @@ class TenantScan:
         emit("tenant_counts", counts)
 
     def _fetch_client_grants(self, emit: Callable, sp: ServicePrincipal) -> None:
-        count = 0
-
-        def count_afresh() -> None:
-            nonlocal count
-            count = 0
-
+        page_sizes: list[int] = []
         try:
             # After an expired page token the grants come again from the first page: the store
             # merges a grant met twice in one scan, so the listing keeps no record of what it
             # handed out (at a million accounts that was up to 11 MB for each large app).
             url = f"/v1.0/servicePrincipals/{sp.id}/oauth2PermissionGrants?$top=999"
-            for page in self.graph.pages(url, on_restart=count_afresh):
-                count += len(page)
+            for page in self.graph.pages(url, on_restart=page_sizes.clear):
+                page_sizes.append(len(page))
                 records = [r for r in (delegated_grant(g, self.principals) for g in page) if r]
                 if records:
                     emit("grants", records)
         except GraphCallError as error:
             if error.status != 404:  # 404: the app was deleted during the scan
                 raise
-        emit("client_listed", (sp.id, count))
+        emit("client_listed", (sp.id, sum(page_sizes)))
 
     def _fetch_application_permissions(self, emit: Callable, clients: list[ServicePrincipal]) -> None:
         urls = {sp.id: f"/servicePrincipals/{sp.id}/appRoleAssignments?$top=999" for sp in clients}
